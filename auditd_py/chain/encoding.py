@@ -1,0 +1,275 @@
+"""Byte-level encodings of format version 1 (see docs/FORMAT.md).
+
+Every hash is BLAKE2b with a 32-byte digest over a one-byte type tag followed by
+the data, so that no two kinds of input can ever hash alike:
+
+====  =====================================================================
+tag   input
+====  =====================================================================
+0x00  Merkle leaf: record body bytes (RFC 6962 leaf prefix)
+0x01  Merkle node: left ‖ right (RFC 6962 node prefix)
+0x02  chain link: previous link ‖ leaf hash
+0x03  record MAC (keyed with the epoch MAC key): link
+0x04  genesis link: ``FORMAT_TAG`` ‖ archive identity file bytes
+0x05  MAC key evolution: previous MAC key
+0x06  checkpoint digest: checkpoint line bytes
+0x07  signing seed evolution: previous signing seed
+0x08  public-key fingerprint: raw Ed25519 public key
+====  =====================================================================
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from auditd_py.errors import FormatError
+
+FORMAT_VERSION: Final = 1
+FORMAT_TAG: Final = b"auditd-py/1"
+DIGEST_SIZE: Final = 32
+SIG_CONTEXT: Final = b"auditd-py checkpoint v1\x00"
+
+TAG_LEAF: Final = b"\x00"
+TAG_NODE: Final = b"\x01"
+TAG_LINK: Final = b"\x02"
+TAG_MAC: Final = b"\x03"
+TAG_GENESIS: Final = b"\x04"
+TAG_MAC_EVOLVE: Final = b"\x05"
+TAG_CHECKPOINT: Final = b"\x06"
+TAG_SIGN_EVOLVE: Final = b"\x07"
+TAG_FINGERPRINT: Final = b"\x08"
+
+META_SOURCE: Final = "auditd-py"
+
+# Pre-initialised hash states: copying one is about twice as fast as building anew.
+_LEAF = hashlib.blake2b(TAG_LEAF, digest_size=DIGEST_SIZE)
+_NODE = hashlib.blake2b(TAG_NODE, digest_size=DIGEST_SIZE)
+_LINK = hashlib.blake2b(TAG_LINK, digest_size=DIGEST_SIZE)
+
+# A sealed record line is BODY ‖ SEAL_SUFFIX; the suffix has a fixed length.
+_LINK_OPEN: Final = b',"link":"'
+_MAC_OPEN: Final = b'","mac":"'
+_CLOSE: Final = b'"}'
+SEAL_SUFFIX_LEN: Final = len(_LINK_OPEN) + 64 + len(_MAC_OPEN) + 64 + len(_CLOSE)
+_SIG_OPEN: Final = b',"signature":"'
+SIG_SUFFIX_LEN: Final = len(_SIG_OPEN) + 128 + len(_CLOSE)
+
+
+def h(tag: bytes, *parts: bytes) -> bytes:
+    """BLAKE2b-256 of ``tag ‖ parts``."""
+    st = hashlib.blake2b(tag, digest_size=DIGEST_SIZE)
+    for p in parts:
+        st.update(p)
+    return st.digest()
+
+
+def leaf_hash(body: bytes) -> bytes:
+    st = _LEAF.copy()
+    st.update(body)
+    return st.digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    st = _NODE.copy()
+    st.update(left)
+    st.update(right)
+    return st.digest()
+
+
+def link_hash(prev: bytes, leaf: bytes) -> bytes:
+    st = _LINK.copy()
+    st.update(prev)
+    st.update(leaf)
+    return st.digest()
+
+
+def genesis_link(identity_bytes: bytes) -> bytes:
+    return h(TAG_GENESIS, FORMAT_TAG, identity_bytes)
+
+
+def mac_state(mac_key: bytes) -> Any:
+    """A keyed BLAKE2b state for one epoch, to be ``.copy()``-ed per record."""
+    return hashlib.blake2b(TAG_MAC, digest_size=DIGEST_SIZE, key=mac_key)
+
+
+def record_mac(mac_key: bytes, link: bytes) -> bytes:
+    st = mac_state(mac_key)
+    st.update(link)
+    return bytes(st.digest())
+
+
+def fingerprint(public_key: bytes) -> str:
+    return h(TAG_FINGERPRINT, public_key).hex()
+
+
+def checkpoint_digest(line: bytes) -> bytes:
+    return h(TAG_CHECKPOINT, line)
+
+
+# ---------------------------------------------------------------- record bodies
+
+
+@dataclass(frozen=True, slots=True)
+class Fields:
+    """The content of one record, before it is numbered and sealed."""
+
+    time_ns: int
+    source: str
+    message: bytes
+    event: str | None = None
+    attrs: dict[str, Any] | None = None
+
+
+_ts_cache: list[Any] = [-1, b""]
+
+
+def format_ts(time_ns: int) -> bytes:
+    """RFC 3339 UTC with nanoseconds, e.g. ``2026-11-26T04:46:05.123456789Z``."""
+    sec, frac = divmod(time_ns, 1_000_000_000)
+    if _ts_cache[0] != sec:
+        _ts_cache[0] = sec
+        _ts_cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)).encode()
+    return b"%s.%09dZ" % (_ts_cache[1], frac)
+
+
+def _dumps(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError as exc:  # orjson.JSONEncodeError subclasses TypeError
+        raise FormatError(f"record attribute cannot be encoded as JSON: {exc}") from exc
+
+
+def encode_body(seq: int, epoch: int, f: Fields) -> bytes:
+    """The record body: the exact bytes that are hashed, written as a JSON prefix.
+
+    Key order is fixed: seq, epoch, time, ts, source, [event], message,
+    [raw_b64], [attrs]. ``message`` is the text; when the original bytes are not
+    valid UTF-8 it holds them decoded with U+FFFD replacements and ``raw_b64``
+    holds the original bytes, base64 (RFC 4648, padded).
+    """
+    try:
+        text = f.message.decode("utf-8")
+        raw = b""
+    except UnicodeDecodeError:
+        text = f.message.decode("utf-8", "replace")
+        raw = b',"raw_b64":"' + base64.b64encode(f.message) + b'"'
+    event = b',"event":' + orjson.dumps(f.event) if f.event is not None else b""
+    attrs = b',"attrs":' + _dumps(f.attrs) if f.attrs else b""
+    return b'{"seq":%d,"epoch":%d,"time":%d,"ts":"%s","source":%s%s,"message":%s%s%s' % (
+        seq,
+        epoch,
+        f.time_ns,
+        format_ts(f.time_ns),
+        orjson.dumps(f.source),
+        event,
+        orjson.dumps(text),
+        raw,
+        attrs,
+    )
+
+
+def seal_line(body: bytes, link: bytes, mac: bytes) -> bytes:
+    return b"".join(
+        (body, _LINK_OPEN, link.hex().encode(), _MAC_OPEN, mac.hex().encode(), _CLOSE, b"\n")
+    )
+
+
+def split_line(line: bytes) -> tuple[bytes, bytes, bytes]:
+    """Split a record line (without its newline) into (body, link, mac).
+
+    Raises FormatError when the fixed seal suffix is absent or malformed: a line
+    whose MAC or link was stripped never verifies (fail closed).
+    """
+    n = len(line)
+    if n <= SEAL_SUFFIX_LEN or not line.startswith(b'{"seq":'):
+        raise FormatError("not a sealed record line", field="seal")
+    s = n - SEAL_SUFFIX_LEN
+    if (
+        line[s : s + 9] != _LINK_OPEN
+        or line[s + 73 : s + 82] != _MAC_OPEN
+        or line[n - 2 :] != _CLOSE
+    ):
+        raise FormatError("record seal suffix (link, mac) missing or malformed", field="seal")
+    try:
+        link = bytes.fromhex(line[s + 9 : s + 73].decode("ascii"))
+        mac = bytes.fromhex(line[s + 82 : s + 146].decode("ascii"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FormatError("link or mac is not 64 hex digits", field="seal") from exc
+    return line[:s], link, mac
+
+
+def body_prefix(seq: int, epoch: int) -> bytes:
+    return b'{"seq":%d,"epoch":%d,' % (seq, epoch)
+
+
+def parse_record(line: bytes) -> dict[str, Any]:
+    """Parse a whole record line as JSON (for display and diagnostics)."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise FormatError(f"record is not valid JSON: {exc}", field="json") from exc
+    if not isinstance(obj, dict):
+        raise FormatError("record is not a JSON object", field="json")
+    return obj
+
+
+def record_bytes(obj: dict[str, Any]) -> bytes:
+    """The original message bytes of a parsed record (lossless for invalid UTF-8)."""
+    raw = obj.get("raw_b64")
+    if isinstance(raw, str):
+        try:
+            return base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise FormatError("raw_b64 is not valid base64", field="raw_b64") from exc
+    msg = obj.get("message")
+    if not isinstance(msg, str):
+        raise FormatError("message is not a string", field="message")
+    return msg.encode("utf-8")
+
+
+def scan_int(body: bytes, key: bytes) -> int | None:
+    """Read the integer after ``"key":`` in a body, without a full JSON parse."""
+    tag = b'"' + key + b'":'
+    i = body.find(tag)
+    if i < 0:
+        return None
+    j = i + len(tag)
+    k = j
+    while k < len(body) and (48 <= body[k] <= 57 or body[k] == 45):
+        k += 1
+    try:
+        return int(body[j:k])
+    except ValueError:
+        return None
+
+
+# ---------------------------------------------------------------- signed JSON documents
+
+
+def sign_line(body: bytes, signature: bytes) -> bytes:
+    return body + _SIG_OPEN + signature.hex().encode() + _CLOSE + b"\n"
+
+
+def split_signed(line: bytes) -> tuple[bytes, bytes]:
+    """Split a signed document line (without newline) into (body, signature)."""
+    n = len(line)
+    s = n - SIG_SUFFIX_LEN
+    if s <= 1 or line[s : s + len(_SIG_OPEN)] != _SIG_OPEN or line[n - 2 :] != _CLOSE:
+        raise FormatError("signature missing or malformed", field="signature")
+    try:
+        sig = bytes.fromhex(line[s + len(_SIG_OPEN) : n - 2].decode("ascii"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FormatError("signature is not 128 hex digits", field="signature") from exc
+    return line[:s], sig
+
+
+def dumps_prefix(obj: dict[str, Any]) -> bytes:
+    """A JSON object without its closing brace, keys in the given order."""
+    return orjson.dumps(obj)[:-1]

@@ -1,0 +1,62 @@
+"""The archive identity file (``archive.json``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+from auditd_py.chain.encoding import FORMAT_VERSION, fingerprint
+from auditd_py.errors import FormatError
+
+IDENTITY_TYPE = "auditd-py.archive"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    archive: str
+    host: str
+    created: int
+    public_key: bytes
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            {
+                "v": FORMAT_VERSION,
+                "type": IDENTITY_TYPE,
+                "archive": self.archive,
+                "host": self.host,
+                "created": self.created,
+                "public_key": self.public_key.hex(),
+                "public_key_fingerprint": fingerprint(self.public_key),
+            }
+        ) + b"\n"
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, file: str | None = None) -> Identity:
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise FormatError(f"archive identity is not valid JSON: {exc}", file=file) from exc
+        if not isinstance(obj, dict) or obj.get("type") != IDENTITY_TYPE:
+            raise FormatError("not an auditd-py archive identity", file=file, field="type")
+        if obj.get("v") != FORMAT_VERSION:
+            raise FormatError(f"unsupported format version {obj.get('v')!r}", file=file, field="v")
+        try:
+            ident = cls(
+                archive=str(obj["archive"]),
+                host=str(obj["host"]),
+                created=int(obj["created"]),
+                public_key=bytes.fromhex(obj["public_key"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FormatError(f"archive identity field missing or invalid: {exc}", file=file) from exc
+        if len(ident.public_key) != 32:
+            raise FormatError("public_key must be 32 bytes", file=file, field="public_key")
+        if obj.get("public_key_fingerprint") != fingerprint(ident.public_key):
+            raise FormatError(
+                "public_key_fingerprint does not match public_key",
+                file=file,
+                field="public_key_fingerprint",
+            )
+        return ident

@@ -1,0 +1,139 @@
+"""The sealer: numbers, links, MACs and Merkle-appends records; closes epochs.
+
+Pure state machine. The caller owns the clock and the files: it feeds
+:class:`~auditd_py.chain.encoding.Fields`, writes the returned lines, and asks
+for :meth:`Sealer.close_epoch` when an epoch ends, then persists
+:meth:`Sealer.snapshot` (which no longer holds the previous epoch's keys).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from auditd_py.chain import merkle
+from auditd_py.chain.checkpoint import ZERO, Checkpoint
+from auditd_py.chain.encoding import (
+    Fields,
+    encode_body,
+    leaf_hash,
+    link_hash,
+    mac_state,
+    seal_line,
+)
+from auditd_py.chain.keys import evolve_mac_key, evolve_sign_seed, public_key_of
+from auditd_py.chain.verify import check_record
+
+
+@dataclass(frozen=True, slots=True)
+class SealerState:
+    """Everything needed to continue a chain: what the state file stores."""
+
+    archive: str
+    epoch: int
+    epoch_start: int
+    epoch_first_seq: int
+    mac_key: bytes
+    sign_seed: bytes
+    seq: int
+    link: bytes
+    stack: tuple[bytes, ...]
+    prev_checkpoint: bytes = ZERO
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def genesis(
+        cls, archive: str, genesis: bytes, mac_key: bytes, sign_seed: bytes, now: int
+    ) -> SealerState:
+        return cls(archive, 0, now, 0, mac_key, sign_seed, 0, genesis, ())
+
+
+class Sealer:
+    """Seals records into lines for one archive, one epoch at a time."""
+
+    def __init__(self, state: SealerState) -> None:
+        self.archive = state.archive
+        self.epoch = state.epoch
+        self.epoch_start = state.epoch_start
+        self.epoch_first_seq = state.epoch_first_seq
+        self._mac_key = state.mac_key
+        self._sign_seed = state.sign_seed
+        self._mac = mac_state(state.mac_key)
+        self.seq = state.seq
+        self.link = state.link
+        self.stack = list(state.stack)
+        self.prev_checkpoint = state.prev_checkpoint
+        self.extra = dict(state.extra)
+
+    @property
+    def epoch_records(self) -> int:
+        return self.seq - self.epoch_first_seq
+
+    def seal(self, f: Fields) -> bytes:
+        """Seal one record; return its line (with newline)."""
+        seq = self.seq
+        body = encode_body(seq, self.epoch, f)
+        leaf = leaf_hash(body)
+        link = link_hash(self.link, leaf)
+        st = self._mac.copy()
+        st.update(link)
+        mac = st.digest()
+        merkle.append(self.stack, seq, leaf)
+        self.seq = seq + 1
+        self.link = link
+        return seal_line(body, link, mac)
+
+    def adopt(self, line: bytes) -> None:
+        """Take an already written line as the next record (crash recovery).
+
+        Raises IntegrityError or FormatError unless ``line`` is exactly the next
+        record of this chain, MAC'd with this epoch's key.
+        """
+        body, link = check_record(line, self.seq, self.epoch, self.link, self._mac)
+        merkle.append(self.stack, self.seq, leaf_hash(body))
+        self.seq += 1
+        self.link = link
+
+    def checkpoint(self, end: int, reason: str) -> Checkpoint:
+        """The signed checkpoint that would close the current epoch now."""
+        next_seed = evolve_sign_seed(self._sign_seed)
+        cp = Checkpoint(
+            archive=self.archive,
+            epoch=self.epoch,
+            reason=reason,
+            start=self.epoch_start,
+            end=max(end, self.epoch_start),
+            seq_first=self.epoch_first_seq,
+            seq_end=self.seq,
+            chain_head=self.link,
+            merkle_root=merkle.root(self.stack),
+            prev=self.prev_checkpoint,
+            public_key=public_key_of(self._sign_seed),
+            next_public_key=public_key_of(next_seed),
+        )
+        return cp.signed(self._sign_seed)
+
+    def evolve(self, cp: Checkpoint) -> None:
+        """Move to the next epoch after ``cp`` is durably written: keys go one way."""
+        self.epoch += 1
+        self.epoch_start = cp.end
+        self.epoch_first_seq = self.seq
+        self.prev_checkpoint = cp.digest
+        self._mac_key = evolve_mac_key(self._mac_key)
+        self._sign_seed = evolve_sign_seed(self._sign_seed)
+        self._mac = mac_state(self._mac_key)
+
+    def snapshot(self) -> SealerState:
+        return SealerState(
+            archive=self.archive,
+            epoch=self.epoch,
+            epoch_start=self.epoch_start,
+            epoch_first_seq=self.epoch_first_seq,
+            mac_key=self._mac_key,
+            sign_seed=self._sign_seed,
+            seq=self.seq,
+            link=self.link,
+            stack=tuple(self.stack),
+            prev_checkpoint=self.prev_checkpoint,
+            extra=dict(self.extra),
+        )

@@ -1,0 +1,456 @@
+"""Streaming verification of an archive (pure: the caller reads the files).
+
+Checks are numbered as in docs/FORMAT.md section "Verification":
+
+* C1–C8 run over the checkpoints before any record is read;
+* R1–R7 run for each record line, in order;
+* F1–F3 run at the end.
+
+The first failed check raises :class:`~auditd_py.errors.IntegrityError` (or
+:class:`~auditd_py.errors.FormatError`) whose diagnostics name the file, the
+line, the seq and what failed. Memory is constant in the number of records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from auditd_py.chain import merkle
+from auditd_py.chain.checkpoint import ZERO, Checkpoint
+from auditd_py.chain.encoding import (
+    META_SOURCE,
+    body_prefix,
+    genesis_link,
+    leaf_hash,
+    link_hash,
+    mac_state,
+    parse_record,
+    scan_int,
+    split_line,
+)
+from auditd_py.chain.identity import Identity
+from auditd_py.chain.keys import evolve_mac_key, same
+from auditd_py.errors import FormatError, IntegrityError
+
+_META_MARK = b'"source":"' + META_SOURCE.encode() + b'",'
+
+
+def check_record(
+    line: bytes, seq: int, epoch: int, prev_link: bytes, mac: Any | None
+) -> tuple[bytes, bytes]:
+    """Checks R1–R4 for one record line; returns (body, link).
+
+    ``mac`` is the keyed BLAKE2b state of the epoch (``None``: public-key mode,
+    no MAC check).
+    """
+    body, link, tag = split_line(line)  # R1: the seal suffix is present (fail closed)
+    if not body.startswith(body_prefix(seq, epoch)):  # R2: position in the chain
+        raise _position_error(body, seq, epoch)
+    if mac is not None:  # R3: the MAC authenticates the stored link
+        st = mac.copy()
+        st.update(link)
+        if not same(tag, st.digest()):
+            raise IntegrityError(
+                f"MAC mismatch: record is not authentic for epoch {epoch}",
+                what="mac_mismatch",
+                seq=seq,
+                epoch=epoch,
+            )
+    if not same(link, link_hash(prev_link, leaf_hash(body))):  # R4: hash chain
+        raise IntegrityError(
+            "broken link: the record's bytes or its predecessor differ from what was sealed",
+            what="broken_link",
+            seq=seq,
+            epoch=epoch,
+        )
+    return body, link
+
+
+def _position_error(body: bytes, seq: int, epoch: int) -> IntegrityError:
+    got = scan_int(body, b"seq")
+    got_epoch = scan_int(body, b"epoch")
+    if got is None:
+        return IntegrityError("record has no seq", what="format", seq=seq, field="seq")
+    if got == seq:
+        return IntegrityError(
+            f"record claims epoch {got_epoch}, but the checkpoints place seq {seq} "
+            f"in epoch {epoch}",
+            what="wrong_epoch",
+            seq=seq,
+            field="epoch",
+        )
+    if got < seq:
+        return IntegrityError(
+            f"expected seq {seq}, found seq {got}: record duplicated or reordered",
+            what="reorder" if got < seq - 1 else "duplicate",
+            seq=seq,
+            field="seq",
+        )
+    return IntegrityError(
+        f"expected seq {seq}, found seq {got}: {got - seq} record(s) missing",
+        what="gap",
+        seq=seq,
+        field="seq",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What a successful verification established."""
+
+    mode: str
+    archive: str
+    records: int
+    sealed_records: int
+    unsealed_records: int
+    segments: int
+    checkpoints: int
+    first_time: int | None
+    last_time: int | None
+    anchor_epoch: int | None
+    recovered: tuple[dict[str, Any], ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "archive": self.archive,
+            "records": self.records,
+            "sealed_records": self.sealed_records,
+            "unsealed_records": self.unsealed_records,
+            "segments": self.segments,
+            "checkpoints": self.checkpoints,
+            "first_time": self.first_time,
+            "last_time": self.last_time,
+            "anchor_epoch": self.anchor_epoch,
+            "recovered": list(self.recovered),
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass(slots=True)
+class _Segment:
+    name: str
+    line: int = 0
+    size: int | None = None
+
+
+class Verifier:
+    """Feed it checkpoints at construction, then every segment's lines in order."""
+
+    def __init__(
+        self,
+        identity_bytes: bytes,
+        checkpoints: Sequence[tuple[str, bytes]],
+        *,
+        public_key: bytes,
+        mac_key: bytes | None = None,
+        anchor: bytes | None = None,
+        require_sealed: bool = False,
+        identity_file: str = "archive.json",
+    ) -> None:
+        self.identity = Identity.from_bytes(identity_bytes, file=identity_file)
+        if not same(self.identity.public_key, public_key):
+            raise IntegrityError(
+                "the archive names a different public key than the one given: "
+                "wrong key, or the identity file was replaced",
+                what="identity",
+                file=identity_file,
+                field="public_key",
+            )
+        self.mode = "key" if mac_key is not None else "public-key"
+        self.require_sealed = require_sealed
+        self._mac_key = mac_key
+        self._mac = mac_state(mac_key) if mac_key is not None else None
+        self.cps = self._check_checkpoints(checkpoints, public_key)
+        self.anchor_epoch = self._check_anchor(anchor) if anchor is not None else None
+        self.seq = 0
+        self.link = genesis_link(identity_bytes)
+        self.stack: list[bytes] = []
+        self.ci = 0  # index (= epoch) of the checkpoint that will cover the next record
+        self.segments: list[_Segment] = []
+        self._seg: _Segment | None = None
+        self._first_body: bytes | None = None
+        self._last_body: bytes | None = None
+        self.recovered: list[dict[str, Any]] = []
+        self.warnings: list[str] = []
+        self._close_epochs()
+
+    # ------------------------------------------------------------ checkpoints
+
+    def _check_checkpoints(
+        self, items: Sequence[tuple[str, bytes]], public_key: bytes
+    ) -> list[Checkpoint]:
+        cps: list[Checkpoint] = []
+        pk = public_key
+        prev: Checkpoint | None = None
+        for name, line in items:
+            cp = Checkpoint.from_line(line, file=name)  # C1: well-formed, canonical
+            e = len(cps)
+            if cp.epoch != e:  # C2: epochs contiguous from 0
+                raise IntegrityError(
+                    f"checkpoint for epoch {e} is missing (next present is epoch {cp.epoch})"
+                    if cp.epoch > e
+                    else f"checkpoint for epoch {cp.epoch} appears again or out of order",
+                    what="missing_checkpoint" if cp.epoch > e else "checkpoint_order",
+                    file=name,
+                    epoch=e,
+                )
+            if cp.archive != self.identity.archive:  # C3: same archive
+                raise IntegrityError(
+                    f"checkpoint belongs to archive {cp.archive}", what="identity", file=name
+                )
+            if not same(cp.public_key, pk):  # C4: key chain from the public key
+                raise IntegrityError(
+                    "checkpoint is signed with a key the previous checkpoint did not certify",
+                    what="bad_signature",
+                    file=name,
+                    epoch=e,
+                )
+            if not cp.signature_valid(pk):  # C5: signature
+                raise IntegrityError(
+                    "bad signature on checkpoint", what="bad_signature", file=name, epoch=e
+                )
+            want_prev = prev.digest if prev is not None else ZERO
+            if not same(cp.prev, want_prev):  # C6: checkpoints hash-linked
+                raise IntegrityError(
+                    "checkpoint does not link to the previous checkpoint",
+                    what="checkpoint_link",
+                    file=name,
+                    epoch=e,
+                )
+            want_first = prev.seq_end if prev is not None else 0
+            if cp.seq_first != want_first or cp.seq_end < cp.seq_first:  # C7: seq ranges
+                raise IntegrityError(
+                    f"checkpoint seq range [{cp.seq_first}, {cp.seq_end}) does not follow "
+                    f"the previous one (ends at {want_first})",
+                    what="checkpoint_range",
+                    file=name,
+                    epoch=e,
+                )
+            if prev is not None and cp.start != prev.end:  # C8: windows are contiguous
+                raise IntegrityError(
+                    "checkpoint window does not start where the previous one ended",
+                    what="checkpoint_window",
+                    file=name,
+                    epoch=e,
+                )
+            cps.append(cp)
+            pk = cp.next_public_key
+            prev = cp
+        self._cp_names = [n for n, _ in items]
+        return cps
+
+    def _check_anchor(self, anchor: bytes) -> int:
+        a = Checkpoint.from_line(anchor, file="anchor")
+        if a.archive != self.identity.archive:
+            raise IntegrityError(
+                f"anchor is for archive {a.archive}, not {self.identity.archive}",
+                what="anchor_mismatch",
+                file="anchor",
+            )
+        if a.epoch >= len(self.cps):
+            raise IntegrityError(
+                f"archive truncated: the anchor is checkpoint {a.epoch} (seq < {a.seq_end}), "
+                f"but the archive's checkpoints end at epoch {len(self.cps) - 1}",
+                what="truncated",
+                file="anchor",
+                epoch=a.epoch,
+            )
+        if not same(a.line, self.cps[a.epoch].line):
+            raise IntegrityError(
+                f"checkpoint {a.epoch} in the archive differs from the anchor",
+                what="anchor_mismatch",
+                file=self._cp_names[a.epoch],
+                epoch=a.epoch,
+            )
+        return a.epoch
+
+    def _close_epochs(self) -> None:
+        """R6: at each checkpoint boundary the chain head and Merkle root must match."""
+        while self.ci < len(self.cps) and self.cps[self.ci].seq_end == self.seq:
+            cp = self.cps[self.ci]
+            if not same(cp.chain_head, self.link) or not same(
+                cp.merkle_root, merkle.root(self.stack)
+            ):
+                where = self._where()
+                raise IntegrityError(
+                    f"records of epoch {cp.epoch} do not match its checkpoint "
+                    "(chain head or Merkle root differs)",
+                    what="checkpoint_mismatch",
+                    epoch=cp.epoch,
+                    **where,
+                )
+            self.ci += 1
+            if self._mac_key is not None:
+                self._mac_key = evolve_mac_key(self._mac_key)
+                self._mac = mac_state(self._mac_key)
+
+    # ------------------------------------------------------------ records
+
+    def _where(self) -> dict[str, Any]:
+        if self._seg is None:
+            return {}
+        return {"file": f"segments/{self._seg.name}", "line": self._seg.line or None}
+
+    def begin_segment(self, name: str) -> None:
+        self._seg = _Segment(name)
+        self.segments.append(self._seg)
+
+    def end_segment(self, size: int, torn_bytes: int = 0, *, last: bool = False) -> None:
+        seg = self._seg
+        assert seg is not None
+        seg.size = size
+        if seg.line == 0:
+            raise IntegrityError(
+                "segment is empty (its header record is missing)",
+                what="segment_header",
+                file=f"segments/{seg.name}",
+            )
+        if torn_bytes:
+            if not last:
+                raise IntegrityError(
+                    f"{torn_bytes} bytes without a final newline end a segment that is not "
+                    "the last: an unrecovered tail or appended garbage",
+                    what="format",
+                    file=f"segments/{seg.name}",
+                    line=seg.line + 1,
+                )
+            self.warnings.append(
+                f"segments/{seg.name}: torn last line ({torn_bytes} bytes after offset "
+                f"{size}) from an interrupted write; not sealed, recovered by the next writer"
+            )
+        self._seg = None
+
+    def record(self, line: bytes) -> None:
+        """Check one record line (without its newline)."""
+        seg = self._seg
+        assert seg is not None
+        seg.line += 1
+        try:
+            self._record(line, seg)
+        except (IntegrityError, FormatError) as exc:
+            where = self._where()
+            if "seq" not in exc.where:
+                where["seq"] = self.seq
+            exc.where = {**where, **exc.where}
+            raise
+
+    def _record(self, line: bytes, seg: _Segment) -> None:
+        seq = self.seq
+        if seg.line == 1:
+            self._check_header(line)  # R5: segment header names its place
+        epoch = self.ci
+        body, link = check_record(line, seq, epoch, self.link, self._mac)
+        if _META_MARK in body[:160]:
+            self._check_meta(line, seg)  # R7: recovery records account for what they cut
+        merkle.append(self.stack, seq, leaf_hash(body))
+        self.seq = seq + 1
+        self.link = link
+        if self._first_body is None:
+            self._first_body = body
+        self._last_body = body
+        self._close_epochs()
+
+    def _check_header(self, line: bytes) -> None:
+        seg = self._seg
+        assert seg is not None
+        obj = parse_record(line)
+        attrs = obj.get("attrs") if isinstance(obj.get("attrs"), dict) else {}
+        assert isinstance(attrs, dict)
+        if obj.get("source") != META_SOURCE or obj.get("event") != "segment.opened":
+            raise IntegrityError(
+                "segment does not start with its header record (segment.opened)",
+                what="segment_header",
+            )
+        prev = self.segments[-2].name if len(self.segments) > 1 else None
+        if attrs.get("segment") != seg.name:
+            raise IntegrityError(
+                f"segment file holds the header of {attrs.get('segment')!r}: "
+                "segment renamed, swapped or replayed",
+                what="segment_swapped",
+                field="attrs.segment",
+            )
+        if attrs.get("prev_segment") != prev:
+            raise IntegrityError(
+                f"segment says it follows {attrs.get('prev_segment')!r}, but the segment "
+                f"before it is {prev!r}: a segment is missing or out of order",
+                what="missing_segment",
+                field="attrs.prev_segment",
+            )
+        if attrs.get("prev_link") != self.link.hex():
+            raise IntegrityError(
+                "segment header's prev_link is not the last link of the previous segment",
+                what="broken_link",
+                field="attrs.prev_link",
+            )
+
+    def _check_meta(self, line: bytes, seg: _Segment) -> None:
+        obj = parse_record(line)
+        event = obj.get("event")
+        attrs = obj.get("attrs") if isinstance(obj.get("attrs"), dict) else {}
+        assert isinstance(attrs, dict)
+        if event == "segment.opened" and seg.line != 1:
+            raise IntegrityError(
+                "segment header record inside a segment", what="segment_header"
+            )
+        if event == "recovery.torn_tail":
+            name = attrs.get("segment")
+            done = {s.name: s.size for s in self.segments if s.size is not None}
+            if name not in done or attrs.get("offset") != done[name]:
+                raise IntegrityError(
+                    f"torn-tail record names {name!r} at offset {attrs.get('offset')}, which "
+                    "does not match that segment's length: records were cut after sealing",
+                    what="truncated",
+                    field="attrs.offset",
+                )
+            self.recovered.append(
+                {
+                    "seq": self.seq,
+                    "segment": name,
+                    "offset": attrs.get("offset"),
+                    "bytes": attrs.get("length"),
+                    "kept_in": attrs.get("quarantine"),
+                }
+            )
+
+    # ------------------------------------------------------------ end
+
+    def finish(self) -> Report:
+        if self.ci < len(self.cps):  # F1: every checkpointed record is present
+            cp = self.cps[self.ci]
+            raise IntegrityError(
+                f"archive truncated: checkpoint {cp.epoch} covers records up to seq "
+                f"{cp.seq_end - 1}, but the records end at seq {self.seq - 1}",
+                what="truncated",
+                file=self._cp_names[self.ci],
+                epoch=cp.epoch,
+                seq=self.seq,
+            )
+        sealed = self.cps[-1].seq_end if self.cps else 0
+        unsealed = self.seq - sealed
+        if unsealed and self.require_sealed:  # F2: nothing after the last checkpoint
+            raise IntegrityError(
+                f"{unsealed} record(s) after the last checkpoint are not sealed by a signature",
+                what="unsealed_tail",
+                seq=sealed,
+            )
+        first = scan_int(self._first_body, b"time") if self._first_body else None
+        last = scan_int(self._last_body, b"time") if self._last_body else None
+        return Report(
+            mode=self.mode,
+            archive=self.identity.archive,
+            records=self.seq,
+            sealed_records=sealed,
+            unsealed_records=unsealed,
+            segments=len(self.segments),
+            checkpoints=len(self.cps),
+            first_time=first,
+            last_time=last,
+            anchor_epoch=self.anchor_epoch,
+            recovered=tuple(self.recovered),
+            warnings=tuple(self.warnings),
+        )
+

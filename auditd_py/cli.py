@@ -1,0 +1,385 @@
+"""Command-line interface: the only module that prints to the user and exits.
+
+Exit codes: 0 success (archive intact), 1 integrity failure, 2 usage or I/O
+error. Every AuditdError becomes one line on stderr (or a JSON report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, NoReturn
+
+import orjson
+
+from auditd_py import __version__
+from auditd_py.chain.encoding import META_SOURCE, Fields, format_ts, record_bytes
+from auditd_py.chain.keys import PublicKey, VerifyKey
+from auditd_py.chain.verify import Report
+from auditd_py.clock import SystemClock
+from auditd_py.errors import AuditdError, UsageError
+from auditd_py.store.layout import Layout, read_public, read_secret
+from auditd_py.store.reader import (
+    archive_bytes,
+    build_proof,
+    check_proof,
+    iter_records,
+    latest_checkpoint,
+    verify_archive,
+)
+from auditd_py.store.writer import NS, ArchiveWriter, EpochPolicy, create_archive
+
+_UNITS = {"ms": 10**6, "s": NS, "m": 60 * NS, "h": 3600 * NS, "d": 86400 * NS}
+
+
+def parse_duration(text: str) -> int:
+    """``15m``, ``1h``, ``30s``, ``500ms``, ``2d`` or plain seconds → nanoseconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", text)
+    if not m:
+        raise UsageError(f"invalid duration {text!r} (use e.g. 30s, 15m, 1h)")
+    value = float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    if value <= 0:
+        raise UsageError(f"duration must be positive: {text!r}")
+    return int(value)
+
+
+def parse_time(text: str) -> int:
+    """An RFC 3339 time (``2026-11-26T10:00:00Z``), a date, or ``-1h`` relative to now."""
+    if text.startswith("-"):
+        return time.time_ns() - parse_duration(text[1:])
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise UsageError(f"invalid time {text!r} (use RFC 3339, e.g. 2026-11-26T10:00:00Z)") from exc
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp()) * NS + dt.microsecond * 1000
+
+
+# ---------------------------------------------------------------- keygen / seal
+
+
+def cmd_keygen(a: argparse.Namespace) -> int:
+    layout = Layout.at(a.archive, a.state)
+    ident = create_archive(
+        layout, Path(a.verify_key), Path(a.public_key), host=a.host, now_ns=time.time_ns()
+    )
+    print(f"created archive {ident.archive} in {layout.root}")
+    print(f"  sealing state:    {layout.state} (keep on this host)")
+    print(f"  verification key: {a.verify_key} (secret: move it off this host)")
+    print(f"  public key:       {a.public_key} (give to auditors)")
+    return 0
+
+
+def _input_lines(files: Sequence[str]) -> Iterator[tuple[str, bytes]]:
+    for name in files or ["-"]:
+        if name == "-":
+            src, fh = "stdin", sys.stdin.buffer
+            yield from ((src, line) for line in fh)
+            continue
+        try:
+            f = open(name, "rb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise UsageError(f"cannot read input: {exc.strerror}", file=name) from exc
+        with f:
+            yield from ((name, line) for line in f)
+
+
+def cmd_seal(a: argparse.Namespace) -> int:
+    layout = Layout.at(a.archive, a.state)
+    policy = EpochPolicy(parse_duration(a.epoch_interval), a.epoch_records)
+    clock = SystemClock()
+    w = ArchiveWriter.open(layout, clock, policy)
+    count = 0
+    try:
+        seal = w.append
+        now = clock.now_ns
+        for src, line in _input_lines(a.files):
+            if line.endswith(b"\n"):
+                line = line[:-1]
+            seal(Fields(now(), a.source or src, line))
+            count += 1
+    except BaseException:
+        w.abandon()  # the next writer recovers what was written; nothing is lost
+        raise
+    first_epoch = w.sealer.epoch
+    cp = w.close()
+    epochs = len(w.checkpoints_written)
+    print(
+        f"sealed {count} line(s) into {w.segment}: seq {cp.seq_end - count}..{cp.seq_end - 1}"
+        if count
+        else f"sealed 0 lines into {w.segment}",
+        file=sys.stderr,
+    )
+    print(
+        f"checkpoint {cp.epoch} written ({epochs} epoch(s) closed, from {first_epoch - epochs + 1})",
+        file=sys.stderr,
+    )
+    return 0
+
+
+# ---------------------------------------------------------------- verify
+
+
+def _fmt_time(ns: int | None) -> str:
+    return format_ts(ns).decode() if ns is not None else "-"
+
+
+def _load_keys(a: argparse.Namespace) -> tuple[bytes, bytes | None, str]:
+    if bool(a.key) == bool(a.public_key):
+        raise UsageError("give exactly one of --key FILE or --public-key FILE")
+    if a.key:
+        vk = VerifyKey.from_bytes(read_secret(Path(a.key)), file=a.key)
+        return vk.public_key, vk.mac_key, vk.archive
+    pk = PublicKey.from_bytes(read_public(Path(a.public_key)), file=a.public_key)
+    return pk.public_key, None, pk.archive
+
+
+def _progress(layout: Layout, enabled: bool) -> tuple[Any, Any]:
+    if not enabled:
+        return None, None
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    total = archive_bytes(layout)
+    if total < 64 << 20:
+        return None, None
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+        console=None,
+    )
+    task = bar.add_task("verifying", total=total)
+    done = [0, 0]
+
+    def tick(n: int) -> None:
+        if n < 0:  # a segment finished
+            done[0] += done[1]
+            done[1] = 0
+        else:
+            done[1] = n
+        bar.update(task, completed=done[0] + done[1])
+
+    return bar, tick
+
+
+def cmd_verify(a: argparse.Namespace) -> int:
+    layout = Layout.at(a.archive)
+    try:
+        public_key, mac_key, _ = _load_keys(a)
+        anchor = Path(a.anchor).read_bytes() if a.anchor else None
+    except OSError as exc:
+        raise UsageError(f"cannot read anchor: {exc.strerror}", file=a.anchor) from exc
+    bar, tick = _progress(layout, sys.stderr.isatty() and not a.json)
+    try:
+        if bar is not None:
+            bar.start()
+        report = verify_archive(
+            layout,
+            public_key=public_key,
+            mac_key=mac_key,
+            anchor=anchor,
+            require_sealed=a.require_sealed,
+            progress=tick,
+        )
+    except AuditdError as exc:
+        if a.json:
+            print(orjson.dumps({"ok": False, "archive": str(layout.root), **exc.diagnostics()}).decode())
+            return exc.exit_code
+        raise
+    finally:
+        if bar is not None:
+            bar.stop()
+    if a.json:
+        print(orjson.dumps({"ok": True, "archive_dir": str(layout.root), **report.as_dict()}).decode())
+    else:
+        _print_report(layout, report)
+    return 0
+
+
+def _print_report(layout: Layout, r: Report) -> None:
+    mode = "MACs, chain, Merkle roots and signatures" if r.mode == "key" else (
+        "chain, Merkle roots and signatures (public key)"
+    )
+    print(f"{layout.root}: intact ({mode})")
+    print(
+        f"  {r.records} records ({r.sealed_records} sealed, {r.unsealed_records} after the "
+        f"last checkpoint), {r.segments} segments, {r.checkpoints} checkpoints"
+    )
+    print(f"  time range {_fmt_time(r.first_time)} .. {_fmt_time(r.last_time)}")
+    if r.unsealed_records:
+        how = "MAC-verified" if r.mode == "key" else "hash-linked only"
+        print(f"  note: the last {r.unsealed_records} record(s) are not yet checkpointed ({how})")
+    if r.anchor_epoch is not None:
+        print(f"  anchor: checkpoint {r.anchor_epoch} matches")
+    for rec in r.recovered:
+        print(
+            f"  recovered: {rec['bytes']} torn bytes cut from {rec['segment']} at offset "
+            f"{rec['offset']} (sealed at seq {rec['seq']}, kept in {rec['kept_in']})"
+        )
+    for w in r.warnings:
+        print(f"  warning: {w}")
+
+
+# ---------------------------------------------------------------- head / show / prove
+
+
+def cmd_head(a: argparse.Namespace) -> int:
+    _, line = latest_checkpoint(Layout.at(a.archive))
+    sys.stdout.buffer.write(line if line.endswith(b"\n") else line + b"\n")
+    return 0
+
+
+def cmd_show(a: argparse.Namespace) -> int:
+    layout = Layout.at(a.archive)
+    since = parse_time(a.since) if a.since else None
+    until = parse_time(a.until) if a.until else None
+    try:
+        rx = re.compile(a.grep) if a.grep else None
+    except re.error as exc:
+        raise UsageError(f"invalid --grep pattern: {exc}") from exc
+    out: IO[bytes] = sys.stdout.buffer
+    for loc, obj in iter_records(layout):
+        src = obj.get("source")
+        is_meta = src == META_SOURCE
+        if a.meta != is_meta and not a.all:
+            continue
+        t = obj.get("time")
+        if not isinstance(t, int):
+            continue
+        if (since is not None and t < since) or (until is not None and t > until):
+            continue
+        if a.source and src != a.source:
+            continue
+        msg = obj.get("message", "")
+        if rx is not None and not rx.search(str(msg)):
+            continue
+        if a.json:
+            out.write(loc.line + b"\n")
+        else:
+            text = record_bytes(obj).decode("utf-8", "backslashreplace")
+            out.write(f"{obj.get('ts')} {src}: {text}\n".encode())
+    return 0
+
+
+def cmd_prove(a: argparse.Namespace) -> int:
+    proof = build_proof(Layout.at(a.archive), a.seq)
+    sys.stdout.buffer.write(orjson.dumps(proof, option=orjson.OPT_INDENT_2) + b"\n")
+    return 0
+
+
+def cmd_check_proof(a: argparse.Namespace) -> int:
+    pk = PublicKey.from_bytes(read_public(Path(a.public_key)), file=a.public_key)
+    try:
+        raw = sys.stdin.buffer.read() if a.proof == "-" else Path(a.proof).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read proof: {exc.strerror}", file=a.proof) from exc
+    try:
+        proof = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise UsageError(f"proof is not JSON: {exc}", file=a.proof) from exc
+    if not isinstance(proof, dict):
+        raise UsageError("proof is not a JSON object", file=a.proof)
+    res = check_proof(proof, pk.public_key)
+    rec = res["record"]
+    print(
+        f"proof OK: seq {res['seq']} ({rec.get('ts')} {rec.get('source')}) is in the tree of "
+        f"{res['tree_size']} records signed by checkpoint {res['epoch']}"
+    )
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="auditd-py",
+        description="Tamper-evident log archive with forward-secure sealing and offline verify.",
+    )
+    p.add_argument("--version", action="version", version=f"auditd-py {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    k = sub.add_parser("keygen", help="create an archive, its sealing state and keys")
+    k.add_argument("--archive", required=True, metavar="DIR")
+    k.add_argument("--verify-key", required=True, metavar="FILE", help="secret verification key")
+    k.add_argument("--public-key", required=True, metavar="FILE", help="public key for auditors")
+    k.add_argument("--state", metavar="DIR", help="sealing state (default DIR/.state)")
+    k.add_argument("--host", metavar="NAME", help="host name recorded in the archive")
+    k.set_defaults(func=cmd_keygen)
+
+    s = sub.add_parser("seal", help="seal lines from files or stdin into a new segment")
+    s.add_argument("--archive", required=True, metavar="DIR")
+    s.add_argument("--state", metavar="DIR")
+    s.add_argument("--epoch-interval", default="15m", metavar="DURATION")
+    s.add_argument("--epoch-records", type=int, metavar="N")
+    s.add_argument("--source", metavar="NAME", help="source name (default: file name or stdin)")
+    s.add_argument("files", nargs="*", metavar="FILE")
+    s.set_defaults(func=cmd_seal)
+
+    v = sub.add_parser("verify", help="verify an archive offline")
+    v.add_argument("archive", metavar="DIR")
+    v.add_argument("--key", metavar="FILE", help="secret verification key (checks every MAC)")
+    v.add_argument("--public-key", metavar="FILE", help="public key (auditor mode)")
+    v.add_argument("--anchor", metavar="FILE", help="a checkpoint saved earlier with `head`")
+    v.add_argument("--require-sealed", action="store_true", help="fail on records after the last checkpoint")
+    v.add_argument("--json", action="store_true", help="print one JSON report")
+    v.set_defaults(func=cmd_verify)
+
+    hd = sub.add_parser("head", help="print the latest signed checkpoint (save it as an anchor)")
+    hd.add_argument("archive", metavar="DIR")
+    hd.set_defaults(func=cmd_head)
+
+    sh = sub.add_parser("show", help="print records")
+    sh.add_argument("archive", metavar="DIR")
+    sh.add_argument("--json", action="store_true", help="one JSON object per line")
+    sh.add_argument("--since", metavar="TIME")
+    sh.add_argument("--until", metavar="TIME")
+    sh.add_argument("--source", metavar="NAME")
+    sh.add_argument("--grep", metavar="REGEX")
+    sh.add_argument("--meta", action="store_true", help="only the daemon's own records")
+    sh.add_argument("--all", action="store_true", help="data and meta records")
+    sh.set_defaults(func=cmd_show)
+
+    pr = sub.add_parser("prove", help="print an inclusion proof of one record")
+    pr.add_argument("archive", metavar="DIR")
+    pr.add_argument("--seq", type=int, required=True)
+    pr.set_defaults(func=cmd_prove)
+
+    cp = sub.add_parser("check-proof", help="check an inclusion proof offline")
+    cp.add_argument("proof", metavar="FILE")
+    cp.add_argument("--public-key", required=True, metavar="FILE")
+    cp.set_defaults(func=cmd_check_proof)
+    return p
+
+
+def _die(code: int, message: str) -> NoReturn:
+    print(f"auditd-py: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except AuditdError as exc:
+        kind = "integrity failure" if exc.exit_code == 1 else "error"
+        _die(exc.exit_code, f"{kind}: {exc}")
+    except KeyboardInterrupt:
+        _die(130, "interrupted")
+    except BrokenPipeError:
+        sys.stderr.close()
+        return 0
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

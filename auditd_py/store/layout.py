@@ -1,0 +1,152 @@
+"""Where things live inside an archive directory, and small durable-write helpers."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from auditd_py.errors import ArchiveError, KeyFileError, NotAnArchiveError
+
+IDENTITY = "archive.json"
+SEGMENTS = "segments"
+CHECKPOINTS = "checkpoints"
+QUARANTINE = "quarantine"
+DEFAULT_STATE = ".state"
+
+SEGMENT_RE = re.compile(r"^seg-(\d{10})\.jsonl$")
+CHECKPOINT_RE = re.compile(r"^cp-(\d{10})\.json$")
+
+
+def segment_name(n: int) -> str:
+    return f"seg-{n:010d}.jsonl"
+
+
+def checkpoint_name(epoch: int) -> str:
+    return f"cp-{epoch:010d}.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    root: Path
+    state: Path
+
+    @classmethod
+    def at(cls, archive: Path | str, state: Path | str | None = None) -> Layout:
+        root = Path(archive)
+        return cls(root, Path(state) if state is not None else root / DEFAULT_STATE)
+
+    @property
+    def identity(self) -> Path:
+        return self.root / IDENTITY
+
+    @property
+    def segments(self) -> Path:
+        return self.root / SEGMENTS
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / CHECKPOINTS
+
+    @property
+    def quarantine(self) -> Path:
+        return self.root / QUARANTINE
+
+    def checkpoint(self, epoch: int) -> Path:
+        return self.checkpoints / checkpoint_name(epoch)
+
+    def read_identity(self) -> bytes:
+        try:
+            return self.identity.read_bytes()
+        except FileNotFoundError as exc:
+            raise NotAnArchiveError(
+                "not an auditd-py archive (no archive.json)", file=str(self.root)
+            ) from exc
+        except OSError as exc:
+            raise ArchiveError(f"cannot read: {exc.strerror}", file=str(self.identity)) from exc
+
+    def segment_names(self) -> list[str]:
+        try:
+            names = os.listdir(self.segments)
+        except FileNotFoundError as exc:
+            raise NotAnArchiveError("archive has no segments/ directory", file=str(self.root)) from exc
+        return sorted(n for n in names if SEGMENT_RE.match(n))
+
+    def checkpoint_files(self) -> list[tuple[str, bytes]]:
+        try:
+            names = sorted(n for n in os.listdir(self.checkpoints) if CHECKPOINT_RE.match(n))
+        except FileNotFoundError as exc:
+            raise NotAnArchiveError(
+                "archive has no checkpoints/ directory", file=str(self.root)
+            ) from exc
+        out = []
+        for n in names:
+            try:
+                out.append((f"{CHECKPOINTS}/{n}", (self.checkpoints / n).read_bytes()))
+            except OSError as exc:
+                raise ArchiveError(f"cannot read: {exc.strerror}", file=f"{CHECKPOINTS}/{n}") from exc
+        return out
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` via a temporary file, fsync and rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def write_new(path: Path, data: bytes, mode: int) -> None:
+    """Create ``path`` exclusively with ``mode`` (refuses to overwrite)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_secret(path: Path) -> bytes:
+    """Read a key file, refusing one that group or others can read or write."""
+    try:
+        st = path.stat()
+    except FileNotFoundError as exc:
+        raise KeyFileError("key file not found", file=str(path)) from exc
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key file: {exc.strerror}", file=str(path)) from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise KeyFileError("key file is not a regular file", file=str(path))
+    if st.st_mode & 0o077:
+        raise KeyFileError(
+            f"key file permissions {stat.S_IMODE(st.st_mode):04o} are too open "
+            "(group or others can access it); run: chmod 600 " + str(path),
+            file=str(path),
+        )
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key file: {exc.strerror}", file=str(path)) from exc
+
+
+def read_public(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise KeyFileError("key file not found", file=str(path)) from exc
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key file: {exc.strerror}", file=str(path)) from exc

@@ -1,0 +1,185 @@
+"""Reading archives: the I/O around the pure verifier, record listing, proofs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from auditd_py.chain import merkle
+from auditd_py.chain.checkpoint import Checkpoint
+from auditd_py.chain.encoding import leaf_hash, parse_record, split_line
+from auditd_py.chain.verify import Report, Verifier
+from auditd_py.errors import ArchiveError, FormatError, IntegrityError, ProofError
+from auditd_py.store.layout import SEGMENTS, Layout
+
+Progress = Callable[[int], None]
+_CHUNK = 1 << 20
+
+
+def archive_bytes(layout: Layout) -> int:
+    return sum((layout.segments / n).stat().st_size for n in layout.segment_names())
+
+
+def _open(path: Path) -> Any:
+    try:
+        return open(path, "rb", buffering=_CHUNK)  # noqa: SIM115 - caller closes
+    except OSError as exc:
+        raise ArchiveError(f"cannot read: {exc.strerror}", file=str(path)) from exc
+
+
+def verify_archive(
+    layout: Layout,
+    *,
+    public_key: bytes,
+    mac_key: bytes | None = None,
+    anchor: bytes | None = None,
+    require_sealed: bool = False,
+    progress: Progress | None = None,
+) -> Report:
+    """Verify an archive directory, streaming every segment once."""
+    v = Verifier(
+        layout.read_identity(),
+        layout.checkpoint_files(),
+        public_key=public_key,
+        mac_key=mac_key,
+        anchor=anchor,
+        require_sealed=require_sealed,
+    )
+    names = layout.segment_names()
+    for i, name in enumerate(names):
+        v.begin_segment(name)
+        path = layout.segments / name
+        size = 0
+        torn = 0
+        record = v.record
+        with _open(path) as fh:
+            for raw in fh:
+                if raw[-1:] != b"\n":
+                    torn = len(raw)
+                    break
+                record(raw[:-1])
+                size += len(raw)
+                if progress is not None and size & 0xFFFFF < len(raw):
+                    progress(size)
+        v.end_segment(size, torn, last=i == len(names) - 1)
+        if progress is not None:
+            progress(-1)
+    return v.finish()
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    """A record line and where it is."""
+
+    segment: str
+    line_no: int
+    line: bytes
+
+
+def iter_lines(layout: Layout) -> Iterator[Located]:
+    """Every complete record line, in sealing order (a torn last line is skipped)."""
+    for name in layout.segment_names():
+        with _open(layout.segments / name) as fh:
+            for n, raw in enumerate(fh, 1):
+                if raw[-1:] != b"\n":
+                    break
+                yield Located(name, n, raw[:-1])
+
+
+def iter_records(layout: Layout) -> Iterator[tuple[Located, dict[str, Any]]]:
+    for loc in iter_lines(layout):
+        try:
+            yield loc, parse_record(loc.line)
+        except FormatError as exc:
+            raise FormatError(exc.message, file=f"{SEGMENTS}/{loc.segment}", line=loc.line_no) from exc
+
+
+def latest_checkpoint(layout: Layout) -> tuple[str, bytes]:
+    cps = layout.checkpoint_files()
+    if not cps:
+        raise ArchiveError("archive has no checkpoint yet", file=str(layout.checkpoints))
+    return cps[-1]
+
+
+def build_proof(layout: Layout, seq: int) -> dict[str, Any]:
+    """An inclusion proof of record ``seq`` against the latest checkpoint.
+
+    The proof carries every checkpoint up to that one, so that it can be checked
+    offline from the public key alone (the signing keys form a chain).
+    """
+    cps = layout.checkpoint_files()
+    if not cps:
+        raise ArchiveError("archive has no checkpoint yet", file=str(layout.checkpoints))
+    last = Checkpoint.from_line(cps[-1][1], file=cps[-1][0])
+    size = last.seq_end
+    if not 0 <= seq < size:
+        raise ArchiveError(
+            f"seq {seq} is not covered by the latest checkpoint (it covers 0..{size - 1})"
+        )
+    builder = merkle.PathBuilder(seq, size)
+    record_line: bytes | None = None
+    n = 0
+    for loc in iter_lines(layout):
+        if n >= size:
+            break
+        body, _, _ = split_line(loc.line)
+        builder.feed(leaf_hash(body))
+        if n == seq:
+            record_line = loc.line
+        n += 1
+    if n < size or record_line is None:
+        raise IntegrityError(
+            f"the archive ends at seq {n - 1}, before the checkpoint's tree size {size}",
+            what="truncated",
+        )
+    return {
+        "v": 1,
+        "type": "auditd-py.inclusion-proof",
+        "seq": seq,
+        "tree_size": size,
+        "record": record_line.decode("utf-8"),
+        "path": [p.hex() for p in builder.path()],
+        "checkpoints": [line.rstrip(b"\n").decode("utf-8") for _, line in cps],
+    }
+
+
+def check_proof(proof: dict[str, Any], public_key: bytes) -> dict[str, Any]:
+    """Check an inclusion proof offline; raise ProofError or IntegrityError."""
+    try:
+        seq = int(proof["seq"])
+        size = int(proof["tree_size"])
+        record = str(proof["record"]).encode("utf-8")
+        path = [bytes.fromhex(p) for p in proof["path"]]
+        cp_lines = [str(c).encode("utf-8") for c in proof["checkpoints"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProofError(f"malformed proof: {exc}") from exc
+    if proof.get("type") != "auditd-py.inclusion-proof":
+        raise ProofError("not an auditd-py inclusion proof")
+    pk = public_key
+    cps: list[Checkpoint] = []
+    for i, line in enumerate(cp_lines):
+        cp = Checkpoint.from_line(line, file=f"proof checkpoint {i}")
+        if cp.epoch != i or cp.public_key != pk or not cp.signature_valid(pk):
+            raise ProofError(f"checkpoint {i} in the proof is not signed by the key chain")
+        if i and (cp.prev != cps[-1].digest or cp.seq_first != cps[-1].seq_end):
+            raise ProofError(f"checkpoint {i} in the proof does not follow checkpoint {i - 1}")
+        cps.append(cp)
+        pk = cp.next_public_key
+    if not cps:
+        raise ProofError("proof carries no checkpoint")
+    last = cps[-1]
+    if last.seq_end != size:
+        raise ProofError("proof tree size differs from its checkpoint")
+    body, _, _ = split_line(record)
+    obj = parse_record(record)
+    if obj.get("seq") != seq:
+        raise ProofError(f"record in the proof has seq {obj.get('seq')}, proof says {seq}")
+    merkle.verify_inclusion(seq, size, leaf_hash(body), path, last.merkle_root)
+    return {"seq": seq, "epoch": last.epoch, "tree_size": size, "record": obj}
+
+
+def file_size(path: Path) -> int:
+    return os.stat(path).st_size

@@ -1,0 +1,190 @@
+"""The sealing state file: current epoch keys and chain head, erased forward.
+
+``sealing.state`` has two fixed-size slots. A save writes the new state into
+the slot not holding the newest one and fsyncs it, then overwrites the other
+slot (which holds the previous epoch's keys) with zeros and fsyncs again. A
+crash between the two leaves both slots valid; the loader takes the one with
+the higher counter and wipes the other before anything else happens. The file
+is never renamed or recreated, so the bytes of an old key are overwritten in
+place rather than left in an unlinked inode. See docs/THREAT_MODEL.md for what
+that does and does not guarantee on journaling file systems and SSDs.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import stat
+import struct
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from auditd_py.chain.encoding import DIGEST_SIZE, h
+from auditd_py.chain.seal import SealerState
+from auditd_py.errors import ArchiveLockedError, StateError
+
+STATE_FILE = "sealing.state"
+LOCK_FILE = "lock"
+SLOT = 16384
+MAGIC = b"ADPSTAT1"
+_HDR = struct.Struct(">8sQI")  # magic, counter, payload length
+_TAG = b"\x10"
+
+
+def _encode(state: SealerState) -> bytes:
+    return orjson.dumps(
+        {
+            "archive": state.archive,
+            "epoch": state.epoch,
+            "epoch_start": state.epoch_start,
+            "epoch_first_seq": state.epoch_first_seq,
+            "mac_key": state.mac_key.hex(),
+            "sign_seed": state.sign_seed.hex(),
+            "seq": state.seq,
+            "link": state.link.hex(),
+            "stack": [x.hex() for x in state.stack],
+            "prev_checkpoint": state.prev_checkpoint.hex(),
+            "extra": state.extra,
+        }
+    )
+
+
+def _decode(payload: bytes) -> SealerState:
+    o: dict[str, Any] = orjson.loads(payload)
+    return SealerState(
+        archive=o["archive"],
+        epoch=o["epoch"],
+        epoch_start=o["epoch_start"],
+        epoch_first_seq=o["epoch_first_seq"],
+        mac_key=bytes.fromhex(o["mac_key"]),
+        sign_seed=bytes.fromhex(o["sign_seed"]),
+        seq=o["seq"],
+        link=bytes.fromhex(o["link"]),
+        stack=tuple(bytes.fromhex(x) for x in o["stack"]),
+        prev_checkpoint=bytes.fromhex(o["prev_checkpoint"]),
+        extra=o.get("extra", {}),
+    )
+
+
+def _slot(counter: int, payload: bytes) -> bytes:
+    data = _HDR.pack(MAGIC, counter, len(payload)) + payload
+    data += h(_TAG, data)
+    if len(data) > SLOT:
+        raise StateError(f"sealing state too large ({len(data)} bytes)")
+    return data + bytes(SLOT - len(data))
+
+
+def _parse_slot(raw: bytes) -> tuple[int, bytes] | None:
+    if len(raw) < _HDR.size or not raw.startswith(MAGIC):
+        return None
+    _, counter, n = _HDR.unpack_from(raw)
+    end = _HDR.size + n
+    if end + DIGEST_SIZE > len(raw) or h(_TAG, raw[:end]) != raw[end : end + DIGEST_SIZE]:
+        return None
+    return counter, raw[_HDR.size : end]
+
+
+class StateFile:
+    """The sealing state of one archive, held under an exclusive lock."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.path = directory / STATE_FILE
+        self._lock_fd: int | None = None
+        self._fd: int | None = None
+        self._counter = 0
+        self._slot = 0
+
+    # -- lifecycle
+
+    @classmethod
+    def create(cls, directory: Path, state: SealerState) -> StateFile:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)
+        sf = cls(directory)
+        sf._lock()
+        fd = os.open(sf.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        sf._fd = fd
+        os.pwrite(fd, bytes(2 * SLOT), 0)
+        sf._counter, sf._slot = 0, 1
+        sf.save(state)
+        return sf
+
+    @classmethod
+    def open(cls, directory: Path) -> tuple[StateFile, SealerState]:
+        sf = cls(directory)
+        if not sf.path.exists():
+            raise StateError(
+                "no sealing state here (was the archive created with keygen, "
+                "and is --state right?)",
+                file=str(sf.path),
+            )
+        st = directory.stat()
+        if st.st_mode & 0o077:
+            raise StateError(
+                f"state directory permissions {stat.S_IMODE(st.st_mode):04o} are too open; "
+                "run: chmod 700 " + str(directory),
+                file=str(directory),
+            )
+        sf._lock()
+        try:
+            fd = os.open(sf.path, os.O_RDWR)
+        except OSError as exc:
+            sf.release()
+            raise StateError(f"cannot open: {exc.strerror}", file=str(sf.path)) from exc
+        sf._fd = fd
+        raw = os.pread(fd, 2 * SLOT, 0)
+        slots = [_parse_slot(raw[:SLOT]), _parse_slot(raw[SLOT:])]
+        valid = [(s[0], i, s[1]) for i, s in enumerate(slots) if s is not None]
+        if not valid:
+            sf.release()
+            raise StateError("sealing state is corrupt (no valid slot)", file=str(sf.path))
+        counter, idx, payload = max(valid)
+        sf._counter, sf._slot = counter, idx
+        if len(valid) == 2:  # a save was interrupted after writing the new slot
+            sf._wipe(1 - idx)
+        try:
+            return sf, _decode(payload)
+        except (KeyError, TypeError, ValueError) as exc:
+            sf.release()
+            raise StateError(f"sealing state is malformed: {exc}", file=str(sf.path)) from exc
+
+    def _lock(self) -> None:
+        fd = os.open(self.dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(fd)
+            raise ArchiveLockedError(
+                "another process is sealing into this archive", file=str(self.dir / LOCK_FILE)
+            ) from exc
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def release(self) -> None:
+        for attr in ("_fd", "_lock_fd"):
+            fd = getattr(self, attr)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, attr, None)
+
+    # -- saving
+
+    def _wipe(self, idx: int) -> None:
+        assert self._fd is not None
+        os.pwrite(self._fd, bytes(SLOT), idx * SLOT)
+        os.fsync(self._fd)
+
+    def save(self, state: SealerState) -> None:
+        """Persist ``state`` and overwrite the previous one in place."""
+        assert self._fd is not None
+        new = 1 - self._slot
+        self._counter += 1
+        os.pwrite(self._fd, _slot(self._counter, _encode(state)), new * SLOT)
+        os.fsync(self._fd)
+        old = self._slot
+        self._slot = new
+        self._wipe(old)

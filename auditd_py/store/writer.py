@@ -1,0 +1,343 @@
+"""Creating archives and appending sealed records to them.
+
+The writer is the only code that changes an archive. Its order of operations is
+what makes crashes harmless (docs/FORMAT.md, "Writer"):
+
+1. records are appended to the open segment; ``flush(sync=True)`` fsyncs them;
+2. an epoch ends: flush+fsync, write the signed checkpoint (temp, fsync,
+   rename), then evolve the keys and save the state, which erases the old keys;
+3. on open, the writer rolls the chain forward over records written after the
+   last state save, cuts a torn last line into ``quarantine/`` and seals a
+   record saying so, finishes an epoch whose checkpoint was written but whose
+   keys were not yet evolved, and starts a new segment.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from auditd_py.chain.checkpoint import Checkpoint
+from auditd_py.chain.encoding import META_SOURCE, Fields, genesis_link, h
+from auditd_py.chain.identity import Identity
+from auditd_py.chain.keys import PublicKey, VerifyKey, public_key_of
+from auditd_py.chain.seal import Sealer, SealerState
+from auditd_py.clock import Clock
+from auditd_py.errors import (
+    ArchiveError,
+    ArchiveExistsError,
+    FormatError,
+    IntegrityError,
+    StateError,
+)
+from auditd_py.store.layout import (
+    SEGMENT_RE,
+    Layout,
+    fsync_dir,
+    segment_name,
+    write_atomic,
+    write_new,
+)
+from auditd_py.store.state import StateFile
+
+NS = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class EpochPolicy:
+    """When an epoch ends: after ``interval_ns`` or ``max_records``, whichever first."""
+
+    interval_ns: int = 15 * 60 * NS
+    max_records: int | None = None
+
+
+def create_archive(
+    layout: Layout,
+    verify_key_path: Path,
+    public_key_path: Path,
+    *,
+    host: str | None,
+    now_ns: int,
+    random: bytes | None = None,
+) -> Identity:
+    """keygen: a new archive, its sealing state and its two key files.
+
+    Refuses to overwrite any of them. ``random`` (64 bytes) is for test vectors.
+    """
+    for p in (layout.identity, layout.state / "sealing.state", verify_key_path, public_key_path):
+        if p.exists():
+            raise ArchiveExistsError("already exists; refusing to overwrite", file=str(p))
+    if layout.segments.exists() and any(layout.segments.iterdir()):
+        raise ArchiveExistsError("already holds segments", file=str(layout.segments))
+    rnd = random if random is not None else os.urandom(64)
+    mac_key, sign_seed = rnd[:32], rnd[32:64]
+    pk = public_key_of(sign_seed)
+    archive_id = str(uuid.UUID(bytes=h(b"\x09", rnd)[:16], version=4))
+    ident = Identity(archive_id, host or socket.gethostname(), now_ns, pk)
+    ident_bytes = ident.to_bytes()
+    try:
+        layout.root.mkdir(parents=True, exist_ok=True)
+        for d in (layout.segments, layout.checkpoints, layout.quarantine):
+            d.mkdir(exist_ok=True)
+        for p in (verify_key_path, public_key_path):
+            p.parent.mkdir(parents=True, exist_ok=True)
+        write_new(verify_key_path, VerifyKey(archive_id, mac_key, pk).to_bytes(), 0o600)
+        write_new(public_key_path, PublicKey(archive_id, pk).to_bytes(), 0o644)
+        state = SealerState.genesis(archive_id, genesis_link(ident_bytes), mac_key, sign_seed, now_ns)
+        StateFile.create(layout.state, state).release()
+        write_new(layout.identity, ident_bytes, 0o644)
+        fsync_dir(layout.root)
+    except FileExistsError as exc:
+        raise ArchiveExistsError("already exists; refusing to overwrite", file=exc.filename) from exc
+    except OSError as exc:
+        raise ArchiveError(f"cannot create: {exc.strerror}", file=exc.filename) from exc
+    return ident
+
+
+class ArchiveWriter:
+    """Appends records to an archive; exactly one per archive at a time (locked)."""
+
+    def __init__(
+        self,
+        layout: Layout,
+        identity: Identity,
+        statefile: StateFile,
+        sealer: Sealer,
+        clock: Clock,
+        policy: EpochPolicy,
+    ) -> None:
+        self.layout = layout
+        self.identity = identity
+        self._statefile = statefile
+        self.sealer = sealer
+        self.clock = clock
+        self.policy = policy
+        self._fh: BinaryIO | None = None
+        self.segment: str | None = None
+        self._offset = 0
+        self._head_at: tuple[str, int] | None = None
+        self.checkpoints_written: list[Checkpoint] = []
+
+    # ------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, layout: Layout, clock: Clock, policy: EpochPolicy | None = None) -> ArchiveWriter:
+        ident_bytes = layout.read_identity()
+        identity = Identity.from_bytes(ident_bytes, file=str(layout.identity))
+        statefile, state = StateFile.open(layout.state)
+        try:
+            if state.archive != identity.archive:
+                raise StateError(
+                    f"sealing state belongs to archive {state.archive}, not {identity.archive}",
+                    file=str(statefile.path),
+                )
+            w = cls(layout, identity, statefile, Sealer(state), clock, policy or EpochPolicy())
+            notes = w._recover()
+            w._open_segment()
+            for f in notes:
+                w._seal(f)
+        except BaseException:
+            statefile.release()
+            raise
+        return w
+
+    def _recover(self) -> list[Fields]:
+        """Roll forward over records sealed after the last state save."""
+        s = self.sealer
+        notes: list[Fields] = []
+        names = self.layout.segment_names()
+        start_seg = s.extra.get("segment")
+        start_off = int(s.extra.get("offset", 0))
+        if start_seg is not None:
+            if start_seg not in names:
+                raise StateError(
+                    f"segment {start_seg} named by the sealing state is missing",
+                    file=str(self.layout.segments),
+                )
+            names = names[names.index(start_seg) :]
+        for i, name in enumerate(names):
+            path = self.layout.segments / name
+            last = i == len(names) - 1
+            off = start_off if (i == 0 and start_seg is not None) else 0
+            size = path.stat().st_size
+            if size < off:
+                raise StateError(
+                    f"segment {name} is {size} bytes, but {off} bytes of it were sealed: "
+                    "sealed records were removed (run verify)",
+                    file=str(path),
+                )
+            with open(path, "rb") as fh:
+                fh.seek(off)
+                pos = off
+                for raw in fh:
+                    complete = raw.endswith(b"\n")
+                    if complete:
+                        try:
+                            s.adopt(raw[:-1])
+                            pos += len(raw)
+                            continue
+                        except (IntegrityError, FormatError) as exc:
+                            bad = f"does not continue the chain ({exc.message})"
+                    else:
+                        bad = "is torn (no final newline)"
+                    if not last:
+                        raise StateError(
+                            f"line at offset {pos} {bad}, and later segments exist; "
+                            "refusing to write (run verify)",
+                            file=str(path),
+                        )
+                    notes.append(self._quarantine(path, pos, size, bad))
+                    break
+            self._head_at = (name, path.stat().st_size)
+        self._finish_pending_epoch()
+        return notes
+
+    def _quarantine(self, path: Path, pos: int, size: int, why: str) -> Fields:
+        """Move the bytes after ``pos`` to quarantine/ and cut the segment there."""
+        with open(path, "rb") as fh:
+            fh.seek(pos)
+            tail = fh.read()
+        qname = f"{path.name}.{pos}.tail"
+        write_atomic(self.layout.quarantine / qname, tail, 0o600)
+        with open(path, "r+b") as fh:
+            fh.truncate(pos)
+            os.fsync(fh.fileno())
+        return Fields(
+            time_ns=self.clock.now_ns(),
+            source=META_SOURCE,
+            message=(
+                f"recovered segment {path.name}: cut {len(tail)} bytes at offset {pos} "
+                f"that {why.split(' (')[0]}; kept in quarantine/{qname}"
+            ).encode(),
+            event="recovery.torn_tail",
+            attrs={
+                "segment": path.name,
+                "offset": pos,
+                "length": len(tail),
+                "digest": h(b"\x0a", tail).hex(),
+                "reason": why,
+                "quarantine": f"quarantine/{qname}",
+            },
+        )
+
+    def _finish_pending_epoch(self) -> None:
+        """A checkpoint written before a crash whose key evolution did not happen."""
+        s = self.sealer
+        path = self.layout.checkpoint(s.epoch)
+        if not path.exists():
+            return
+        cp = Checkpoint.from_line(path.read_bytes(), file=str(path))
+        if cp.seq_end != s.seq or cp.chain_head != s.link:
+            raise StateError(
+                f"checkpoint {cp.epoch} exists but does not match the records on disk",
+                file=str(path),
+            )
+        s.evolve(cp)
+        self._save_state()
+
+    def _open_segment(self) -> None:
+        names = self.layout.segment_names()
+        prev = names[-1] if names else None
+        if prev is not None and (self.layout.segments / prev).stat().st_size == 0:
+            (self.layout.segments / prev).unlink()  # created, but a crash came before its header
+            names.pop()
+            prev = names[-1] if names else None
+        nums = [int(m.group(1)) for n in names if (m := SEGMENT_RE.match(n))]
+        n = max([*nums, int(self.sealer.extra.get("last_segment_no", -1))]) + 1
+        name = segment_name(n)
+        path = self.layout.segments / name
+        try:
+            self._fh = open(path, "xb", buffering=1 << 20)  # noqa: SIM115 - held open for appends
+        except OSError as exc:
+            raise ArchiveError(f"cannot create segment: {exc.strerror}", file=str(path)) from exc
+        fsync_dir(self.layout.segments)
+        self.segment = name
+        self._offset = 0
+        self.sealer.extra["last_segment_no"] = n
+        self._seal(
+            Fields(
+                time_ns=self.clock.now_ns(),
+                source=META_SOURCE,
+                message=f"segment {name} opened".encode(),
+                event="segment.opened",
+                attrs={
+                    "segment": name,
+                    "prev_segment": prev,
+                    "prev_link": self.sealer.link.hex(),
+                    "first_seq": self.sealer.seq,
+                },
+            )
+        )
+
+    # ------------------------------------------------------------ sealing
+
+    def _seal(self, f: Fields) -> int:
+        assert self._fh is not None
+        line = self.sealer.seal(f)
+        self._fh.write(line)
+        self._offset += len(line)
+        return self.sealer.seq - 1
+
+    def append(self, f: Fields) -> int:
+        """Seal one record (ending the epoch first if it is due); returns its seq."""
+        if f.source == META_SOURCE and f.event is None:
+            raise FormatError(f"source name {META_SOURCE!r} is reserved", field="source")
+        self.maybe_end_epoch()
+        return self._seal(f)
+
+    def maybe_end_epoch(self) -> Checkpoint | None:
+        s = self.sealer
+        now = self.clock.now_ns()
+        if now - s.epoch_start >= self.policy.interval_ns:
+            return self.end_epoch("interval")
+        if self.policy.max_records is not None and s.epoch_records >= self.policy.max_records:
+            return self.end_epoch("records")
+        return None
+
+    def flush(self, *, sync: bool = True) -> None:
+        if self._fh is not None:
+            self._fh.flush()
+            if sync:
+                os.fsync(self._fh.fileno())
+
+    def end_epoch(self, reason: str) -> Checkpoint:
+        """Checkpoint, then evolve the keys and erase the old ones."""
+        self.flush(sync=True)
+        cp = self.sealer.checkpoint(self.clock.now_ns(), reason)
+        write_atomic(self.layout.checkpoint(cp.epoch), cp.line + b"\n", 0o644)
+        self.sealer.evolve(cp)
+        self._save_state()
+        self.checkpoints_written.append(cp)
+        return cp
+
+    def _save_state(self) -> None:
+        """Persist keys and chain head with the byte position the head is at."""
+        at = (self.segment, self._offset) if self.segment is not None else self._head_at
+        if at is not None:
+            self.sealer.extra["segment"], self.sealer.extra["offset"] = at
+        self._statefile.save(self.sealer.snapshot())
+
+    def close(self) -> Checkpoint:
+        """End the epoch with a checkpoint, close the segment, release the lock."""
+        try:
+            cp = self.end_epoch("close")
+            assert self._fh is not None
+            self._fh.close()
+            self._fh = None
+            return cp
+        finally:
+            self._statefile.release()
+
+    def abandon(self) -> None:
+        """Release without a checkpoint (as a crash would), for error paths."""
+        if self._fh is not None:
+            try:
+                self._fh.flush()
+            finally:
+                self._fh.close()
+                self._fh = None
+        self._statefile.release()
