@@ -7,6 +7,7 @@ error. Every AuditdError becomes one line on stderr (or a JSON report).
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
@@ -55,7 +56,9 @@ def parse_time(text: str) -> int:
     try:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise UsageError(f"invalid time {text!r} (use RFC 3339, e.g. 2026-11-26T10:00:00Z)") from exc
+        raise UsageError(
+            f"invalid time {text!r} (use RFC 3339, e.g. 2026-11-26T10:00:00Z)"
+        ) from exc
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp()) * NS + dt.microsecond * 1000
@@ -92,32 +95,35 @@ def _input_lines(files: Sequence[str]) -> Iterator[tuple[str, bytes]]:
 
 def cmd_seal(a: argparse.Namespace) -> int:
     layout = Layout.at(a.archive, a.state)
+    for name in a.files:
+        if name != "-" and not os.access(name, os.R_OK):
+            reason = "not found" if not os.path.exists(name) else "not readable"
+            raise UsageError(f"cannot read input: {reason}", file=name)
     policy = EpochPolicy(parse_duration(a.epoch_interval), a.epoch_records)
     clock = SystemClock()
     w = ArchiveWriter.open(layout, clock, policy)
     count = 0
+    first = last = -1
     try:
         seal = w.append
         now = clock.now_ns
-        for src, line in _input_lines(a.files):
-            if line.endswith(b"\n"):
-                line = line[:-1]
-            seal(Fields(now(), a.source or src, line))
+        for src, raw in _input_lines(a.files):
+            line = raw[:-1] if raw.endswith(b"\n") else raw
+            last = seal(Fields(now(), a.source or src, line))
+            if first < 0:
+                first = last
             count += 1
+    except KeyboardInterrupt:
+        w.close()  # what was read is sealed and checkpointed
+        raise
     except BaseException:
         w.abandon()  # the next writer recovers what was written; nothing is lost
         raise
-    first_epoch = w.sealer.epoch
     cp = w.close()
-    epochs = len(w.checkpoints_written)
+    span = f": seq {first}..{last}" if count else ""
+    print(f"sealed {count} line(s) into segments/{w.segment}{span}", file=sys.stderr)
     print(
-        f"sealed {count} line(s) into {w.segment}: seq {cp.seq_end - count}..{cp.seq_end - 1}"
-        if count
-        else f"sealed 0 lines into {w.segment}",
-        file=sys.stderr,
-    )
-    print(
-        f"checkpoint {cp.epoch} written ({epochs} epoch(s) closed, from {first_epoch - epochs + 1})",
+        f"closed with checkpoint {cp.epoch} ({len(w.checkpoints_written)} epoch(s) ended)",
         file=sys.stderr,
     )
     return 0
@@ -143,7 +149,13 @@ def _load_keys(a: argparse.Namespace) -> tuple[bytes, bytes | None, str]:
 def _progress(layout: Layout, enabled: bool) -> tuple[Any, Any]:
     if not enabled:
         return None, None
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+    # Imported only when a bar is shown: rich costs ~100 ms of start-up.
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+    )
 
     total = archive_bytes(layout)
     if total < 64 << 20:
@@ -191,22 +203,30 @@ def cmd_verify(a: argparse.Namespace) -> int:
         )
     except AuditdError as exc:
         if a.json:
-            print(orjson.dumps({"ok": False, "archive": str(layout.root), **exc.diagnostics()}).decode())
+            print(
+                orjson.dumps(
+                    {"ok": False, "archive": str(layout.root), **exc.diagnostics()}
+                ).decode()
+            )
             return exc.exit_code
         raise
     finally:
         if bar is not None:
             bar.stop()
     if a.json:
-        print(orjson.dumps({"ok": True, "archive_dir": str(layout.root), **report.as_dict()}).decode())
+        print(
+            orjson.dumps({"ok": True, "archive_dir": str(layout.root), **report.as_dict()}).decode()
+        )
     else:
         _print_report(layout, report)
     return 0
 
 
 def _print_report(layout: Layout, r: Report) -> None:
-    mode = "MACs, chain, Merkle roots and signatures" if r.mode == "key" else (
-        "chain, Merkle roots and signatures (public key)"
+    mode = (
+        "MACs, chain, Merkle roots and signatures"
+        if r.mode == "key"
+        else ("chain, Merkle roots and signatures (public key)")
     )
     print(f"{layout.root}: intact ({mode})")
     print(
@@ -329,7 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--key", metavar="FILE", help="secret verification key (checks every MAC)")
     v.add_argument("--public-key", metavar="FILE", help="public key (auditor mode)")
     v.add_argument("--anchor", metavar="FILE", help="a checkpoint saved earlier with `head`")
-    v.add_argument("--require-sealed", action="store_true", help="fail on records after the last checkpoint")
+    v.add_argument(
+        "--require-sealed", action="store_true", help="fail on records after the last checkpoint"
+    )
     v.add_argument("--json", action="store_true", help="print one JSON report")
     v.set_defaults(func=cmd_verify)
 

@@ -7,7 +7,7 @@ including) the fixed ``,"signature":"<128 hex>"}`` suffix, prefixed with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -99,7 +99,9 @@ class Checkpoint:
         if not isinstance(obj, dict):
             raise FormatError("checkpoint is not a JSON object", file=file)
         if obj.get("type") != CHECKPOINT_TYPE:
-            raise FormatError(f"not a checkpoint (type {obj.get('type')!r})", file=file, field="type")
+            raise FormatError(
+                f"not a checkpoint (type {obj.get('type')!r})", file=file, field="type"
+            )
         if obj.get("v") != FORMAT_VERSION:
             raise FormatError(
                 f"unsupported checkpoint version {obj.get('v')!r}", file=file, field="v"
@@ -131,8 +133,6 @@ class Checkpoint:
 
 
 def _replace(cp: Checkpoint, **changes: Any) -> Checkpoint:
-    from dataclasses import replace
-
     return replace(cp, **changes)
 
 

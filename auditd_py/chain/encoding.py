@@ -197,11 +197,16 @@ def split_line(line: bytes) -> tuple[bytes, bytes, bytes]:
         or line[n - 2 :] != _CLOSE
     ):
         raise FormatError("record seal suffix (link, mac) missing or malformed", field="seal")
+    link_hex = line[s + 9 : s + 73]
+    mac_hex = line[s + 82 : s + 146]
     try:
-        link = bytes.fromhex(line[s + 9 : s + 73].decode("ascii"))
-        mac = bytes.fromhex(line[s + 82 : s + 146].decode("ascii"))
+        link = bytes.fromhex(link_hex.decode("ascii"))
+        mac = bytes.fromhex(mac_hex.decode("ascii"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise FormatError("link or mac is not 64 hex digits", field="seal") from exc
+    if link.hex().encode() != link_hex or mac.hex().encode() != mac_hex:
+        # Exactly one spelling is valid (lower case), so no byte can change unnoticed.
+        raise FormatError("link or mac is not in lower-case hex", field="seal")
     return line[:s], link, mac
 
 
@@ -263,10 +268,13 @@ def split_signed(line: bytes) -> tuple[bytes, bytes]:
     s = n - SIG_SUFFIX_LEN
     if s <= 1 or line[s : s + len(_SIG_OPEN)] != _SIG_OPEN or line[n - 2 :] != _CLOSE:
         raise FormatError("signature missing or malformed", field="signature")
+    sig_hex = line[s + len(_SIG_OPEN) : n - 2]
     try:
-        sig = bytes.fromhex(line[s + len(_SIG_OPEN) : n - 2].decode("ascii"))
+        sig = bytes.fromhex(sig_hex.decode("ascii"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise FormatError("signature is not 128 hex digits", field="signature") from exc
+    if sig.hex().encode() != sig_hex:
+        raise FormatError("signature is not in lower-case hex", field="signature")
     return line[:s], sig
 
 

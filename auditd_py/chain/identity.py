@@ -20,17 +20,20 @@ class Identity:
     public_key: bytes
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(
-            {
-                "v": FORMAT_VERSION,
-                "type": IDENTITY_TYPE,
-                "archive": self.archive,
-                "host": self.host,
-                "created": self.created,
-                "public_key": self.public_key.hex(),
-                "public_key_fingerprint": fingerprint(self.public_key),
-            }
-        ) + b"\n"
+        return (
+            orjson.dumps(
+                {
+                    "v": FORMAT_VERSION,
+                    "type": IDENTITY_TYPE,
+                    "archive": self.archive,
+                    "host": self.host,
+                    "created": self.created,
+                    "public_key": self.public_key.hex(),
+                    "public_key_fingerprint": fingerprint(self.public_key),
+                }
+            )
+            + b"\n"
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes, *, file: str | None = None) -> Identity:
@@ -50,7 +53,9 @@ class Identity:
                 public_key=bytes.fromhex(obj["public_key"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise FormatError(f"archive identity field missing or invalid: {exc}", file=file) from exc
+            raise FormatError(
+                f"archive identity field missing or invalid: {exc}", file=file
+            ) from exc
         if len(ident.public_key) != 32:
             raise FormatError("public_key must be 32 bytes", file=file, field="public_key")
         if obj.get("public_key_fingerprint") != fingerprint(ident.public_key):

@@ -92,15 +92,18 @@ class VerifyKey:
     public_key: bytes
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(
-            {
-                "v": FORMAT_VERSION,
-                "type": VERIFY_KEY_TYPE,
-                "archive": self.archive,
-                "mac_key": self.mac_key.hex(),
-                "public_key": self.public_key.hex(),
-            }
-        ) + b"\n"
+        return (
+            orjson.dumps(
+                {
+                    "v": FORMAT_VERSION,
+                    "type": VERIFY_KEY_TYPE,
+                    "archive": self.archive,
+                    "mac_key": self.mac_key.hex(),
+                    "public_key": self.public_key.hex(),
+                }
+            )
+            + b"\n"
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes, *, file: str | None = None) -> VerifyKey:
@@ -120,14 +123,17 @@ class PublicKey:
     public_key: bytes
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(
-            {
-                "v": FORMAT_VERSION,
-                "type": PUBLIC_KEY_TYPE,
-                "archive": self.archive,
-                "public_key": self.public_key.hex(),
-            }
-        ) + b"\n"
+        return (
+            orjson.dumps(
+                {
+                    "v": FORMAT_VERSION,
+                    "type": PUBLIC_KEY_TYPE,
+                    "archive": self.archive,
+                    "public_key": self.public_key.hex(),
+                }
+            )
+            + b"\n"
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes, *, file: str | None = None) -> PublicKey:

@@ -143,7 +143,9 @@ def root_from_path(index: int, size: int, leaf: bytes, path: Sequence[bytes]) ->
     return r
 
 
-def verify_inclusion(index: int, size: int, leaf: bytes, path: Sequence[bytes], want: bytes) -> None:
+def verify_inclusion(
+    index: int, size: int, leaf: bytes, path: Sequence[bytes], want: bytes
+) -> None:
     """Raise ProofError unless ``leaf`` is at ``index`` in the tree with root ``want``."""
     got = root_from_path(index, size, leaf, path)
     if not hmac.compare_digest(got, want):

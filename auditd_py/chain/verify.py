@@ -393,9 +393,7 @@ class Verifier:
         attrs = obj.get("attrs") if isinstance(obj.get("attrs"), dict) else {}
         assert isinstance(attrs, dict)
         if event == "segment.opened" and seg.line != 1:
-            raise IntegrityError(
-                "segment header record inside a segment", what="segment_header"
-            )
+            raise IntegrityError("segment header record inside a segment", what="segment_header")
         if event == "recovery.torn_tail":
             name = attrs.get("segment")
             done = {s.name: s.size for s in self.segments if s.size is not None}
@@ -453,4 +451,3 @@ class Verifier:
             recovered=tuple(self.recovered),
             warnings=tuple(self.warnings),
         )
-

@@ -71,7 +71,9 @@ class Layout:
         try:
             names = os.listdir(self.segments)
         except FileNotFoundError as exc:
-            raise NotAnArchiveError("archive has no segments/ directory", file=str(self.root)) from exc
+            raise NotAnArchiveError(
+                "archive has no segments/ directory", file=str(self.root)
+            ) from exc
         return sorted(n for n in names if SEGMENT_RE.match(n))
 
     def checkpoint_files(self) -> list[tuple[str, bytes]]:
@@ -86,7 +88,9 @@ class Layout:
             try:
                 out.append((f"{CHECKPOINTS}/{n}", (self.checkpoints / n).read_bytes()))
             except OSError as exc:
-                raise ArchiveError(f"cannot read: {exc.strerror}", file=f"{CHECKPOINTS}/{n}") from exc
+                raise ArchiveError(
+                    f"cannot read: {exc.strerror}", file=f"{CHECKPOINTS}/{n}"
+                ) from exc
         return out
 
 

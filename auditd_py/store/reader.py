@@ -25,7 +25,7 @@ def archive_bytes(layout: Layout) -> int:
 
 def _open(path: Path) -> Any:
     try:
-        return open(path, "rb", buffering=_CHUNK)  # noqa: SIM115 - caller closes
+        return open(path, "rb", buffering=_CHUNK)
     except OSError as exc:
         raise ArchiveError(f"cannot read: {exc.strerror}", file=str(path)) from exc
 
@@ -94,7 +94,9 @@ def iter_records(layout: Layout) -> Iterator[tuple[Located, dict[str, Any]]]:
         try:
             yield loc, parse_record(loc.line)
         except FormatError as exc:
-            raise FormatError(exc.message, file=f"{SEGMENTS}/{loc.segment}", line=loc.line_no) from exc
+            raise FormatError(
+                exc.message, file=f"{SEGMENTS}/{loc.segment}", line=loc.line_no
+            ) from exc
 
 
 def latest_checkpoint(layout: Layout) -> tuple[str, bytes]:

@@ -87,12 +87,16 @@ def create_archive(
             p.parent.mkdir(parents=True, exist_ok=True)
         write_new(verify_key_path, VerifyKey(archive_id, mac_key, pk).to_bytes(), 0o600)
         write_new(public_key_path, PublicKey(archive_id, pk).to_bytes(), 0o644)
-        state = SealerState.genesis(archive_id, genesis_link(ident_bytes), mac_key, sign_seed, now_ns)
+        state = SealerState.genesis(
+            archive_id, genesis_link(ident_bytes), mac_key, sign_seed, now_ns
+        )
         StateFile.create(layout.state, state).release()
         write_new(layout.identity, ident_bytes, 0o644)
         fsync_dir(layout.root)
     except FileExistsError as exc:
-        raise ArchiveExistsError("already exists; refusing to overwrite", file=exc.filename) from exc
+        raise ArchiveExistsError(
+            "already exists; refusing to overwrite", file=exc.filename
+        ) from exc
     except OSError as exc:
         raise ArchiveError(f"cannot create: {exc.strerror}", file=exc.filename) from exc
     return ident
@@ -211,7 +215,7 @@ class ArchiveWriter:
             source=META_SOURCE,
             message=(
                 f"recovered segment {path.name}: cut {len(tail)} bytes at offset {pos} "
-                f"that {why.split(' (')[0]}; kept in quarantine/{qname}"
+                f"that {why.split(' (', maxsplit=1)[0]}; kept in quarantine/{qname}"
             ).encode(),
             event="recovery.torn_tail",
             attrs={
