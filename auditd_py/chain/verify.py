@@ -60,7 +60,8 @@ def check_record(
             )
     if not same(link, link_hash(prev_link, leaf_hash(body))):  # R4: hash chain
         raise IntegrityError(
-            "broken link: the record's bytes or its predecessor differ from what was sealed",
+            "record altered: its bytes do not hash to its chain link"
+            + (" (the link itself is authentic)" if mac is not None else ""),
             what="broken_link",
             seq=seq,
             epoch=epoch,
