@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check auditd_py tests benchmarks
-	$(BIN)/ruff format --check auditd_py tests benchmarks
+	$(BIN)/ruff check auditd_py tests $(wildcard benchmarks)
+	$(BIN)/ruff format --check auditd_py tests $(wildcard benchmarks)
 	$(BIN)/mypy
 
 ## The whole suite, integration tests included (soak loops run short here).

@@ -15,7 +15,20 @@ from pathlib import Path
 
 HOSTS = ["qa-web-1", "qa-web-2", "qa-db-1"]
 APPS = ["nginx", "app", "postgres", "sshd", "cron"]
-WORDS = "request served user login failed ok timeout retry session cache miss hit".split()
+WORDS = [
+    "request",
+    "served",
+    "user",
+    "login",
+    "failed",
+    "ok",
+    "timeout",
+    "retry",
+    "session",
+    "cache",
+    "miss",
+    "hit",
+]
 
 
 def _log(n: int, seed: int = 7) -> bytes:
@@ -32,7 +45,7 @@ def _log(n: int, seed: int = 7) -> bytes:
 
 def _run(args: list[str], *, stdin: bytes | None = None) -> int:
     print(f"\n$ auditd-py {' '.join(args)}", flush=True)
-    p = subprocess.run(
+    p = subprocess.run(  # noqa: S603 - our own CLI with arguments we built
         [sys.executable, "-m", "auditd_py.cli", *args],
         input=stdin,
         stderr=subprocess.STDOUT,
