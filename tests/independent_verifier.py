@@ -1,0 +1,625 @@
+"""A second, minimal verifier of auditd-py format version 1.
+
+Written from docs/FORMAT.md alone, with hashlib and cryptography only: it does
+not import auditd_py, so that a disagreement between the document and the
+reference implementation shows up as a disagreement between two verifiers.
+Section numbers below refer to docs/FORMAT.md.
+
+Usage::
+
+    python tests/independent_verifier.py ARCHIVE_DIR KEY_FILE
+
+``KEY_FILE`` is either the verification key (key mode: MACs are checked too)
+or the public key (public-key mode). Exit status 0 means intact; a failure
+raises :class:`VerificationError` naming the check (``C1``…``F2``) and, where
+the document gives one, the ``what`` code.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+# ---------------------------------------------------------------- constants (sections 4, 8, 12)
+
+FORMAT_TAG = b"auditd-py/1"
+SIG_CONTEXT = b"auditd-py checkpoint v1\x00"
+META_SOURCE = "auditd-py"
+ZERO = bytes(32)
+
+SEAL_LEN = 148
+SIG_SUFFIX_LEN = 144
+_SEAL_RE = re.compile(rb',"link":"([0-9a-f]{64})","mac":"([0-9a-f]{64})"\}')
+_SIG_RE = re.compile(rb',"signature":"([0-9a-f]{128})"\}')
+_SEGMENT_NAME = re.compile(r"seg-[0-9]{10}\.jsonl")
+_CHECKPOINT_NAME = re.compile(r"cp-[0-9]{10}\.json")
+_META_MARK = b'"source":"auditd-py",'
+_REASONS = ("interval", "records", "close")
+
+
+class VerificationError(Exception):
+    """The archive does not verify. ``check`` is the number of the failed check."""
+
+    def __init__(
+        self,
+        check: str,
+        message: str,
+        *,
+        what: str | None = None,
+        file: str | None = None,
+        line: int | None = None,
+        seq: int | None = None,
+    ) -> None:
+        where = ", ".join(
+            f"{k} {v}" for k, v in (("file", file), ("line", line), ("seq", seq)) if v is not None
+        )
+        super().__init__(f"{check} ({what or 'format'}){': ' + where if where else ''}: {message}")
+        self.check = check
+        self.what = what
+        self.file = file
+        self.line = line
+        self.seq = seq
+
+
+# ---------------------------------------------------------------- primitives (sections 4, 9, 10)
+
+
+def h(tag: int, *parts: bytes) -> bytes:
+    """BLAKE2b-256 of one tag byte followed by the parts."""
+    st = hashlib.blake2b(bytes([tag]), digest_size=32)
+    for p in parts:
+        st.update(p)
+    return st.digest()
+
+
+def leaf(body: bytes) -> bytes:
+    return h(0x00, body)
+
+
+def node(left: bytes, right: bytes) -> bytes:
+    return h(0x01, left, right)
+
+
+def link(prev: bytes, leaf_hash: bytes) -> bytes:
+    return h(0x02, prev, leaf_hash)
+
+
+def mac(key: bytes, link_value: bytes) -> bytes:
+    return hashlib.blake2b(b"\x03" + link_value, digest_size=32, key=key).digest()
+
+
+def genesis(identity: bytes) -> bytes:
+    return h(0x04, FORMAT_TAG, identity)
+
+
+def next_mac_key(key: bytes) -> bytes:
+    return h(0x05, key)
+
+
+def cp_digest(line: bytes) -> bytes:
+    return h(0x06, line)
+
+
+def next_sign_seed(seed: bytes) -> bytes:
+    return h(0x07, seed)
+
+
+def fingerprint(public_key: bytes) -> str:
+    return h(0x08, public_key).hex()
+
+
+def merkle_append(stack: list[bytes], size: int, leaf_hash: bytes) -> None:
+    """Append a leaf to the compact range of a tree of ``size`` leaves (section 10)."""
+    x, k = leaf_hash, size
+    while k & 1:
+        x = node(stack.pop(), x)
+        k >>= 1
+    stack.append(x)
+
+
+def merkle_root(stack: list[bytes]) -> bytes:
+    if not stack:
+        return ZERO
+    r = stack[-1]
+    for s in reversed(stack[:-1]):
+        r = node(s, r)
+    return r
+
+
+def root_from_path(index: int, size: int, leaf_hash: bytes, path: list[bytes]) -> bytes:
+    """RFC 9162 section 2.1.3.2, as written out in section 10."""
+    if not 0 <= index < size:
+        raise ValueError("leaf index outside the tree")
+    fn, sn, r = index, size - 1, leaf_hash
+    for p in path:
+        if sn == 0:
+            raise ValueError("inclusion path too long")
+        if fn & 1 or fn == sn:
+            r = node(p, r)
+            if not fn & 1:
+                while not fn & 1 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            r = node(r, p)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ValueError("inclusion path too short")
+    return r
+
+
+def _same(a: bytes, b: bytes) -> bool:
+    return hmac.compare_digest(a, b)
+
+
+def _sig_ok(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, SIG_CONTEXT + message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- compact JSON (section 1)
+
+_SHORT = {0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r"}
+
+
+def json_str(s: str) -> str:
+    out = ['"']
+    for ch in s:
+        c = ord(ch)
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif c in _SHORT:
+            out.append(_SHORT[c])
+        elif c < 0x20:
+            out.append(f"\\u{c:04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+# ---------------------------------------------------------------- keys (sections 5, 7)
+
+
+@dataclass(frozen=True)
+class Key:
+    public_key: bytes
+    mac_key: bytes | None  # None: public-key mode
+
+
+def _hex_field(obj: dict[str, Any], key: str, size: int) -> bytes:
+    v = obj.get(key)
+    if not isinstance(v, str) or not re.fullmatch(r"[0-9a-f]*", v) or len(v) != 2 * size:
+        raise ValueError(f"key file field {key!r} is not {size} bytes of lower-case hex")
+    return bytes.fromhex(v)
+
+
+def load_key(data: bytes) -> Key:
+    """Read a verification key or a public key file (section 7)."""
+    obj = json.loads(data)
+    if not isinstance(obj, dict) or obj.get("v") != 1:
+        raise ValueError("not a version-1 key file")
+    if obj.get("type") == "auditd-py.verify-key":
+        return Key(_hex_field(obj, "public_key", 32), _hex_field(obj, "mac_key", 32))
+    if obj.get("type") == "auditd-py.public-key":
+        return Key(_hex_field(obj, "public_key", 32), None)
+    raise ValueError(f"unknown key file type {obj.get('type')!r}")
+
+
+def _check_identity(data: bytes) -> dict[str, Any]:
+    """Section 5: the identity file (a format error on failure)."""
+    f = "archive.json"
+    try:
+        obj = json.loads(data)
+    except ValueError as exc:
+        raise VerificationError("I", f"identity is not JSON: {exc}", file=f) from exc
+    if not isinstance(obj, dict) or obj.get("type") != "auditd-py.archive" or obj.get("v") != 1:
+        raise VerificationError("I", "not a version-1 archive identity", file=f)
+    for k in ("archive", "host", "created", "public_key"):
+        if k not in obj:
+            raise VerificationError("I", f"identity has no {k!r}", file=f)
+    pk = obj["public_key"]
+    if not isinstance(pk, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", pk):
+        raise VerificationError("I", "identity public_key is not 32 bytes of hex", file=f)
+    if obj.get("public_key_fingerprint") != fingerprint(bytes.fromhex(pk)):
+        raise VerificationError("I", "public_key_fingerprint does not match", file=f)
+    return obj
+
+
+# ---------------------------------------------------------------- checkpoints (section 12)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    line: bytes
+    body: bytes
+    signature: bytes
+    archive: str
+    epoch: int
+    start: int
+    end: int
+    seq_first: int
+    seq_end: int
+    chain_head: bytes
+    merkle_root: bytes
+    prev: bytes
+    public_key: bytes
+    next_public_key: bytes
+
+
+_CP_INTS = ("epoch", "start", "end", "seq_first", "seq_end")
+_CP_HEX = ("chain_head", "merkle_root", "prev", "public_key", "next_public_key")
+
+
+def parse_checkpoint(raw: bytes, *, file: str, check: str = "C1") -> Checkpoint:
+    """C1: a well-formed, canonical checkpoint line (sections 12.1 and 12.3)."""
+    line = raw.rstrip(b"\n")
+    n = len(line)
+    m = _SIG_RE.fullmatch(line, n - SIG_SUFFIX_LEN) if n > SIG_SUFFIX_LEN else None
+    if m is None:
+        raise VerificationError(check, "signature suffix missing or malformed", file=file)
+    try:
+        obj = json.loads(line)
+    except ValueError as exc:
+        raise VerificationError(check, f"checkpoint is not JSON: {exc}", file=file) from exc
+    if not isinstance(obj, dict):
+        raise VerificationError(check, "checkpoint is not a JSON object", file=file)
+    if obj.get("type") != "auditd-py.checkpoint" or obj.get("v") != 1:
+        raise VerificationError(check, "not a version-1 checkpoint", file=file)
+    if obj.get("reason") not in _REASONS or not isinstance(obj.get("archive"), str):
+        raise VerificationError(check, "checkpoint reason or archive invalid", file=file)
+    for k in _CP_INTS:
+        v = obj.get(k)
+        if type(v) is not int or v < 0:
+            raise VerificationError(check, f"checkpoint field {k!r} invalid", file=file)
+    for k in _CP_HEX:
+        v = obj.get(k)
+        if not isinstance(v, str) or not re.fullmatch(r"[0-9a-f]{64}", v):
+            raise VerificationError(check, f"checkpoint field {k!r} invalid", file=file)
+    canonical = (
+        '{"v":1,"type":"auditd-py.checkpoint"'
+        f',"archive":{json_str(obj["archive"])},"epoch":{obj["epoch"]}'
+        f',"reason":{json_str(obj["reason"])},"start":{obj["start"]},"end":{obj["end"]}'
+        f',"seq_first":{obj["seq_first"]},"seq_end":{obj["seq_end"]}'
+        + "".join(f',"{k}":"{obj[k]}"' for k in _CP_HEX)
+    ).encode()
+    body = line[: n - SIG_SUFFIX_LEN]
+    if body != canonical:
+        raise VerificationError(check, "checkpoint is not in canonical form", file=file)
+    return Checkpoint(
+        line=line,
+        body=body,
+        signature=bytes.fromhex(m.group(1).decode()),
+        archive=obj["archive"],
+        epoch=obj["epoch"],
+        start=obj["start"],
+        end=obj["end"],
+        seq_first=obj["seq_first"],
+        seq_end=obj["seq_end"],
+        chain_head=bytes.fromhex(obj["chain_head"]),
+        merkle_root=bytes.fromhex(obj["merkle_root"]),
+        prev=bytes.fromhex(obj["prev"]),
+        public_key=bytes.fromhex(obj["public_key"]),
+        next_public_key=bytes.fromhex(obj["next_public_key"]),
+    )
+
+
+def check_checkpoints(
+    items: list[tuple[str, bytes]], archive_id: str, public_key: bytes
+) -> list[Checkpoint]:
+    """C1–C8 over the checkpoints in file-name order (section 15.2)."""
+    cps: list[Checkpoint] = []
+    expected_key = public_key
+    for e, (name, raw) in enumerate(items):
+        cp = parse_checkpoint(raw, file=name)  # C1
+        prev = cps[-1] if cps else None
+        if cp.epoch != e:
+            what = "missing_checkpoint" if cp.epoch > e else "checkpoint_order"
+            raise VerificationError("C2", f"expected epoch {e}", what=what, file=name)
+        if cp.archive != archive_id:
+            raise VerificationError("C3", "other archive", what="identity", file=name)
+        if not _same(cp.public_key, expected_key):
+            raise VerificationError("C4", "key not certified", what="bad_signature", file=name)
+        if not _sig_ok(expected_key, cp.body, cp.signature):
+            raise VerificationError("C5", "bad signature", what="bad_signature", file=name)
+        want_prev = cp_digest(prev.line) if prev is not None else ZERO
+        if not _same(cp.prev, want_prev):
+            raise VerificationError("C6", "prev digest", what="checkpoint_link", file=name)
+        want_first = prev.seq_end if prev is not None else 0
+        if cp.seq_first != want_first or cp.seq_end < cp.seq_first:
+            raise VerificationError("C7", "seq range", what="checkpoint_range", file=name)
+        if prev is not None and cp.start != prev.end:
+            raise VerificationError("C8", "window", what="checkpoint_window", file=name)
+        cps.append(cp)
+        expected_key = cp.next_public_key
+    return cps
+
+
+# ---------------------------------------------------------------- records (sections 8, 11, 15)
+
+
+@dataclass
+class Result:
+    mode: str
+    records: int = 0
+    sealed_records: int = 0
+    segments: int = 0
+    checkpoints: int = 0
+    anchor_epoch: int | None = None
+    recovered: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def unsealed_records(self) -> int:
+        return self.records - self.sealed_records
+
+
+def _first_int_after(body: bytes, key: bytes) -> int | None:
+    i = body.find(b'"' + key + b'":')
+    if i < 0:
+        return None
+    m = re.match(rb"-?[0-9]+", body[i + len(key) + 3 :])
+    return int(m.group()) if m else None
+
+
+class _Walk:
+    """The record loop of section 15.1, steps 4 and 5."""
+
+    def __init__(self, identity: bytes, cps: list[Checkpoint], mac_key: bytes | None) -> None:
+        self.cps = cps
+        self.mac_key = mac_key
+        self.seq = 0
+        self.head = genesis(identity)
+        self.stack: list[bytes] = []
+        self.ci = 0
+        self.done: dict[str, int] = {}  # segment name -> length, once read completely
+        self.prev_segment: str | None = None
+        self.torn = 0  # bytes after the last newline of the segment just read
+        self.recovered: list[dict[str, Any]] = []
+        self.close_epochs("")
+
+    def close_epochs(self, file: str, line: int | None = None) -> None:
+        """R6."""
+        while self.ci < len(self.cps) and self.cps[self.ci].seq_end == self.seq:
+            cp = self.cps[self.ci]
+            if not _same(cp.chain_head, self.head) or not _same(
+                cp.merkle_root, merkle_root(self.stack)
+            ):
+                raise VerificationError(
+                    "R6",
+                    f"records do not match checkpoint {cp.epoch}",
+                    what="checkpoint_mismatch",
+                    file=file or None,
+                    line=line,
+                )
+            self.ci += 1
+            if self.mac_key is not None:
+                self.mac_key = next_mac_key(self.mac_key)
+
+    def segment(self, name: str, data: bytes) -> None:
+        file = f"segments/{name}"
+        *lines, torn = data.split(b"\n")
+        for no, line in enumerate(lines, 1):
+            self.record(name, no, line)
+        if not lines:
+            raise VerificationError("S", "segment is empty", what="segment_header", file=file)
+        self.done[name] = len(data) - len(torn)
+        self.prev_segment = name
+        self.torn = len(torn)
+
+    def record(self, name: str, no: int, line: bytes) -> None:
+        file, seq, e = f"segments/{name}", self.seq, self.ci
+
+        def fail(check: str, msg: str, what: str | None) -> VerificationError:
+            return VerificationError(check, msg, what=what, file=file, line=no, seq=seq)
+
+        if no == 1:  # R5, before R1
+            try:
+                obj = json.loads(line)
+            except ValueError as exc:
+                raise fail("R5", f"header is not JSON: {exc}", None) from exc
+            if not isinstance(obj, dict):
+                raise fail("R5", "header is not a JSON object", None)
+            attrs = obj.get("attrs") if isinstance(obj.get("attrs"), dict) else {}
+            assert isinstance(attrs, dict)
+            if obj.get("source") != META_SOURCE or obj.get("event") != "segment.opened":
+                raise fail("R5", "no segment header", "segment_header")
+            if attrs.get("segment") != name:
+                raise fail("R5", "header names another segment", "segment_swapped")
+            if attrs.get("prev_segment") != self.prev_segment:
+                raise fail("R5", "previous segment differs", "missing_segment")
+            if attrs.get("prev_link") != self.head.hex():
+                raise fail("R5", "prev_link is not the chain head", "broken_link")
+        # R1
+        n = len(line)
+        m = _SEAL_RE.fullmatch(line, n - SEAL_LEN) if n > SEAL_LEN else None
+        if m is None or not line.startswith(b'{"seq":'):
+            raise fail("R1", "no well-formed seal", None)
+        body = line[: n - SEAL_LEN]
+        rec_link, rec_mac = bytes.fromhex(m.group(1).decode()), bytes.fromhex(m.group(2).decode())
+        # R2
+        if not body.startswith(b'{"seq":%d,"epoch":%d,' % (seq, e)):
+            got = _first_int_after(body, b"seq")
+            what = (
+                "format"
+                if got is None
+                else "wrong_epoch"
+                if got == seq
+                else "duplicate"
+                if got == seq - 1
+                else "reorder"
+                if got < seq
+                else "gap"
+            )
+            raise fail("R2", f"record is not seq {seq} of epoch {e}", what)
+        # R3
+        if self.mac_key is not None and not _same(rec_mac, mac(self.mac_key, rec_link)):
+            raise fail("R3", "MAC mismatch", "mac_mismatch")
+        # R4
+        leaf_hash = leaf(body)
+        if not _same(rec_link, link(self.head, leaf_hash)):
+            raise fail("R4", "link mismatch", "broken_link")
+        # R7
+        if _META_MARK in body[:160]:
+            obj = json.loads(line)
+            attrs = obj.get("attrs") if isinstance(obj.get("attrs"), dict) else {}
+            assert isinstance(attrs, dict)
+            event = obj.get("event")
+            if event == "segment.opened" and no != 1:
+                raise fail("R7", "segment header inside a segment", "segment_header")
+            if event == "recovery.torn_tail":
+                cut = attrs.get("segment")
+                if cut not in self.done or attrs.get("offset") != self.done[cut]:
+                    raise fail("R7", "torn-tail record does not match", "truncated")
+                self.recovered.append({"seq": seq, "segment": cut, "offset": attrs["offset"]})
+        # accept, then R6
+        merkle_append(self.stack, seq, leaf_hash)
+        self.seq = seq + 1
+        self.head = rec_link
+        self.close_epochs(file, no)
+
+
+def verify(
+    archive: Path,
+    key_file: bytes,
+    *,
+    anchor: bytes | None = None,
+    require_sealed: bool = False,
+) -> Result:
+    """Verify ``archive`` (section 15); raise VerificationError on the first failure."""
+    key = load_key(key_file)
+    result = Result(mode="key" if key.mac_key is not None else "public-key")
+    # 1. identity
+    try:
+        identity = (archive / "archive.json").read_bytes()
+    except FileNotFoundError as exc:
+        raise VerificationError("I", "no archive.json", file="archive.json") from exc
+    ident = _check_identity(identity)
+    if not _same(bytes.fromhex(ident["public_key"]), key.public_key):
+        raise VerificationError("I", "another public key", what="identity", file="archive.json")
+    # 2. checkpoints
+    seg_dir, cp_dir = archive / "segments", archive / "checkpoints"
+    if not seg_dir.is_dir() or not cp_dir.is_dir():
+        raise VerificationError("I", "segments/ or checkpoints/ is missing")
+    cp_names = sorted(
+        n for n in (p.name for p in cp_dir.iterdir()) if _CHECKPOINT_NAME.fullmatch(n)
+    )
+    items = [(f"checkpoints/{n}", (cp_dir / n).read_bytes()) for n in cp_names]
+    cps = check_checkpoints(items, ident["archive"], key.public_key)
+    # 3. anchor
+    if anchor is not None:
+        a = parse_checkpoint(anchor, file="anchor", check="A1")
+        if a.archive != ident["archive"]:
+            raise VerificationError("A1", "anchor of another archive", what="anchor_mismatch")
+        if a.epoch >= len(cps):
+            raise VerificationError("A2", "archive ends before the anchor", what="truncated")
+        if a.line != cps[a.epoch].line:
+            raise VerificationError("A3", "checkpoint differs", what="anchor_mismatch")
+        result.anchor_epoch = a.epoch
+    # 4.-5. records
+    walk = _Walk(identity, cps, key.mac_key)
+    names = sorted(n for n in (p.name for p in seg_dir.iterdir()) if _SEGMENT_NAME.fullmatch(n))
+    for i, name in enumerate(names):
+        walk.segment(name, (seg_dir / name).read_bytes())
+        if walk.torn:
+            if i != len(names) - 1:
+                raise VerificationError(
+                    "S", "torn line in a segment that is not the last", what="format"
+                )
+            result.warnings.append(f"segments/{name}: torn last line ({walk.torn} bytes)")
+    # 6. final checks
+    if walk.ci < len(cps):
+        raise VerificationError("F1", "checkpointed records are missing", what="truncated")
+    sealed = cps[-1].seq_end if cps else 0
+    if require_sealed and walk.seq > sealed:
+        raise VerificationError("F2", "records after the last checkpoint", what="unsealed_tail")
+    result.records = walk.seq
+    result.sealed_records = sealed
+    result.segments = len(names)
+    result.checkpoints = len(cps)
+    result.recovered = walk.recovered
+    return result
+
+
+# ---------------------------------------------------------------- inclusion proofs (section 14)
+
+
+def check_proof(proof: dict[str, Any], public_key: bytes) -> int:
+    """Check an inclusion proof with the public key; return the epoch that signs it."""
+    if proof.get("type") != "auditd-py.inclusion-proof" or proof.get("v") != 1:
+        raise VerificationError("P", "not a version-1 inclusion proof")
+    seq, size = proof["seq"], proof["tree_size"]
+    expected_key = public_key
+    cps: list[Checkpoint] = []
+    for i, text in enumerate(proof["checkpoints"]):
+        cp = parse_checkpoint(text.encode(), file=f"proof checkpoint {i}", check="P1")
+        if cp.epoch != i or not _same(cp.public_key, expected_key):
+            raise VerificationError("P1", f"checkpoint {i} is not in the key chain")
+        if not _sig_ok(expected_key, cp.body, cp.signature):
+            raise VerificationError("P1", f"checkpoint {i} has a bad signature")
+        if cps and (cp.prev != cp_digest(cps[-1].line) or cp.seq_first != cps[-1].seq_end):
+            raise VerificationError("P1", f"checkpoint {i} does not follow checkpoint {i - 1}")
+        cps.append(cp)
+        expected_key = cp.next_public_key
+    if not cps or cps[-1].seq_end != size:
+        raise VerificationError("P2", "no checkpoint, or tree size differs")
+    record = proof["record"].encode()
+    if len(record) <= SEAL_LEN or _SEAL_RE.fullmatch(record, len(record) - SEAL_LEN) is None:
+        raise VerificationError("P3", "record has no well-formed seal")
+    if json.loads(record).get("seq") != seq:
+        raise VerificationError("P3", "record seq differs from the proof")
+    path = [bytes.fromhex(p) for p in proof["path"]]
+    try:
+        root = root_from_path(seq, size, leaf(record[: len(record) - SEAL_LEN]), path)
+    except ValueError as exc:
+        raise VerificationError("P4", str(exc)) from exc
+    if not _same(root, cps[-1].merkle_root):
+        raise VerificationError("P4", "inclusion path does not lead to the signed root")
+    return cps[-1].epoch
+
+
+def record_bytes(line: bytes) -> bytes:
+    """The original message bytes of a record line (section 8.2)."""
+    obj = json.loads(line)
+    raw = obj.get("raw_b64")
+    if isinstance(raw, str):
+        return base64.b64decode(raw, validate=True)
+    return str(obj["message"]).encode("utf-8")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: independent_verifier.py ARCHIVE_DIR KEY_FILE", file=sys.stderr)
+        return 2
+    try:
+        r = verify(Path(argv[0]), Path(argv[1]).read_bytes())
+    except VerificationError as exc:
+        print(f"FAILED {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"intact ({r.mode}): {r.records} records, {r.unsealed_records} unsealed, "
+        f"{r.segments} segments, {r.checkpoints} checkpoints"
+    )
+    for w in r.warnings:
+        print(f"warning: {w}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
