@@ -89,8 +89,9 @@ def _input_lines(files: Sequence[str]) -> Iterator[tuple[str, bytes]]:
             f = open(name, "rb")  # noqa: SIM115 - closed below
         except OSError as exc:
             raise UsageError(f"cannot read input: {exc.strerror}", file=name) from exc
+        src = os.fsencode(name).decode("utf-8", "replace")  # file names need not be UTF-8
         with f:
-            yield from ((name, line) for line in f)
+            yield from ((src, line) for line in f)
 
 
 def cmd_seal(a: argparse.Namespace) -> int:
@@ -102,6 +103,7 @@ def cmd_seal(a: argparse.Namespace) -> int:
     policy = EpochPolicy(parse_duration(a.epoch_interval), a.epoch_records)
     clock = SystemClock()
     w = ArchiveWriter.open(layout, clock, policy)
+    source = os.fsencode(a.source).decode("utf-8", "replace") if a.source else None
     count = 0
     first = last = -1
     try:
@@ -109,7 +111,7 @@ def cmd_seal(a: argparse.Namespace) -> int:
         now = clock.now_ns
         for src, raw in _input_lines(a.files):
             line = raw[:-1] if raw.endswith(b"\n") else raw
-            last = seal(Fields(now(), a.source or src, line))
+            last = seal(Fields(now(), source or src, line))
             if first < 0:
                 first = last
             count += 1

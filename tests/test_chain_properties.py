@@ -174,3 +174,22 @@ def test_body_is_one_json_line_and_round_trips(
     assert (obj["seq"], obj["epoch"], obj["time"], obj["source"]) == (seq, epoch, t, source)
     assert record_bytes(obj) == msg
     assert split_line(line)[0] == body
+
+
+@SETTINGS
+@given(batches, epoch_sizes, st.data())
+def test_mac_digit_change_is_detected_by_both_verifiers(
+    msgs: list[list[bytes]], max_records: int | None, data: st.DataObject
+) -> None:
+    """MACs are bound into the next link (and the last one into the checkpoint)."""
+    with archive(msgs, max_records) as arc:
+        segs = lines_of(arc)
+        path, lines = data.draw(st.sampled_from(segs))
+        i = data.draw(st.integers(0, len(lines) - 1))
+        line = bytearray(lines[i])
+        pos = len(line) - 3 - data.draw(st.integers(0, 63))  # inside the mac hex
+        old = chr(line[pos])
+        line[pos] = ord(data.draw(st.sampled_from([c for c in "0123456789abcdef" if c != old])))
+        lines[i] = bytes(line)
+        path.write_bytes(b"".join(lines))
+        both_fail(arc)

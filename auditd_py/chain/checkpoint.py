@@ -38,6 +38,7 @@ class Checkpoint:
     seq_first: int
     seq_end: int
     chain_head: bytes
+    mac_head: bytes
     merkle_root: bytes
     prev: bytes
     public_key: bytes
@@ -66,6 +67,7 @@ class Checkpoint:
                 "seq_first": self.seq_first,
                 "seq_end": self.seq_end,
                 "chain_head": self.chain_head.hex(),
+                "mac_head": self.mac_head.hex(),
                 "merkle_root": self.merkle_root.hex(),
                 "prev": self.prev.hex(),
                 "public_key": self.public_key.hex(),
@@ -87,7 +89,8 @@ class Checkpoint:
 
     @classmethod
     def from_line(cls, line: bytes, *, file: str | None = None) -> Checkpoint:
-        line = line.rstrip(b"\n")
+        if line.endswith(b"\n"):
+            line = line[:-1]
         try:
             _, sig = split_signed(line)
         except FormatError as exc:
@@ -118,6 +121,7 @@ class Checkpoint:
             seq_first=_nat(obj, "seq_first", file),
             seq_end=_nat(obj, "seq_end", file),
             chain_head=_hex32(obj, "chain_head", file),
+            mac_head=_hex32(obj, "mac_head", file),
             merkle_root=_hex32(obj, "merkle_root", file),
             prev=_hex32(obj, "prev", file),
             public_key=_hex32(obj, "public_key", file),

@@ -8,7 +8,7 @@ tag   input
 ====  =====================================================================
 0x00  Merkle leaf: record body bytes (RFC 6962 leaf prefix)
 0x01  Merkle node: left ‖ right (RFC 6962 node prefix)
-0x02  chain link: previous link ‖ leaf hash
+0x02  chain link: previous link ‖ previous MAC ‖ leaf hash
 0x03  record MAC (keyed with the epoch MAC key): link
 0x04  genesis link: ``FORMAT_TAG`` ‖ archive identity file bytes
 0x05  MAC key evolution: previous MAC key
@@ -83,9 +83,11 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return st.digest()
 
 
-def link_hash(prev: bytes, leaf: bytes) -> bytes:
+def link_hash(prev: bytes, prev_mac: bytes, leaf: bytes) -> bytes:
+    """Chain link; it covers the previous record's MAC, so the chain binds MACs too."""
     st = _LINK.copy()
     st.update(prev)
+    st.update(prev_mac)
     st.update(leaf)
     return st.digest()
 
@@ -127,23 +129,25 @@ class Fields:
     attrs: dict[str, Any] | None = None
 
 
-_ts_cache: list[Any] = [-1, b""]
+_ts_cache: tuple[int, bytes] = (-1, b"")
 
 
 def format_ts(time_ns: int) -> bytes:
     """RFC 3339 UTC with nanoseconds, e.g. ``2026-11-26T04:46:05.123456789Z``."""
+    global _ts_cache  # noqa: PLW0603 - a one-entry cache, replaced in one assignment
     sec, frac = divmod(time_ns, 1_000_000_000)
-    if _ts_cache[0] != sec:
-        _ts_cache[0] = sec
-        _ts_cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)).encode()
-    return b"%s.%09dZ" % (_ts_cache[1], frac)
+    cached = _ts_cache
+    if cached[0] != sec:
+        cached = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)).encode())
+        _ts_cache = cached
+    return b"%s.%09dZ" % (cached[1], frac)
 
 
 def _dumps(value: Any) -> bytes:
     try:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     except TypeError as exc:  # orjson.JSONEncodeError subclasses TypeError
-        raise FormatError(f"record attribute cannot be encoded as JSON: {exc}") from exc
+        raise FormatError(f"record field cannot be encoded as JSON: {exc}") from exc
 
 
 def encode_body(seq: int, epoch: int, f: Fields) -> bytes:
@@ -160,14 +164,14 @@ def encode_body(seq: int, epoch: int, f: Fields) -> bytes:
     except UnicodeDecodeError:
         text = f.message.decode("utf-8", "replace")
         raw = b',"raw_b64":"' + base64.b64encode(f.message) + b'"'
-    event = b',"event":' + orjson.dumps(f.event) if f.event is not None else b""
+    event = b',"event":' + _dumps(f.event) if f.event is not None else b""
     attrs = b',"attrs":' + _dumps(f.attrs) if f.attrs else b""
     return b'{"seq":%d,"epoch":%d,"time":%d,"ts":"%s","source":%s%s,"message":%s%s%s' % (
         seq,
         epoch,
         f.time_ns,
         format_ts(f.time_ns),
-        orjson.dumps(f.source),
+        _dumps(f.source),
         event,
         orjson.dumps(text),
         raw,

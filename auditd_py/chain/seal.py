@@ -38,6 +38,7 @@ class SealerState:
     seq: int
     link: bytes
     stack: tuple[bytes, ...]
+    mac: bytes = ZERO
     prev_checkpoint: bytes = ZERO
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -61,6 +62,7 @@ class Sealer:
         self._mac = mac_state(state.mac_key)
         self.seq = state.seq
         self.link = state.link
+        self.mac = state.mac
         self.stack = list(state.stack)
         self.prev_checkpoint = state.prev_checkpoint
         self.extra = dict(state.extra)
@@ -74,13 +76,14 @@ class Sealer:
         seq = self.seq
         body = encode_body(seq, self.epoch, f)
         leaf = leaf_hash(body)
-        link = link_hash(self.link, leaf)
+        link = link_hash(self.link, self.mac, leaf)
         st = self._mac.copy()
         st.update(link)
         mac = st.digest()
         merkle.append(self.stack, seq, leaf)
         self.seq = seq + 1
         self.link = link
+        self.mac = mac
         return seal_line(body, link, mac)
 
     def adopt(self, line: bytes) -> None:
@@ -89,10 +92,11 @@ class Sealer:
         Raises IntegrityError or FormatError unless ``line`` is exactly the next
         record of this chain, MAC'd with this epoch's key.
         """
-        body, link = check_record(line, self.seq, self.epoch, self.link, self._mac)
+        body, link, mac = check_record(line, self.seq, self.epoch, self.link, self.mac, self._mac)
         merkle.append(self.stack, self.seq, leaf_hash(body))
         self.seq += 1
         self.link = link
+        self.mac = mac
 
     def checkpoint(self, end: int, reason: str) -> Checkpoint:
         """The signed checkpoint that would close the current epoch now."""
@@ -106,6 +110,7 @@ class Sealer:
             seq_first=self.epoch_first_seq,
             seq_end=self.seq,
             chain_head=self.link,
+            mac_head=self.mac,
             merkle_root=merkle.root(self.stack),
             prev=self.prev_checkpoint,
             public_key=public_key_of(self._sign_seed),
@@ -134,6 +139,7 @@ class Sealer:
             seq=self.seq,
             link=self.link,
             stack=tuple(self.stack),
+            mac=self.mac,
             prev_checkpoint=self.prev_checkpoint,
             extra=dict(self.extra),
         )

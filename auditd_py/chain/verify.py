@@ -4,7 +4,7 @@ Checks are numbered as in docs/FORMAT.md section "Verification":
 
 * C1–C8 run over the checkpoints before any record is read;
 * R1–R7 run for each record line, in order;
-* F1–F3 run at the end.
+* F1–F2 run at the end.
 
 The first failed check raises :class:`~auditd_py.errors.IntegrityError` (or
 :class:`~auditd_py.errors.FormatError`) whose diagnostics name the file, the
@@ -38,9 +38,9 @@ _META_MARK = b'"source":"' + META_SOURCE.encode() + b'",'
 
 
 def check_record(
-    line: bytes, seq: int, epoch: int, prev_link: bytes, mac: Any | None
-) -> tuple[bytes, bytes]:
-    """Checks R1–R4 for one record line; returns (body, link).
+    line: bytes, seq: int, epoch: int, prev_link: bytes, prev_mac: bytes, mac: Any | None
+) -> tuple[bytes, bytes, bytes]:
+    """Checks R1–R4 for one record line; returns (body, link, mac).
 
     ``mac`` is the keyed BLAKE2b state of the epoch (``None``: public-key mode,
     no MAC check).
@@ -58,15 +58,19 @@ def check_record(
                 seq=seq,
                 epoch=epoch,
             )
-    if not same(link, link_hash(prev_link, leaf_hash(body))):  # R4: hash chain
+    if not same(link, link_hash(prev_link, prev_mac, leaf_hash(body))):  # R4: hash chain
         raise IntegrityError(
             "record altered: its bytes do not hash to its chain link"
-            + (" (the link itself is authentic)" if mac is not None else ""),
+            + (
+                " (the link itself is authentic)"
+                if mac is not None
+                else " (or the MAC of the record before it was altered)"
+            ),
             what="broken_link",
             seq=seq,
             epoch=epoch,
         )
-    return body, link
+    return body, link, tag
 
 
 def _position_error(body: bytes, seq: int, epoch: int) -> IntegrityError:
@@ -169,6 +173,7 @@ class Verifier:
         self.anchor_epoch = self._check_anchor(anchor) if anchor is not None else None
         self.seq = 0
         self.link = genesis_link(identity_bytes)
+        self.mac = ZERO
         self.stack: list[bytes] = []
         self.ci = 0  # index (= epoch) of the checkpoint that will cover the next record
         self.segments: list[_Segment] = []
@@ -231,9 +236,11 @@ class Verifier:
                     file=name,
                     epoch=e,
                 )
-            if prev is not None and cp.start != prev.end:  # C8: windows are contiguous
+            want_start = prev.end if prev is not None else self.identity.created
+            if cp.start != want_start or cp.end < cp.start:  # C8: windows are contiguous
                 raise IntegrityError(
-                    "checkpoint window does not start where the previous one ended",
+                    "checkpoint window does not start where the previous one ended "
+                    "(or at the archive's creation), or ends before it starts",
                     what="checkpoint_window",
                     file=name,
                     epoch=e,
@@ -273,8 +280,10 @@ class Verifier:
         """R6: at each checkpoint boundary the chain head and Merkle root must match."""
         while self.ci < len(self.cps) and self.cps[self.ci].seq_end == self.seq:
             cp = self.cps[self.ci]
-            if not same(cp.chain_head, self.link) or not same(
-                cp.merkle_root, merkle.root(self.stack)
+            if not (
+                same(cp.chain_head, self.link)
+                and same(cp.mac_head, self.mac)
+                and same(cp.merkle_root, merkle.root(self.stack))
             ):
                 where = self._where()
                 raise IntegrityError(
@@ -304,7 +313,12 @@ class Verifier:
         seg = self._seg
         assert seg is not None
         seg.size = size
-        if seg.line == 0:
+        if seg.line == 0 and last and not torn_bytes:
+            self.warnings.append(
+                f"segments/{seg.name}: empty last segment (a writer stopped before its "
+                "header); removed by the next writer"
+            )
+        elif seg.line == 0 and not (last and torn_bytes):
             raise IntegrityError(
                 "segment is empty (its header record is missing)",
                 what="segment_header",
@@ -344,12 +358,14 @@ class Verifier:
         if seg.line == 1:
             self._check_header(line)  # R5: segment header names its place
         epoch = self.ci
-        body, link = check_record(line, seq, epoch, self.link, self._mac)
-        if _META_MARK in body[:160]:
+        body, link, mac = check_record(line, seq, epoch, self.link, self.mac, self._mac)
+        i = body.find(b',"source":')
+        if body.startswith(_META_MARK, i + 1):
             self._check_meta(line, seg)  # R7: recovery records account for what they cut
         merkle.append(self.stack, seq, leaf_hash(body))
         self.seq = seq + 1
         self.link = link
+        self.mac = mac
         if self._first_body is None:
             self._first_body = body
         self._last_body = body
@@ -398,7 +414,10 @@ class Verifier:
         if event == "recovery.torn_tail":
             name = attrs.get("segment")
             done = {s.name: s.size for s in self.segments if s.size is not None}
-            if name not in done or attrs.get("offset") != done[name]:
+            # A segment whose only line was torn is removed after the cut (offset 0):
+            # it held no sealed byte, and the next header's prev_segment skips it.
+            removed = attrs.get("offset") == 0 and name not in done and name != seg.name
+            if not removed and (name not in done or attrs.get("offset") != done[name]):
                 raise IntegrityError(
                     f"torn-tail record names {name!r} at offset {attrs.get('offset')}, which "
                     "does not match that segment's length: records were cut after sealing",

@@ -16,8 +16,8 @@ CHECKPOINTS = "checkpoints"
 QUARANTINE = "quarantine"
 DEFAULT_STATE = ".state"
 
-SEGMENT_RE = re.compile(r"^seg-(\d{10})\.jsonl$")
-CHECKPOINT_RE = re.compile(r"^cp-(\d{10})\.json$")
+SEGMENT_RE = re.compile(r"seg-([0-9]{10})\.jsonl")
+CHECKPOINT_RE = re.compile(r"cp-([0-9]{10})\.json")
 
 
 def segment_name(n: int) -> str:
@@ -74,11 +74,11 @@ class Layout:
             raise NotAnArchiveError(
                 "archive has no segments/ directory", file=str(self.root)
             ) from exc
-        return sorted(n for n in names if SEGMENT_RE.match(n))
+        return sorted(n for n in names if SEGMENT_RE.fullmatch(n))
 
     def checkpoint_files(self) -> list[tuple[str, bytes]]:
         try:
-            names = sorted(n for n in os.listdir(self.checkpoints) if CHECKPOINT_RE.match(n))
+            names = sorted(n for n in os.listdir(self.checkpoints) if CHECKPOINT_RE.fullmatch(n))
         except FileNotFoundError as exc:
             raise NotAnArchiveError(
                 "archive has no checkpoints/ directory", file=str(self.root)

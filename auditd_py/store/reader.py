@@ -166,6 +166,10 @@ def check_proof(proof: dict[str, Any], public_key: bytes) -> dict[str, Any]:
         cp = Checkpoint.from_line(line, file=f"proof checkpoint {i}")
         if cp.epoch != i or cp.public_key != pk or not cp.signature_valid(pk):
             raise ProofError(f"checkpoint {i} in the proof is not signed by the key chain")
+        if cp.archive != proof.get("archive", cp.archive) or (i and cp.archive != cps[0].archive):
+            raise ProofError(f"checkpoint {i} in the proof is for another archive")
+        if i == 0 and (cp.prev != bytes(32) or cp.seq_first != 0):
+            raise ProofError("checkpoint 0 in the proof does not start the chain")
         if i and (cp.prev != cps[-1].digest or cp.seq_first != cps[-1].seq_end):
             raise ProofError(f"checkpoint {i} in the proof does not follow checkpoint {i - 1}")
         cps.append(cp)

@@ -45,6 +45,7 @@ from auditd_py.store.layout import (
 from auditd_py.store.state import StateFile
 
 NS = 1_000_000_000
+RESERVED_EVENTS = frozenset({"segment.opened", "recovery.torn_tail", "retention.deleted"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,12 +246,14 @@ class ArchiveWriter:
 
     def _open_segment(self) -> None:
         names = self.layout.segment_names()
+        nums = [int(m.group(1)) for n in names if (m := SEGMENT_RE.fullmatch(n))]
         prev = names[-1] if names else None
         if prev is not None and (self.layout.segments / prev).stat().st_size == 0:
-            (self.layout.segments / prev).unlink()  # created, but a crash came before its header
+            # Created, but a crash came before its header was written (or its only
+            # line was torn and has been quarantined): it holds no sealed byte.
+            (self.layout.segments / prev).unlink()
             names.pop()
             prev = names[-1] if names else None
-        nums = [int(m.group(1)) for n in names if (m := SEGMENT_RE.match(n))]
         n = max([*nums, int(self.sealer.extra.get("last_segment_no", -1))]) + 1
         name = segment_name(n)
         path = self.layout.segments / name
@@ -288,10 +291,19 @@ class ArchiveWriter:
 
     def append(self, f: Fields) -> int:
         """Seal one record (ending the epoch first if it is due); returns its seq."""
-        if f.source == META_SOURCE and f.event is None:
+        if f.source == META_SOURCE:
             raise FormatError(f"source name {META_SOURCE!r} is reserved", field="source")
         self.maybe_end_epoch()
         return self._seal(f)
+
+    def append_meta(self, event: str, message: str, attrs: dict[str, object]) -> int:
+        """Seal one of the daemon's own events (source ``auditd-py``)."""
+        if event in RESERVED_EVENTS:
+            raise FormatError(f"event {event!r} is written by the archive itself", field="event")
+        self.maybe_end_epoch()
+        return self._seal(
+            Fields(self.clock.now_ns(), META_SOURCE, message.encode(), event, dict(attrs))
+        )
 
     def maybe_end_epoch(self) -> Checkpoint | None:
         s = self.sealer
