@@ -1,0 +1,312 @@
+"""YAML configuration → validated, frozen settings.
+
+Unknown keys are errors (typos are caught), every error names its YAML line and
+key, and ``${VAR}`` / ``${VAR:-default}`` are expanded from the environment in
+string values. Validation is pydantic's; this module adds the YAML positions,
+the environment expansion and the duration/size syntax.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from auditd_py.errors import ConfigError
+
+NS = 1_000_000_000
+_DUR = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*")
+_DUR_UNITS = {"ms": 10**6, "s": NS, "m": 60 * NS, "h": 3600 * NS, "d": 86400 * NS}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|KB|MB|GB|k|K|M|G)?\s*")
+_SIZE_UNITS = {
+    None: 1,
+    "B": 1,
+    "KiB": 1024,
+    "MiB": 1024**2,
+    "GiB": 1024**3,
+    "k": 1024,
+    "K": 1024,
+    "M": 1024**2,
+    "G": 1024**3,
+    "KB": 1000,
+    "MB": 1000**2,
+    "GB": 1000**3,
+}
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def parse_duration(value: Any) -> int:
+    """``15m``, ``1h``, ``30s``, ``500ms``, ``2d`` or a number of seconds → ns."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 15m or 1h")
+    if isinstance(value, int | float):
+        ns = int(value * NS)
+    else:
+        m = _DUR.fullmatch(str(value))
+        if not m:
+            raise ValueError(f"invalid duration {value!r} (use e.g. 500ms, 30s, 15m, 1h)")
+        ns = int(float(m.group(1)) * _DUR_UNITS[m.group(2) or "s"])
+    if ns <= 0:
+        raise ValueError("duration must be positive")
+    return ns
+
+
+def parse_size(value: Any) -> int:
+    """``1MiB``, ``64KiB``, ``10MB`` or a number of bytes."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 64KiB or 1MiB")
+    if isinstance(value, int):
+        n = value
+    else:
+        m = _SIZE.fullmatch(str(value))
+        if not m:
+            raise ValueError(f"invalid size {value!r} (use e.g. 64KiB, 1MiB)")
+        n = int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])
+    if n <= 0:
+        raise ValueError("size must be positive")
+    return n
+
+
+Duration = Annotated[int, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class ArchiveSettings(_Model):
+    path: Path
+    state: Path | None = None
+
+
+class SealingSettings(_Model):
+    epoch_interval: Duration = 15 * 60 * NS
+    epoch_records: int | None = Field(default=None, gt=0)
+    commit_interval: Duration = 50 * 10**6
+    """Group commit: sealed records are fsynced at least this often."""
+    queue_records: int = Field(default=20_000, gt=0)
+
+
+class FileSource(_Model):
+    name: str
+    type: Literal["file"]
+    paths: list[str] = Field(min_length=1)
+    exclude: list[str] = []
+    max_line_bytes: Size = 1024 * 1024
+    partial_line_timeout: Duration = 5 * NS
+    poll_interval: Duration = NS
+    read_from: Literal["beginning", "end"] = "beginning"
+    fingerprint_bytes: int = Field(default=256, ge=16, le=65536)
+
+
+class TLSSettings(_Model):
+    cert: Path
+    key: Path
+    ca: Path | None = None
+    client_auth: Literal["none", "optional", "required"] = "none"
+
+
+class SyslogSource(_Model):
+    name: str
+    type: Literal["syslog"]
+    listen: list[str] = Field(min_length=1)
+    tls: TLSSettings | None = None
+    max_message_bytes: Size = 64 * 1024
+    max_connections: int = Field(default=1024, gt=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _urls(cls, v: list[str]) -> list[str]:
+        for url in v:
+            if not re.fullmatch(r"(udp|tcp|tls|unix|unix-stream)://.+", url):
+                raise ValueError(
+                    f"invalid listen address {url!r}: use udp://HOST:PORT, tcp://HOST:PORT, "
+                    "tls://HOST:PORT, unix:///PATH (datagram) or unix-stream:///PATH"
+                )
+        return v
+
+
+class JournaldSource(_Model):
+    name: str
+    type: Literal["journald"]
+    directory: Path | None = None
+    matches: list[str] = []
+    read_from: Literal["beginning", "end"] = "beginning"
+
+    @field_validator("matches")
+    @classmethod
+    def _matches(cls, v: list[str]) -> list[str]:
+        for m in v:
+            if m != "+" and not re.fullmatch(r"[A-Z0-9_]+=.*", m, flags=re.S):
+                raise ValueError(f"invalid journal match {m!r}: use FIELD=value or +")
+        return v
+
+
+Source = Annotated[FileSource | SyslogSource | JournaldSource, Field(discriminator="type")]
+
+
+class Config(_Model):
+    environment: str = "default"
+    archive: ArchiveSettings
+    sealing: SealingSettings = SealingSettings()
+    sources: list[Source] = []
+
+    @model_validator(mode="after")
+    def _unique(self) -> Config:
+        seen: set[str] = set()
+        for s in self.sources:
+            if s.name in seen:
+                raise ValueError(f"two sources are named {s.name!r}")
+            if s.name == "auditd-py":
+                raise ValueError("source name 'auditd-py' is reserved for the daemon's own log")
+            seen.add(s.name)
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    config: Config
+    path: str
+    digest: str
+    """BLAKE2b-256 of the file's bytes, for the meta-log."""
+
+
+# ---------------------------------------------------------------- YAML with positions
+
+
+def _expand(value: str, path: str, line: int, errors: list[str], env: Mapping[str, str]) -> str:
+    def sub(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        errors.append(
+            f"{path}:{line}: environment variable ${{{name}}} is not set and has no default"
+        )
+        return ""
+
+    return _ENV.sub(sub, value)
+
+
+def _to_python(
+    node: yaml.Node,
+    loc: tuple[Any, ...],
+    lines: dict[tuple[Any, ...], int],
+    errors: list[str],
+    file: str,
+    env: Mapping[str, str],
+) -> Any:
+    lines[loc] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for k, v in node.value:
+            key = k.value
+            if key in out:
+                errors.append(f"{file}:{k.start_mark.line + 1}: duplicate key {key!r}")
+            lines[(*loc, key)] = k.start_mark.line + 1
+            out[key] = _to_python(v, (*loc, key), lines, errors, file, env)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [
+            _to_python(v, (*loc, i), lines, errors, file, env) for i, v in enumerate(node.value)
+        ]
+    assert isinstance(node, yaml.ScalarNode)
+    value = yaml.SafeLoader(node.value).construct_object(node)
+    if isinstance(value, str):
+        return _expand(value, file, node.start_mark.line + 1, errors, env)
+    return value
+
+
+def _line_of(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int | None:
+    while loc:
+        if loc in lines:
+            return lines[loc]
+        loc = loc[:-1]
+    return lines.get(())
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    # pydantic adds the discriminator tag ("file", "syslog", ...) to union locations
+    out = []
+    for i, part in enumerate(loc):
+        if (
+            i > 0
+            and loc[i - 1] != "sources"
+            and isinstance(loc[i - 1], int)
+            and part
+            in (
+                "file",
+                "syslog",
+                "journald",
+            )
+        ):
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def load_text(text: str, file: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{file}:{mark.line + 1}" if mark is not None else file
+        raise ConfigError(
+            f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}", file=file
+        ) from exc
+    if root is None:
+        raise ConfigError(f"{file}: the configuration is empty", file=file)
+    lines: dict[tuple[Any, ...], int] = {}
+    errors: list[str] = []
+    data = _to_python(root, (), lines, errors, file, env)
+    if not isinstance(data, dict):
+        errors.append(f"{file}:1: the configuration must be a mapping")
+    if errors:
+        raise ConfigError("\n".join(errors), errors=errors)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        msgs = []
+        for e in exc.errors():
+            loc = _clean_loc(tuple(e["loc"]))
+            key = ".".join(str(p) for p in loc) or "(top level)"
+            line = _line_of(loc, lines)
+            msg = e["msg"]
+            if e["type"] == "extra_forbidden":
+                msg = "unknown key (typo?)"
+            elif msg.startswith("Value error, "):
+                msg = msg[len("Value error, ") :]
+            msgs.append(f"{file}:{line}: {key}: {msg}")
+        raise ConfigError("\n".join(msgs), errors=msgs) from exc
+
+
+def load(path: str | Path, env: Mapping[str, str] | None = None) -> Loaded:
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration: {exc.strerror}", file=str(p)) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"configuration is not UTF-8 (byte {exc.start})", file=str(p)) from exc
+    cfg = load_text(text, str(p), env)
+    return Loaded(cfg, str(p), hashlib.blake2b(raw, digest_size=32).hexdigest())
