@@ -186,13 +186,14 @@ def _progress(layout: Layout, enabled: bool) -> tuple[Any, Any]:
 
 def cmd_verify(a: argparse.Namespace) -> int:
     layout = Layout.at(a.archive)
+    bar = None
     try:
         public_key, mac_key, _ = _load_keys(a)
-        anchor = Path(a.anchor).read_bytes() if a.anchor else None
-    except OSError as exc:
-        raise UsageError(f"cannot read anchor: {exc.strerror}", file=a.anchor) from exc
-    bar, tick = _progress(layout, sys.stderr.isatty() and not a.json)
-    try:
+        try:
+            anchor = Path(a.anchor).read_bytes() if a.anchor else None
+        except OSError as exc:
+            raise UsageError(f"cannot read anchor: {exc.strerror}", file=a.anchor) from exc
+        bar, tick = _progress(layout, sys.stderr.isatty() and not a.json)
         if bar is not None:
             bar.start()
         report = verify_archive(
@@ -204,21 +205,16 @@ def cmd_verify(a: argparse.Namespace) -> int:
             progress=tick,
         )
     except AuditdError as exc:
-        if a.json:
-            print(
-                orjson.dumps(
-                    {"ok": False, "archive": str(layout.root), **exc.diagnostics()}
-                ).decode()
-            )
-            return exc.exit_code
+        if a.json:  # the report on stdout, the one-line reason on stderr as always
+            doc = {"ok": False, "archive_dir": str(layout.root), **exc.diagnostics()}
+            print(orjson.dumps(doc).decode())
         raise
     finally:
         if bar is not None:
             bar.stop()
     if a.json:
-        print(
-            orjson.dumps({"ok": True, "archive_dir": str(layout.root), **report.as_dict()}).decode()
-        )
+        doc = {"ok": True, "archive_dir": str(layout.root), **report.as_dict()}
+        print(orjson.dumps(doc).decode())
     else:
         _print_report(layout, report)
     return 0

@@ -174,12 +174,6 @@ def test_edit_message_and_relink_the_chain(arc: Archive) -> None:
         assert {k: rep.get(k) for k in want} == want, rep
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="checkpoint_mismatch reports the seq after the epoch's last record "
-    "(line 4 holds seq 9, the report says seq 10): Verifier.record adds self.seq "
-    "after _record has already advanced it",
-)
 def test_checkpoint_mismatch_names_seq_of_its_line(arc: Archive) -> None:
     arc.edit_line(1, 3, lambda b: b.replace(b'"message":"s1 line1"', b'"message":"s1 LINE1"'))
     relink(arc, 1, 3)

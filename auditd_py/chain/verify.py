@@ -180,6 +180,7 @@ class Verifier:
         self._seg: _Segment | None = None
         self._first_body: bytes | None = None
         self._last_body: bytes | None = None
+        self._unsealed_at: dict[str, Any] | None = None
         self.recovered: list[dict[str, Any]] = []
         self.warnings: list[str] = []
         self._close_epochs()
@@ -344,12 +345,15 @@ class Verifier:
         seg = self._seg
         assert seg is not None
         seg.line += 1
+        seq = self.seq  # R6 runs after the record is accepted, when self.seq has moved on
         try:
             self._record(line, seg)
         except (IntegrityError, FormatError) as exc:
             where = self._where()
             if "seq" not in exc.where:
-                where["seq"] = self.seq
+                where["seq"] = seq
+            if "what" not in exc.where:
+                where["what"] = "format"
             exc.where = {**where, **exc.where}
             raise
 
@@ -358,6 +362,8 @@ class Verifier:
         if seg.line == 1:
             self._check_header(line)  # R5: segment header names its place
         epoch = self.ci
+        if epoch == len(self.cps) and self._unsealed_at is None:
+            self._unsealed_at = self._where()
         body, link, mac = check_record(line, seq, epoch, self.link, self.mac, self._mac)
         i = body.find(b',"source":')
         if body.startswith(_META_MARK, i + 1):
@@ -454,6 +460,7 @@ class Verifier:
                 f"{unsealed} record(s) after the last checkpoint are not sealed by a signature",
                 what="unsealed_tail",
                 seq=sealed,
+                **(self._unsealed_at or {}),
             )
         first = scan_int(self._first_body, b"time") if self._first_body else None
         last = scan_int(self._last_body, b"time") if self._last_body else None
