@@ -43,7 +43,8 @@ _SEAL_RE = re.compile(rb',"link":"([0-9a-f]{64})","mac":"([0-9a-f]{64})"\}')
 _SIG_RE = re.compile(rb',"signature":"([0-9a-f]{128})"\}')
 _SEGMENT_NAME = re.compile(r"seg-[0-9]{10}\.jsonl")
 _CHECKPOINT_NAME = re.compile(r"cp-[0-9]{10}\.json")
-_META_MARK = b'"source":"auditd-py",'
+_SOURCE_KEY = b',"source":'
+_META_VALUE = b'"auditd-py",'
 _REASONS = ("interval", "records", "close")
 
 
@@ -90,8 +91,9 @@ def node(left: bytes, right: bytes) -> bytes:
     return h(0x01, left, right)
 
 
-def link(prev: bytes, leaf_hash: bytes) -> bytes:
-    return h(0x02, prev, leaf_hash)
+def link(prev: bytes, prev_mac: bytes, leaf_hash: bytes) -> bytes:
+    """Section 9: the link covers the previous link, the previous MAC and the leaf."""
+    return h(0x02, prev, prev_mac, leaf_hash)
 
 
 def mac(key: bytes, link_value: bytes) -> bytes:
@@ -234,6 +236,8 @@ def _check_identity(data: bytes) -> dict[str, Any]:
     for k in ("archive", "host", "created", "public_key"):
         if k not in obj:
             raise VerificationError("I", f"identity has no {k!r}", file=f)
+    if type(obj["created"]) is not int or not isinstance(obj["archive"], str):
+        raise VerificationError("I", "identity created or archive mistyped", file=f)
     pk = obj["public_key"]
     if not isinstance(pk, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", pk):
         raise VerificationError("I", "identity public_key is not 32 bytes of hex", file=f)
@@ -257,6 +261,7 @@ class Checkpoint:
     seq_first: int
     seq_end: int
     chain_head: bytes
+    mac_head: bytes
     merkle_root: bytes
     prev: bytes
     public_key: bytes
@@ -264,12 +269,12 @@ class Checkpoint:
 
 
 _CP_INTS = ("epoch", "start", "end", "seq_first", "seq_end")
-_CP_HEX = ("chain_head", "merkle_root", "prev", "public_key", "next_public_key")
+_CP_HEX = ("chain_head", "mac_head", "merkle_root", "prev", "public_key", "next_public_key")
 
 
 def parse_checkpoint(raw: bytes, *, file: str, check: str = "C1") -> Checkpoint:
     """C1: a well-formed, canonical checkpoint line (sections 12.1 and 12.3)."""
-    line = raw.rstrip(b"\n")
+    line = raw[:-1] if raw.endswith(b"\n") else raw  # exactly one 0x0A is stripped
     n = len(line)
     m = _SIG_RE.fullmatch(line, n - SIG_SUFFIX_LEN) if n > SIG_SUFFIX_LEN else None
     if m is None:
@@ -313,6 +318,7 @@ def parse_checkpoint(raw: bytes, *, file: str, check: str = "C1") -> Checkpoint:
         seq_first=obj["seq_first"],
         seq_end=obj["seq_end"],
         chain_head=bytes.fromhex(obj["chain_head"]),
+        mac_head=bytes.fromhex(obj["mac_head"]),
         merkle_root=bytes.fromhex(obj["merkle_root"]),
         prev=bytes.fromhex(obj["prev"]),
         public_key=bytes.fromhex(obj["public_key"]),
@@ -321,7 +327,7 @@ def parse_checkpoint(raw: bytes, *, file: str, check: str = "C1") -> Checkpoint:
 
 
 def check_checkpoints(
-    items: list[tuple[str, bytes]], archive_id: str, public_key: bytes
+    items: list[tuple[str, bytes]], archive_id: str, created: int, public_key: bytes
 ) -> list[Checkpoint]:
     """C1–C8 over the checkpoints in file-name order (section 15.2)."""
     cps: list[Checkpoint] = []
@@ -344,7 +350,8 @@ def check_checkpoints(
         want_first = prev.seq_end if prev is not None else 0
         if cp.seq_first != want_first or cp.seq_end < cp.seq_first:
             raise VerificationError("C7", "seq range", what="checkpoint_range", file=name)
-        if prev is not None and cp.start != prev.end:
+        want_start = prev.end if prev is not None else created
+        if cp.start != want_start or cp.end < cp.start:
             raise VerificationError("C8", "window", what="checkpoint_window", file=name)
         cps.append(cp)
         expected_key = cp.next_public_key
@@ -386,11 +393,12 @@ class _Walk:
         self.mac_key = mac_key
         self.seq = 0
         self.head = genesis(identity)
+        self.mac = ZERO  # MAC of the previous record; zeros before record 0
         self.stack: list[bytes] = []
         self.ci = 0
         self.done: dict[str, int] = {}  # segment name -> length, once read completely
         self.prev_segment: str | None = None
-        self.torn = 0  # bytes after the last newline of the segment just read
+        self.current: str | None = None  # the segment being read
         self.recovered: list[dict[str, Any]] = []
         self.close_epochs("")
 
@@ -398,8 +406,10 @@ class _Walk:
         """R6."""
         while self.ci < len(self.cps) and self.cps[self.ci].seq_end == self.seq:
             cp = self.cps[self.ci]
-            if not _same(cp.chain_head, self.head) or not _same(
-                cp.merkle_root, merkle_root(self.stack)
+            if not (
+                _same(cp.chain_head, self.head)
+                and _same(cp.mac_head, self.mac)
+                and _same(cp.merkle_root, merkle_root(self.stack))
             ):
                 raise VerificationError(
                     "R6",
@@ -412,16 +422,27 @@ class _Walk:
             if self.mac_key is not None:
                 self.mac_key = next_mac_key(self.mac_key)
 
-    def segment(self, name: str, data: bytes) -> None:
+    def segment(self, name: str, data: bytes, *, last: bool) -> str | None:
+        """Read one segment (section 15.1 step 5, then 15.6); returns a warning or None."""
         file = f"segments/{name}"
         *lines, torn = data.split(b"\n")
+        self.current = name
         for no, line in enumerate(lines, 1):
             self.record(name, no, line)
-        if not lines:
-            raise VerificationError("S", "segment is empty", what="segment_header", file=file)
+        self.current = None
         self.done[name] = len(data) - len(torn)
         self.prev_segment = name
-        self.torn = len(torn)
+        if not lines and not last:
+            raise VerificationError("S", "segment is empty", what="segment_header", file=file)
+        if torn and not last:
+            raise VerificationError(
+                "S", "torn line in a segment that is not the last", what="format", file=file
+            )
+        if torn:
+            return f"{file}: torn last line ({len(torn)} bytes)"
+        if not lines:
+            return f"{file}: empty last segment"
+        return None
 
     def record(self, name: str, no: int, line: bytes) -> None:
         file, seq, e = f"segments/{name}", self.seq, self.ci
@@ -429,15 +450,19 @@ class _Walk:
         def fail(check: str, msg: str, what: str | None) -> VerificationError:
             return VerificationError(check, msg, what=what, file=file, line=no, seq=seq)
 
-        if no == 1:  # R5, before R1
+        def parse(check: str) -> tuple[dict[str, Any], dict[str, Any]]:
+            """The whole line as a JSON object, and its attrs ({} if absent)."""
             try:
                 obj = json.loads(line)
             except ValueError as exc:
-                raise fail("R5", f"header is not JSON: {exc}", None) from exc
+                raise fail(check, f"line is not JSON: {exc}", "format") from exc
             if not isinstance(obj, dict):
-                raise fail("R5", "header is not a JSON object", None)
-            attrs = obj.get("attrs") if isinstance(obj.get("attrs"), dict) else {}
-            assert isinstance(attrs, dict)
+                raise fail(check, "line is not a JSON object", "format")
+            attrs = obj.get("attrs")
+            return obj, attrs if isinstance(attrs, dict) else {}
+
+        if no == 1:  # R5, before R1
+            obj, attrs = parse("R5")
             if obj.get("source") != META_SOURCE or obj.get("event") != "segment.opened":
                 raise fail("R5", "no segment header", "segment_header")
             if attrs.get("segment") != name:
@@ -450,9 +475,10 @@ class _Walk:
         n = len(line)
         m = _SEAL_RE.fullmatch(line, n - SEAL_LEN) if n > SEAL_LEN else None
         if m is None or not line.startswith(b'{"seq":'):
-            raise fail("R1", "no well-formed seal", None)
+            raise fail("R1", "no well-formed seal", "format")
         body = line[: n - SEAL_LEN]
-        rec_link, rec_mac = bytes.fromhex(m.group(1).decode()), bytes.fromhex(m.group(2).decode())
+        rec_link = bytes.fromhex(m.group(1).decode())
+        rec_mac = bytes.fromhex(m.group(2).decode())
         # R2
         if not body.startswith(b'{"seq":%d,"epoch":%d,' % (seq, e)):
             got = _first_int_after(body, b"seq")
@@ -473,25 +499,27 @@ class _Walk:
             raise fail("R3", "MAC mismatch", "mac_mismatch")
         # R4
         leaf_hash = leaf(body)
-        if not _same(rec_link, link(self.head, leaf_hash)):
+        if not _same(rec_link, link(self.head, self.mac, leaf_hash)):
             raise fail("R4", "link mismatch", "broken_link")
-        # R7
-        if _META_MARK in body[:160]:
-            obj = json.loads(line)
-            attrs = obj.get("attrs") if isinstance(obj.get("attrs"), dict) else {}
-            assert isinstance(attrs, dict)
+        # R7: the first ',"source":' of the body is followed by '"auditd-py",'
+        i = body.find(_SOURCE_KEY)
+        if i >= 0 and body.startswith(_META_VALUE, i + len(_SOURCE_KEY)):
+            obj, attrs = parse("R7")
             event = obj.get("event")
             if event == "segment.opened" and no != 1:
                 raise fail("R7", "segment header inside a segment", "segment_header")
             if event == "recovery.torn_tail":
-                cut = attrs.get("segment")
-                if cut not in self.done or attrs.get("offset") != self.done[cut]:
+                cut, offset = attrs.get("segment"), attrs.get("offset")
+                # R7b: a segment whose only line was torn was cut to 0 bytes and removed.
+                removed = offset == 0 and cut not in self.done and cut != self.current
+                if not removed and (cut not in self.done or offset != self.done[cut]):
                     raise fail("R7", "torn-tail record does not match", "truncated")
                 self.recovered.append({"seq": seq, "segment": cut, "offset": attrs["offset"]})
         # accept, then R6
         merkle_append(self.stack, seq, leaf_hash)
         self.seq = seq + 1
         self.head = rec_link
+        self.mac = rec_mac
         self.close_epochs(file, no)
 
 
@@ -521,7 +549,7 @@ def verify(
         n for n in (p.name for p in cp_dir.iterdir()) if _CHECKPOINT_NAME.fullmatch(n)
     )
     items = [(f"checkpoints/{n}", (cp_dir / n).read_bytes()) for n in cp_names]
-    cps = check_checkpoints(items, ident["archive"], key.public_key)
+    cps = check_checkpoints(items, ident["archive"], ident["created"], key.public_key)
     # 3. anchor
     if anchor is not None:
         a = parse_checkpoint(anchor, file="anchor", check="A1")
@@ -536,13 +564,9 @@ def verify(
     walk = _Walk(identity, cps, key.mac_key)
     names = sorted(n for n in (p.name for p in seg_dir.iterdir()) if _SEGMENT_NAME.fullmatch(n))
     for i, name in enumerate(names):
-        walk.segment(name, (seg_dir / name).read_bytes())
-        if walk.torn:
-            if i != len(names) - 1:
-                raise VerificationError(
-                    "S", "torn line in a segment that is not the last", what="format"
-                )
-            result.warnings.append(f"segments/{name}: torn last line ({walk.torn} bytes)")
+        warning = walk.segment(name, (seg_dir / name).read_bytes(), last=i == len(names) - 1)
+        if warning is not None:
+            result.warnings.append(warning)
     # 6. final checks
     if walk.ci < len(cps):
         raise VerificationError("F1", "checkpointed records are missing", what="truncated")
@@ -573,6 +597,11 @@ def check_proof(proof: dict[str, Any], public_key: bytes) -> int:
             raise VerificationError("P1", f"checkpoint {i} is not in the key chain")
         if not _sig_ok(expected_key, cp.body, cp.signature):
             raise VerificationError("P1", f"checkpoint {i} has a bad signature")
+        archive_id = cps[0].archive if cps else cp.archive
+        if cp.archive != archive_id or cp.archive != proof.get("archive", archive_id):
+            raise VerificationError("P1", f"checkpoint {i} is for another archive")
+        if not cps and (cp.prev != ZERO or cp.seq_first != 0):
+            raise VerificationError("P1", "checkpoint 0 does not start the chain")
         if cps and (cp.prev != cp_digest(cps[-1].line) or cp.seq_first != cps[-1].seq_end):
             raise VerificationError("P1", f"checkpoint {i} does not follow checkpoint {i - 1}")
         cps.append(cp)

@@ -5,11 +5,16 @@
 (b) auditd_py's verifier and the independent verifier both accept the vector
     archive, with the verification key and with the public key;
 (c) regenerating the vectors gives byte-identical files;
-(d) flipping a byte of a segment makes both verifiers fail.
+(d) flipping a byte of a segment, or changing one MAC digit, makes both
+    verifiers fail in both modes;
+(e) the corner cases of FORMAT.md (empty or torn-only last segment, a removed
+    torn-only segment, meta-record detection, checkpoint windows and mac_head,
+    proofs) get the same verdict from both verifiers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Callable
@@ -42,9 +47,11 @@ from auditd_py.chain.keys import (
     public_key_of,
     sign,
 )
+from auditd_py.clock import ManualClock
 from auditd_py.errors import FormatError, IntegrityError
 from auditd_py.store.layout import Layout
 from auditd_py.store.reader import check_proof, verify_archive
+from auditd_py.store.writer import ArchiveWriter, create_archive
 from tests import independent_verifier as iv
 from tests.vectors import generate
 
@@ -90,9 +97,13 @@ def test_hash_primitives(prim: dict[str, Any]) -> None:
     g = prim["genesis_link"]
     assert genesis_link(_x(g["identity_hex"])).hex() == g["link"]
     assert _x(g["identity_hex"]) == (BASIC / "archive.json").read_bytes()
+    lf = prim["link_first"]
+    assert lf["prev"] == g["link"] and lf["leaf"] == lh["leaf"] and lf["prev_mac"] == "00" * 32
+    assert link_hash(_x(lf["prev"]), _x(lf["prev_mac"]), _x(lf["leaf"])).hex() == lf["link"]
     lk = prim["link"]
-    assert lk["prev"] == g["link"] and lk["leaf"] == lh["leaf"]
-    assert link_hash(_x(lk["prev"]), _x(lk["leaf"])).hex() == lk["link"]
+    assert lk["prev"] == g["link"] and lk["leaf"] == lh["leaf"] and lk["prev_mac"] == "33" * 32
+    assert link_hash(_x(lk["prev"]), _x(lk["prev_mac"]), _x(lk["leaf"])).hex() == lk["link"]
+    assert lk["link"] != lf["link"]
     mc = prim["mac"]
     assert record_mac(_x(mc["key"]), _x(mc["link"])).hex() == mc["mac"]
     cd = prim["checkpoint_digest"]
@@ -101,7 +112,8 @@ def test_hash_primitives(prim: dict[str, Any]) -> None:
     assert iv.leaf(_x(lh["body_hex"])).hex() == lh["leaf"]
     assert iv.node(_x(nh["left"]), _x(nh["right"])).hex() == nh["node"]
     assert iv.genesis(_x(g["identity_hex"])).hex() == g["link"]
-    assert iv.link(_x(lk["prev"]), _x(lk["leaf"])).hex() == lk["link"]
+    assert iv.link(_x(lf["prev"]), _x(lf["prev_mac"]), _x(lf["leaf"])).hex() == lf["link"]
+    assert iv.link(_x(lk["prev"]), _x(lk["prev_mac"]), _x(lk["leaf"])).hex() == lk["link"]
     assert iv.mac(_x(mc["key"]), _x(mc["link"])).hex() == mc["mac"]
     assert iv.cp_digest(_x(cd["line_hex"])).hex() == cd["digest"]
 
@@ -230,6 +242,13 @@ def test_vector_archive_content() -> None:
         "close",
     ]
     assert [c.records for c in cps] == [4, 1, 0, 1, 5, 1]
+    # Each checkpoint's mac_head is the MAC of the last record it covers (zeros if none).
+    macs = [_x(o["mac"]) for o in objs]
+    assert [c.mac_head for c in cps] == [
+        macs[c.seq_end - 1] if c.seq_end else bytes(32) for c in cps
+    ]
+    # Checkpoint 0's window starts at the archive's creation (C8).
+    assert cps[0].start == json.loads((BASIC / "archive.json").read_bytes())["created"]
     tail = (BASIC / "quarantine" / "seg-0000000001.jsonl.1055.tail").read_bytes()
     assert tail == generate.TORN
 
@@ -301,16 +320,50 @@ def test_flipped_byte_fails_both(
     _both_fail(copy, mode)
 
 
-def test_flipped_mac_digit_fails_in_key_mode_only(copy: Path) -> None:
-    """The MAC is not covered by the chain or the signatures (FORMAT.md 9, 15.4)."""
-    seg = copy / "segments" / "seg-0000000000.jsonl"
-    # '0' <-> '1' keeps the digit valid lower-case hex.
-    off = _offset_in(seg, 2, lambda line: line.rindex(b'"') - 64 + line[-66:].find(b"0"))
-    assert seg.read_bytes()[off : off + 1] == b"0"
-    _flip(seg, off)
-    _both_fail(copy, "key")
-    assert _reference_verify(copy, "public-key").records == 12
-    assert iv.verify(copy, _key_file("public-key")).records == 12
+_HEX = "0123456789abcdef"
+
+
+def _change_mac_digit(seg: Path, line_no: int, digit: int = 17) -> None:
+    """Replace one hex digit of a record's MAC with another lower-case hex digit."""
+    off = _offset_in(seg, line_no, lambda line: len(line) - 2 - 64 + digit)
+    data = bytearray(seg.read_bytes())
+    old = chr(data[off])
+    assert old in _HEX
+    data[off] = ord(_HEX[(_HEX.index(old) + 1) % 16])
+    seg.write_bytes(bytes(data))
+
+
+def _both_fail_with(archive: Path, mode: str, what: str) -> None:
+    """Both verifiers fail, with the same ``what`` code."""
+    with pytest.raises(IntegrityError) as ref:
+        _reference_verify(archive, mode)
+    assert ref.value.where.get("what") == what, ref.value
+    with pytest.raises(iv.VerificationError) as ind:
+        iv.verify(archive, _key_file(mode))
+    assert ind.value.what == what, ind.value
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("segment", "line_no", "public_key_what"),
+    [
+        # A middle record (seq 1): the next record's link covers its MAC (R4).
+        ("seg-0000000000.jsonl", 2, "broken_link"),
+        # The last record (seq 11): its checkpoint's mac_head covers its MAC (R6).
+        ("seg-0000000002.jsonl", 3, "checkpoint_mismatch"),
+    ],
+)
+def test_changed_mac_digit_fails_both_in_both_modes(
+    copy: Path, mode: str, segment: str, line_no: int, public_key_what: str
+) -> None:
+    """A MAC is bound into the next link and the checkpoint (FORMAT.md 9, 12.1, 15.4).
+
+    The MAC stays well-formed lower-case hex, so only the MAC check (key mode)
+    or the chain and the signed checkpoint (public-key mode) can catch it.
+    """
+    seg = copy / "segments" / segment
+    _change_mac_digit(seg, line_no)
+    _both_fail_with(copy, mode, "mac_mismatch" if mode == "key" else public_key_what)
 
 
 def test_every_sampled_byte_flip_fails_both_in_key_mode(copy: Path) -> None:
@@ -328,3 +381,225 @@ def test_missing_first_segment_fails_both(copy: Path) -> None:
     (copy / "segments" / "seg-0000000000.jsonl").unlink()
     for mode in MODES:
         _both_fail(copy, mode)
+
+
+# ---------------------------------------------------------------- (e) corner cases
+
+
+def _both_accept(archive: Path, mode: str) -> tuple[Any, iv.Result]:
+    return _reference_verify(archive, mode), iv.verify(archive, _key_file(mode))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("content", "warning"), [(b"", "empty last segment"), (generate.TORN, "torn last line")]
+)
+def test_empty_or_torn_only_last_segment_is_a_warning(
+    copy: Path, mode: str, content: bytes, warning: str
+) -> None:
+    """FORMAT.md 15.6: a last segment with no complete line passes with a warning."""
+    (copy / "segments" / "seg-0000000003.jsonl").write_bytes(content)
+    ref, ind = _both_accept(copy, mode)
+    assert (ref.records, ref.segments, ind.records, ind.segments) == (12, 4, 12, 4)
+    assert len(ref.warnings) == len(ind.warnings) == 1
+    assert warning in ref.warnings[0] and warning in ind.warnings[0]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_empty_segment_that_is_not_last_fails_both(copy: Path, mode: str) -> None:
+    (copy / "segments" / "seg-0000000001.jsonl").write_bytes(b"")
+    _both_fail_with(copy, mode, "segment_header")
+
+
+def _resign(cp: Checkpoint, **changes: Any) -> bytes:
+    """``cp`` with ``changes``, signed again with its epoch's seed (known for the vectors)."""
+    seed = generate.RANDOM[32:]
+    for _ in range(cp.epoch):
+        seed = evolve_sign_seed(seed)
+    return dataclasses.replace(cp, **changes).signed(seed).line + b"\n"
+
+
+def _cp_path(archive: Path, epoch: int) -> Path:
+    return archive / "checkpoints" / f"cp-{epoch:010d}.json"
+
+
+def _cp(archive: Path, epoch: int) -> Checkpoint:
+    return Checkpoint.from_line(_cp_path(archive, epoch).read_bytes())
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("epoch", "change"),
+    [
+        (0, lambda cp: {"start": cp.start + 1}),  # epoch 0 does not start at `created`
+        (5, lambda cp: {"end": cp.start - 1}),  # ends before it starts
+    ],
+)
+def test_checkpoint_window_fails_both(
+    copy: Path, mode: str, epoch: int, change: Callable[[Checkpoint], dict[str, Any]]
+) -> None:
+    """C8, on validly signed checkpoints (FORMAT.md 15.2)."""
+    cp = _cp(copy, epoch)
+    _cp_path(copy, epoch).write_bytes(_resign(cp, **change(cp)))
+    _both_fail_with(copy, mode, "checkpoint_window")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_signed_wrong_mac_head_fails_both(copy: Path, mode: str) -> None:
+    """R6 compares mac_head with the last MAC, even under a valid signature."""
+    cp = _cp(copy, 5)
+    _cp_path(copy, 5).write_bytes(_resign(cp, mac_head=bytes(32)))
+    _both_fail_with(copy, mode, "checkpoint_mismatch")
+
+
+def test_checkpoint_with_two_newlines_is_a_format_error(copy: Path) -> None:
+    """FORMAT.md 12.3: exactly one trailing 0x0A is stripped."""
+    p = _cp_path(copy, 2)
+    p.write_bytes(p.read_bytes() + b"\n")
+    for mode in MODES:
+        with pytest.raises(FormatError):
+            _reference_verify(copy, mode)
+        with pytest.raises(iv.VerificationError) as ind:
+            iv.verify(copy, _key_file(mode))
+        assert ind.value.check == "C1"
+
+
+def _new_archive(tmp: Path) -> tuple[Layout, ManualClock]:
+    layout = Layout.at(tmp / "archive", tmp / "state")
+    create_archive(
+        layout,
+        tmp / "keys" / "verify-key.json",
+        tmp / "keys" / "public-key.json",
+        host="test.example",
+        now_ns=1_000_000_000,
+        random=generate.RANDOM,
+    )
+    return layout, ManualClock(1_000_000_000)
+
+
+def _verify_tmp(tmp: Path, mode: str) -> tuple[Any, iv.Result]:
+    name = "verify-key.json" if mode == "key" else "public-key.json"
+    key = (tmp / "keys" / name).read_bytes()
+    vk = VerifyKey.from_bytes((tmp / "keys" / "verify-key.json").read_bytes())
+    ref = verify_archive(
+        Layout.at(tmp / "archive"),
+        public_key=vk.public_key,
+        mac_key=vk.mac_key if mode == "key" else None,
+    )
+    return ref, iv.verify(tmp / "archive", key)
+
+
+def test_removed_torn_only_segment_passes_both(tmp_path: Path) -> None:
+    """R7b: a segment whose only line was torn is cut at offset 0 and removed."""
+    layout, clock = _new_archive(tmp_path)
+    w = ArchiveWriter.open(layout, clock)
+    w.append(Fields(clock.now_ns(), "app", b"one"))
+    w.close()
+    w = ArchiveWriter.open(layout, clock)  # seg 1: its header is all it holds
+    w.abandon()
+    seg1 = layout.segments / "seg-0000000001.jsonl"
+    seg1.write_bytes(seg1.read_bytes()[:40])  # the header never fully reached the disk
+    clock.advance(1)
+    w = ArchiveWriter.open(layout, clock)
+    w.close()
+    assert layout.segment_names() == ["seg-0000000000.jsonl", "seg-0000000002.jsonl"]
+    for mode in MODES:
+        ref, ind = _verify_tmp(tmp_path, mode)
+        assert [(x["segment"], x["offset"]) for x in ref.recovered] == [("seg-0000000001.jsonl", 0)]
+        assert [(x["segment"], x["offset"]) for x in ind.recovered] == [("seg-0000000001.jsonl", 0)]
+        assert ref.records == ind.records == 4  # 2 headers, "one", the recovery record
+
+
+def test_meta_records_are_found_by_their_top_level_source(tmp_path: Path) -> None:
+    """R7 applies to source "auditd-py" only, not to attrs that imitate it (15.4)."""
+    layout, clock = _new_archive(tmp_path)
+    w = ArchiveWriter.open(layout, clock)
+    with pytest.raises(FormatError):
+        w.append(Fields(clock.now_ns(), "auditd-py", b"x", event="daemon.started"))
+    with pytest.raises(FormatError):
+        w.append_meta("recovery.torn_tail", "x", {})
+    # A short body whose attrs hold '"source":"auditd-py",' and an R7 event: not a meta
+    # record, so R7 does not apply (the attrs name no segment).
+    w.append(
+        Fields(
+            1,
+            "app",
+            b"m",
+            event="recovery.torn_tail",
+            attrs={"a": 0, "source": "auditd-py", "z": 0},
+        )
+    )
+    w.append_meta("daemon.started", "daemon started", {"pid": 1})
+    w.close()
+    line = (layout.segments / "seg-0000000000.jsonl").read_bytes().split(b"\n")[1]
+    # The earlier rule ("source":"auditd-py", within the first 160 bytes) matched it.
+    assert b'"source":"auditd-py",' in line[:160]
+    for mode in MODES:
+        ref, ind = _verify_tmp(tmp_path, mode)
+        assert ref.records == ind.records == 3
+        assert ref.recovered == () and ind.recovered == []
+
+
+def _proof_for_epoch_0(checkpoint_line: bytes) -> dict[str, Any]:
+    """An inclusion proof of seq 3 against checkpoint 0 alone (tree size 4)."""
+    lines = (BASIC / "segments" / "seg-0000000000.jsonl").read_bytes().split(b"\n")[:4]
+    pb = merkle.PathBuilder(3, 4)
+    for line in lines:
+        pb.feed(leaf_hash(line[:-148]))
+    return {
+        "v": 1,
+        "type": "auditd-py.inclusion-proof",
+        "seq": 3,
+        "tree_size": 4,
+        "record": lines[3].decode(),
+        "path": [p.hex() for p in pb.path()],
+        "checkpoints": [checkpoint_line.rstrip(b"\n").decode()],
+    }
+
+
+def _both_reject_proof(proof: dict[str, Any]) -> None:
+    pk = PublicKey.from_bytes(_key_file("public-key")).public_key
+    with pytest.raises(IntegrityError):
+        check_proof(proof, pk)
+    with pytest.raises(iv.VerificationError):
+        iv.check_proof(proof, pk)
+
+
+def test_proof_checkpoint_0_must_start_the_chain() -> None:
+    """FORMAT.md 14: checkpoint 0 of a proof has prev = zeros and seq_first = 0."""
+    cp0 = _cp(BASIC, 0)
+    pk = PublicKey.from_bytes(_key_file("public-key")).public_key
+    good = _proof_for_epoch_0(cp0.line)
+    assert check_proof(good, pk)["epoch"] == 0 and iv.check_proof(good, pk) == 0
+    _both_reject_proof(_proof_for_epoch_0(_resign(cp0, prev=b"\x11" * 32)))
+    _both_reject_proof(_proof_for_epoch_0(_resign(cp0, seq_first=1)))
+
+
+def test_proof_checkpoints_share_one_archive() -> None:
+    proof = json.loads((BASIC / "proofs" / f"seq-{generate.PROOF_SEQ}.json").read_bytes())
+    last = _cp(BASIC, 5)
+    proof["checkpoints"][-1] = _resign(last, archive="00000000-0000-4000-8000-000000000000")
+    proof["checkpoints"][-1] = proof["checkpoints"][-1].rstrip(b"\n").decode()
+    _both_reject_proof(proof)
+
+
+def test_unsealed_meta_record_that_is_not_json_fails_both(copy: Path) -> None:
+    """Anyone can chain an unsealed record (public-key mode checks no MAC): R7's parse.
+
+    The body is linked correctly, claims source "auditd-py" and is not JSON; both
+    verifiers report a format error instead of crashing.
+    """
+    seg = copy / "segments" / "seg-0000000002.jsonl"
+    last = seg.read_bytes().split(b"\n")[-2]
+    head, pmac = _x(last[-139:-75].decode()), _x(last[-66:-2].decode())
+    body = b'{"seq":12,"epoch":6,"time":1,"ts":"x","source":"auditd-py",,"message":"m"'
+    lk = link_hash(head, pmac, leaf_hash(body))
+    forged = body + b',"link":"' + lk.hex().encode() + b'","mac":"' + b"0" * 64 + b'"}\n'
+    seg.write_bytes(seg.read_bytes() + forged)
+    with pytest.raises(FormatError) as ref:
+        _reference_verify(copy, "public-key")
+    assert ref.value.where.get("what") == "format"
+    with pytest.raises(iv.VerificationError) as ind:
+        iv.verify(copy, _key_file("public-key"))
+    assert (ind.value.check, ind.value.what) == ("R7", "format")
+    _both_fail_with(copy, "key", "mac_mismatch")

@@ -186,7 +186,12 @@ def primitives(identity_bytes: bytes) -> dict[str, Any]:
     leaf = leaf_hash(body)
     left, right = bytes([0x11]) * 32, bytes([0x22]) * 32
     prev = genesis_link(identity_bytes)
-    link = link_hash(prev, leaf)
+    # Record 0 links to the genesis link and 32 zero bytes in place of a previous
+    # MAC; every later record links to its predecessor's link and MAC. A non-zero
+    # previous MAC pins the order of the three inputs.
+    link_first = link_hash(prev, bytes(32), leaf)
+    prev_mac = bytes([0x33]) * 32
+    link = link_hash(prev, prev_mac, leaf)
 
     epochs = []
     m, s = m0, s0
@@ -271,7 +276,18 @@ def primitives(identity_bytes: bytes) -> dict[str, Any]:
             "identity_hex": _hx(identity_bytes),
             "link": _hx(prev),
         },
-        "link": {"prev": _hx(prev), "leaf": _hx(leaf), "link": _hx(link)},
+        "link_first": {
+            "prev": _hx(prev),
+            "prev_mac": _hx(bytes(32)),
+            "leaf": _hx(leaf),
+            "link": _hx(link_first),
+        },
+        "link": {
+            "prev": _hx(prev),
+            "prev_mac": _hx(prev_mac),
+            "leaf": _hx(leaf),
+            "link": _hx(link),
+        },
         "mac": {"key": _hx(m0), "link": _hx(link), "mac": _hx(record_mac(m0, link))},
         "key_chain": {"mac_key_0": _hx(m0), "sign_seed_0": _hx(s0), "epochs": epochs},
         "signature": {
