@@ -46,12 +46,22 @@ class Identity:
         if obj.get("v") != FORMAT_VERSION:
             raise FormatError(f"unsupported format version {obj.get('v')!r}", file=file, field="v")
         try:
-            ident = cls(
-                archive=str(obj["archive"]),
-                host=str(obj["host"]),
-                created=int(obj["created"]),
-                public_key=bytes.fromhex(obj["public_key"]),
+            archive, host, created, pk = (
+                obj["archive"],
+                obj["host"],
+                obj["created"],
+                obj["public_key"],
             )
+            if not (
+                isinstance(archive, str)
+                and isinstance(host, str)
+                and isinstance(pk, str)
+                and isinstance(created, int)
+                and not isinstance(created, bool)
+                and created >= 0
+            ):
+                raise TypeError("archive, host and public_key must be strings, created an integer")
+            ident = cls(archive=archive, host=host, created=created, public_key=bytes.fromhex(pk))
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(
                 f"archive identity field missing or invalid: {exc}", file=file

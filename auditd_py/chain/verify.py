@@ -13,6 +13,7 @@ line, the seq and what failed. Memory is constant in the number of records.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ from auditd_py.chain.identity import Identity
 from auditd_py.chain.keys import evolve_mac_key, same
 from auditd_py.errors import FormatError, IntegrityError
 
+SEGMENT_NAME = re.compile(r"seg-[0-9]{10}\.jsonl")
 _META_MARK = b'"source":"' + META_SOURCE.encode() + b'",'
 
 
@@ -422,7 +424,13 @@ class Verifier:
             done = {s.name: s.size for s in self.segments if s.size is not None}
             # A segment whose only line was torn is removed after the cut (offset 0):
             # it held no sealed byte, and the next header's prev_segment skips it.
-            removed = attrs.get("offset") == 0 and name not in done and name != seg.name
+            removed = (
+                attrs.get("offset") == 0
+                and isinstance(name, str)
+                and name not in done
+                and SEGMENT_NAME.fullmatch(name) is not None
+                and name < seg.name
+            )
             if not removed and (name not in done or attrs.get("offset") != done[name]):
                 raise IntegrityError(
                     f"torn-tail record names {name!r} at offset {attrs.get('offset')}, which "

@@ -140,6 +140,7 @@ def build_proof(layout: Layout, seq: int) -> dict[str, Any]:
     return {
         "v": 1,
         "type": "auditd-py.inclusion-proof",
+        "archive": last.archive,
         "seq": seq,
         "tree_size": size,
         "record": record_line.decode("utf-8"),

@@ -236,7 +236,7 @@ class ArchiveWriter:
         if not path.exists():
             return
         cp = Checkpoint.from_line(path.read_bytes(), file=str(path))
-        if cp.seq_end != s.seq or cp.chain_head != s.link:
+        if cp.seq_end != s.seq or cp.chain_head != s.link or cp.mac_head != s.mac:
             raise StateError(
                 f"checkpoint {cp.epoch} exists but does not match the records on disk",
                 file=str(path),
