@@ -1,0 +1,138 @@
+"""The daemon's own log: structlog JSON on stderr, and every event sealed.
+
+Event names form a closed catalogue (below); fields, not prose, carry the
+details. Each event is written to stderr as one JSON object (systemd sends it
+to the journal) and queued to be sealed as a record of source ``auditd-py``, in
+order with the data, so an auditor sees in the chain itself when the daemon
+started, stopped, rotated or lost anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from typing import Any, Final
+
+import structlog
+
+from auditd_py.pipeline import BatchQueue, MetaItem
+
+# The catalogue. Adding an event means adding it here.
+DAEMON_STARTED: Final = "daemon.started"
+DAEMON_READY: Final = "daemon.ready"
+DAEMON_STOPPING: Final = "daemon.stopping"
+DAEMON_STOPPED: Final = "daemon.stopped"
+CONFIG_LOADED: Final = "config.loaded"
+CONFIG_REJECTED: Final = "config.rejected"
+SOURCE_ADDED: Final = "source.added"
+SOURCE_REMOVED: Final = "source.removed"
+SOURCE_ERROR: Final = "source.error"
+FILE_OPENED: Final = "file.opened"
+FILE_RESUMED: Final = "file.resumed"
+FILE_ROTATED: Final = "file.rotated"
+FILE_TRUNCATED: Final = "file.truncated"
+FILE_RELEASED: Final = "file.released"
+FILE_UNREADABLE: Final = "file.unreadable"
+FILE_POSITION_INVALID: Final = "file.position_invalid"
+FILE_DUPLICATE: Final = "file.duplicate"
+JOURNAL_CURSOR_LOST: Final = "journal.cursor_lost"
+SYSLOG_PARSE_ERROR: Final = "syslog.parse_error"
+SYSLOG_LIMIT: Final = "syslog.limit"
+SYSLOG_DROPPED: Final = "syslog.dropped"
+SYSLOG_TLS_ERROR: Final = "syslog.tls_error"
+EPOCH_ADVANCED: Final = "epoch.advanced"
+CHECKPOINT_WRITTEN: Final = "checkpoint.written"
+SEGMENT_ROTATED: Final = "segment.rotated"
+CLOCK_JUMP: Final = "clock.jump"
+ERROR: Final = "daemon.error"
+
+CATALOGUE: Final = frozenset(
+    v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str) and "." in v
+)
+
+
+def configure(stream: Any = None, level: int = logging.INFO) -> None:
+    """JSON lines on stderr with an ISO UTC timestamp."""
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.JSONRenderer(sort_keys=False),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+class MetaLog:
+    """Implements :class:`auditd_py.sources.base.Meta`."""
+
+    def __init__(self) -> None:
+        self._log = structlog.get_logger("auditd-py")
+        self._queue: BatchQueue | None = None
+        self._pending: list[MetaItem] = []
+        self._lock = threading.Lock()
+        self.counts: dict[str, int] = {}
+
+    def attach(self, queue: BatchQueue) -> None:
+        """From now on events are sealed; those logged before are sealed first."""
+        with self._lock:
+            self._queue = queue
+            for item in self._pending:
+                queue.put_meta(item)
+            self._pending.clear()
+
+    def detach(self) -> None:
+        with self._lock:
+            self._queue = None
+
+    def event(self, name: str, message: str, **fields: Any) -> None:
+        if name not in CATALOGUE:
+            raise ValueError(f"meta-log event {name!r} is not in the catalogue")
+        level = "warning" if name in _WARN else "error" if name == ERROR else "info"
+        getattr(self._log, level)(name, message=message, **fields)
+        self.counts[name] = self.counts.get(name, 0) + 1
+        item = MetaItem(name, message, _jsonable(fields))
+        with self._lock:
+            if self._queue is not None:
+                self._queue.put_meta(item)
+            else:
+                self._pending.append(item)
+
+
+_WARN = frozenset(
+    {
+        FILE_TRUNCATED,
+        FILE_UNREADABLE,
+        FILE_POSITION_INVALID,
+        FILE_DUPLICATE,
+        JOURNAL_CURSOR_LOST,
+        SYSLOG_PARSE_ERROR,
+        SYSLOG_LIMIT,
+        SYSLOG_DROPPED,
+        SYSLOG_TLS_ERROR,
+        CONFIG_REJECTED,
+        SOURCE_ERROR,
+        CLOCK_JUMP,
+    }
+)
+
+
+def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in fields.items():
+        if isinstance(v, bytes):
+            out[k] = v.decode("utf-8", "backslashreplace")
+        elif isinstance(v, str | int | bool) or v is None:
+            out[k] = v
+        elif isinstance(v, float):
+            out[k] = repr(v)  # no floats in sealed records: their JSON spelling varies
+        elif isinstance(v, list | tuple):
+            out[k] = [x if isinstance(x, str | int | bool) or x is None else str(x) for x in v]
+        elif isinstance(v, dict):
+            out[k] = _jsonable(v)
+        else:
+            out[k] = str(v)
+    return out
