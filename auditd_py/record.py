@@ -12,9 +12,22 @@ never lost and never sealed twice.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
 from auditd_py.chain.encoding import META_SOURCE, Fields
 
-__all__ = ["META_SOURCE", "Fields", "pos_key"]
+__all__ = ["META_SOURCE", "Fields", "Position", "pos_key"]
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A sealed source position as recovered from the archive."""
+
+    pos: Mapping[str, Any]
+    tail: bytes
+    """The last bytes (up to 32) of the record that carried this position."""
 
 
 def pos_key(source: str, *parts: object) -> str:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from auditd_py.record import Fields
+from auditd_py.record import Fields, Position
+
+__all__ = ["Fields", "Meta", "Position", "Sink", "Source"]
 
 
 class Sink(Protocol):
@@ -29,15 +30,6 @@ class Meta(Protocol):
     def event(self, name: str, message: str, **fields: Any) -> None:
         """Log ``name`` (from :mod:`auditd_py.metalog`'s catalogue) and seal it."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    """A sealed source position as recovered from the archive."""
-
-    pos: Mapping[str, Any]
-    tail: bytes
-    """The last bytes (up to 32) of the record that carried this position."""
 
 
 class Source(Protocol):

@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 from auditd_py.chain.checkpoint import Checkpoint
-from auditd_py.chain.encoding import META_SOURCE, Fields, genesis_link, h
+from auditd_py.chain.encoding import (
+    META_SOURCE,
+    Fields,
+    genesis_link,
+    h,
+    parse_record,
+    record_bytes,
+)
 from auditd_py.chain.identity import Identity
 from auditd_py.chain.keys import PublicKey, VerifyKey, public_key_of
 from auditd_py.chain.seal import Sealer, SealerState
@@ -34,6 +41,7 @@ from auditd_py.errors import (
     IntegrityError,
     StateError,
 )
+from auditd_py.record import Position
 from auditd_py.store.layout import (
     SEGMENT_RE,
     Layout,
@@ -126,6 +134,10 @@ class ArchiveWriter:
         self._offset = 0
         self._head_at: tuple[str, int] | None = None
         self.checkpoints_written: list[Checkpoint] = []
+        self.positions: dict[str, Position] = {
+            k: Position(v["pos"], bytes.fromhex(v["tail"]))
+            for k, v in sealer.extra.get("positions", {}).items()
+        }
 
     # ------------------------------------------------------------ opening
 
@@ -184,6 +196,8 @@ class ArchiveWriter:
                         try:
                             s.adopt(raw[:-1])
                             pos += len(raw)
+                            if b'"pos":' in raw:
+                                self._track_line(raw[:-1])
                             continue
                         except (IntegrityError, FormatError) as exc:
                             bad = f"does not continue the chain ({exc.message})"
@@ -200,6 +214,15 @@ class ArchiveWriter:
             self._head_at = (name, path.stat().st_size)
         self._finish_pending_epoch()
         return notes
+
+    def _track_line(self, line: bytes) -> None:
+        """Take the source position out of a recovered record."""
+        obj = parse_record(line)
+        attrs = obj.get("attrs")
+        if isinstance(attrs, dict) and isinstance(attrs.get("pos"), dict):
+            pos = attrs["pos"]
+            if isinstance(pos.get("k"), str):
+                self.positions[pos["k"]] = Position(pos, record_bytes(obj)[-32:])
 
     def _quarantine(self, path: Path, pos: int, size: int, why: str) -> Fields:
         """Move the bytes after ``pos`` to quarantine/ and cut the segment there."""
@@ -287,7 +310,15 @@ class ArchiveWriter:
         line = self.sealer.seal(f)
         self._fh.write(line)
         self._offset += len(line)
+        attrs = f.attrs
+        if attrs and "pos" in attrs:
+            pos = attrs["pos"]
+            self.positions[pos["k"]] = Position(pos, f.message[-32:])
         return self.sealer.seq - 1
+
+    def forget(self, key: str) -> None:
+        """Drop a position the source no longer needs (a file let go)."""
+        self.positions.pop(key, None)
 
     def append(self, f: Fields) -> int:
         """Seal one record (ending the epoch first if it is due); returns its seq."""
@@ -335,6 +366,9 @@ class ArchiveWriter:
         at = (self.segment, self._offset) if self.segment is not None else self._head_at
         if at is not None:
             self.sealer.extra["segment"], self.sealer.extra["offset"] = at
+        self.sealer.extra["positions"] = {
+            k: {"pos": dict(p.pos), "tail": p.tail.hex()} for k, p in self.positions.items()
+        }
         self._statefile.save(self.sealer.snapshot())
 
     def close(self) -> Checkpoint:
