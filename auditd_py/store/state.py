@@ -27,7 +27,7 @@ from auditd_py.errors import ArchiveLockedError, StateError
 
 STATE_FILE = "sealing.state"
 LOCK_FILE = "lock"
-SLOT = 16384
+SLOT = 262144  # room for the sealed positions of ~1,000 tailed files
 MAGIC = b"ADPSTAT1"
 _HDR = struct.Struct(">8sQI")  # magic, counter, payload length
 _TAG = b"\x10"
