@@ -23,7 +23,7 @@ from auditd_py.chain.encoding import META_SOURCE, Fields, format_ts, record_byte
 from auditd_py.chain.keys import PublicKey, VerifyKey
 from auditd_py.chain.verify import Report
 from auditd_py.clock import SystemClock
-from auditd_py.errors import AuditdError, UsageError
+from auditd_py.errors import AuditdError, ConfigError, UsageError
 from auditd_py.store.layout import Layout, read_public, read_secret
 from auditd_py.store.reader import (
     archive_bytes,
@@ -314,6 +314,55 @@ def cmd_check_proof(a: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- daemon
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from auditd_py import config, metalog  # noqa: PLC0415 - daemon-only imports
+    from auditd_py.service import Daemon, check_config  # noqa: PLC0415
+
+    loaded = config.load(a.config)
+    problems = check_config(loaded)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    metalog.configure()
+    d = Daemon(loaded, once=a.once)
+    if not a.once:
+        d.install_signals()
+    return d.run()
+
+
+_DURATIONS = frozenset(
+    {"epoch_interval", "commit_interval", "partial_line_timeout", "poll_interval"}
+)
+
+
+def _human(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {
+            k: (f"{v / 1e9:g}s" if k in _DURATIONS and isinstance(v, int) else _human(v))
+            for k, v in obj.items()
+        }
+    if isinstance(obj, list):
+        return [_human(x) for x in obj]
+    return obj
+
+
+def cmd_config_check(a: argparse.Namespace) -> int:
+    import yaml  # noqa: PLC0415
+
+    from auditd_py import config  # noqa: PLC0415
+    from auditd_py.service import check_config, effective  # noqa: PLC0415
+
+    loaded = config.load(a.file)
+    problems = check_config(loaded)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    print(f"# {a.file}: valid (hash {loaded.digest[:16]})")
+    print(yaml.safe_dump(_human(effective(loaded)), sort_keys=False), end="")
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -372,6 +421,19 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("archive", metavar="DIR")
     pr.add_argument("--seq", type=int, required=True)
     pr.set_defaults(func=cmd_prove)
+
+    r = sub.add_parser("run", help="run the daemon: tail files, receive syslog, read journald")
+    r.add_argument("--config", required=True, metavar="FILE")
+    r.add_argument(
+        "--once", action="store_true", help="drain file and journald sources, seal, exit"
+    )
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("config", help="configuration tools")
+    csub = c.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
+    cc = csub.add_parser("check", help="validate a config file and print the effective config")
+    cc.add_argument("file", metavar="FILE")
+    cc.set_defaults(func=cmd_config_check)
 
     cp = sub.add_parser("check-proof", help="check an inclusion proof offline")
     cp.add_argument("proof", metavar="FILE")

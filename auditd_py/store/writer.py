@@ -196,7 +196,7 @@ class ArchiveWriter:
                         try:
                             s.adopt(raw[:-1])
                             pos += len(raw)
-                            if b'"pos":' in raw:
+                            if b'"pos":' in raw or b'"forget":' in raw:
                                 self._track_line(raw[:-1])
                             continue
                         except (IntegrityError, FormatError) as exc:
@@ -219,10 +219,14 @@ class ArchiveWriter:
         """Take the source position out of a recovered record."""
         obj = parse_record(line)
         attrs = obj.get("attrs")
-        if isinstance(attrs, dict) and isinstance(attrs.get("pos"), dict):
+        if not isinstance(attrs, dict):
+            return
+        if isinstance(attrs.get("pos"), dict):
             pos = attrs["pos"]
             if isinstance(pos.get("k"), str):
                 self.positions[pos["k"]] = Position(pos, record_bytes(obj)[-32:])
+        elif isinstance(attrs.get("forget"), str) and obj.get("source") == META_SOURCE:
+            self.positions.pop(attrs["forget"], None)
 
     def _quarantine(self, path: Path, pos: int, size: int, why: str) -> Fields:
         """Move the bytes after ``pos`` to quarantine/ and cut the segment there."""
@@ -311,9 +315,12 @@ class ArchiveWriter:
         self._fh.write(line)
         self._offset += len(line)
         attrs = f.attrs
-        if attrs and "pos" in attrs:
-            pos = attrs["pos"]
-            self.positions[pos["k"]] = Position(pos, f.message[-32:])
+        if attrs:
+            if "pos" in attrs:
+                pos = attrs["pos"]
+                self.positions[pos["k"]] = Position(pos, f.message[-32:])
+            elif "forget" in attrs:
+                self.positions.pop(str(attrs["forget"]), None)
         return self.sealer.seq - 1
 
     def forget(self, key: str) -> None:

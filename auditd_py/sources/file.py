@@ -1,0 +1,566 @@
+"""Tailing plain files: globs, rotation, truncation, restarts, never a line twice.
+
+A file is known by its identity, ``(device, inode)``, plus a fingerprint of its
+first bytes, never by its path: a path is only where the file was last seen.
+Each record carries ``attrs.pos`` = ``{k, off, fp, fpn}`` (``off``: the byte
+offset where the record ends; ``fp``: BLAKE2b-64 of the first ``fpn`` bytes),
+so the sealed archive says exactly how far every file was read.
+
+On start, each sealed position is matched to a file with the same identity
+(under the globs, or renamed next to its last path by a rotation while we were
+stopped); the fingerprint and the bytes just before the offset must match the
+sealed record, or the file is a different one that reused the inode and is
+read from the start. Live:
+
+* rename + create: the old file keeps being read through its open descriptor
+  until it has been idle for ``rotate_wait``, then let go; the new file is
+  read from 0;
+* copytruncate: a size below the offset means truncation: reading restarts
+  at 0 and the event is sealed; if the rotated copy matches the globs it is
+  recognised by its fingerprint and read from where the original stopped,
+  which recovers the lines written between our last read and the truncation;
+* a last line without a newline is held until completed, or sealed flagged
+  ``partial`` after ``partial_line_timeout``; a line longer than
+  ``max_line_bytes`` is sealed in pieces flagged ``split``, never dropped.
+
+watchdog (inotify) wakes the tailer early; polling every ``poll_interval`` is
+the fallback and the guarantee.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import glob
+import hashlib
+import os
+import stat
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from auditd_py import metalog as ev
+from auditd_py.clock import Clock
+from auditd_py.config import FileSource
+from auditd_py.record import Fields, Position, pos_key
+from auditd_py.sources.base import Meta, Sink
+
+CHUNK = 1 << 18
+BATCH = 2048
+_claims: dict[tuple[int, int], str] = {}
+_claims_lock = threading.Lock()
+
+
+def fingerprint(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
+
+
+@dataclass(eq=False)
+class Tracked:
+    key: str
+    path: str
+    dev: int
+    ino: int
+    fd: int
+    off: int
+    fp: str
+    fpn: int
+    partial: bytes = b""
+    partial_since: float = 0.0
+    rotated_at: float | None = None
+    last_data: float = field(default_factory=time.monotonic)
+    truncations: int = 0
+
+    @property
+    def ident(self) -> tuple[int, int]:
+        return (self.dev, self.ino)
+
+
+class FileTailer:
+    """A ``type: file`` source."""
+
+    def __init__(self, settings: FileSource, clock: Clock) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.clock = clock
+        self._files: dict[tuple[int, int], Tracked] = {}
+        self._resume: dict[tuple[int, int], Position] = {}
+        self._by_fp: dict[str, Position] = {}
+        self._copies: dict[str, tuple[int, str]] = {}
+        self._noted: set[tuple[str, str]] = set()
+        self._sink: Sink | None = None
+        self._meta: Meta | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._observer: Any = None
+        self._first_scan = True
+        self.rotate_wait = max(1.0, 2 * settings.poll_interval / 1e9)
+        self.error: str = ""
+        self.lines = 0
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self, sink: Sink, meta: Meta, positions: Mapping[str, Position]) -> None:
+        self._sink, self._meta = sink, meta
+        prefix = self.name + ":"
+        for k, p in positions.items():
+            if not k.startswith(prefix):
+                continue
+            ident = _ident_of(k)
+            if ident is None:
+                continue
+            dev, ino = ident
+            self._resume[(dev, ino)] = p
+            if int(p.pos.get("fpn", 0)) >= self.settings.fingerprint_bytes:
+                self._by_fp[str(p.pos.get("fp"))] = p
+        with self._lock:
+            self._scan()
+            self._find_rotated_while_stopped()
+        self._watch()
+        self._thread = threading.Thread(target=self._loop, name=f"file:{self.name}", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        try:
+            from watchdog.events import FileSystemEvent, FileSystemEventHandler  # noqa: PLC0415
+            from watchdog.observers import Observer  # noqa: PLC0415
+        except ImportError:  # polling alone still works
+            return
+        wake = self._wake
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                wake.set()
+
+        dirs = {_static_dir(p) for p in self.settings.paths}
+        obs = Observer()
+        handler = Handler()
+        scheduled = 0
+        for d in sorted(dirs):
+            if os.path.isdir(d):
+                try:
+                    obs.schedule(handler, d, recursive="**" in "".join(self.settings.paths))
+                    scheduled += 1
+                except OSError as exc:  # e.g. inotify watch limit: fall back to polling
+                    self._note("watch", d, ev.SOURCE_ERROR, f"cannot watch {d}: {exc}")
+        if scheduled:
+            obs.daemon = True
+            try:
+                obs.start()
+            except OSError as exc:
+                self._note("watch", "start", ev.SOURCE_ERROR, f"file watching unavailable: {exc}")
+                return
+            self._observer = obs
+
+    def _loop(self) -> None:
+        interval = self.settings.poll_interval / 1e9
+        while not self._stop.is_set():
+            try:
+                with self._lock:
+                    busy = self._poll()
+            except Exception as exc:  # a bug or I/O error must not kill tailing silently
+                self.error = f"{type(exc).__name__}: {exc}"
+                self._note("loop", self.error, ev.SOURCE_ERROR, f"file source error: {self.error}")
+                busy = False
+            if not busy:
+                self._wake.wait(interval)
+                self._wake.clear()
+
+    def drain(self) -> None:
+        """Read every file to its current end (a trailing partial line included)."""
+        with self._lock:
+            self._scan()
+            while self._poll():
+                pass
+            for t in list(self._files.values()):
+                if t.partial:
+                    self._emit_partial(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._observer is not None:
+            self._observer.stop()
+        if self._thread is not None:
+            self._thread.join(10)
+        with self._lock:
+            for t in list(self._files.values()):
+                self._close(t)
+
+    def healthy(self) -> tuple[bool, str]:
+        alive = self._thread is not None and self._thread.is_alive()
+        if not alive and not self._stop.is_set():
+            return False, "file tailer thread is not running"
+        return (not self.error, self.error)
+
+    # ------------------------------------------------------------ discovery
+
+    def _paths(self) -> list[str]:
+        found: set[str] = set()
+        for pattern in self.settings.paths:
+            found.update(glob.glob(pattern, recursive=True))
+        for pattern in self.settings.exclude:
+            found.difference_update(glob.glob(pattern, recursive=True))
+        return sorted(found)
+
+    def _scan(self) -> None:
+        first = self._first_scan
+        self._first_scan = False
+        for path in self._paths():
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                self._note("notfile", path, ev.FILE_UNREADABLE, f"{path} is not a regular file")
+                continue
+            ident = (st.st_dev, st.st_ino)
+            t = self._files.get(ident)
+            if t is not None:
+                if t.path != path:  # renamed within the globs: still the same file
+                    t.path = path
+                    t.rotated_at = None
+                continue
+            self._open(path, st, at_end=first and self.settings.read_from == "end")
+
+    def _find_rotated_while_stopped(self) -> None:
+        """Sealed positions whose file was renamed away from the globs while we were down."""
+        near: list[str] | None = None
+        for ident in list(self._resume):
+            if ident in self._files:
+                continue
+            if near is None:
+                near = self._near()
+            for path in near:
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                if (st.st_dev, st.st_ino) == ident and stat.S_ISREG(st.st_mode):
+                    t = self._open(path, st, at_end=False)
+                    if t is not None:
+                        t.rotated_at = time.monotonic()
+                    break
+
+    def _near(self) -> list[str]:
+        """Files in the directories the globs look in (where rotation renames to)."""
+        out: list[str] = []
+        for d in sorted({_static_dir(p) for p in self.settings.paths}):
+            with contextlib.suppress(OSError):
+                out.extend(os.path.join(d, n) for n in sorted(os.listdir(d)))
+        return out
+
+    def _claim(self, ident: tuple[int, int], path: str) -> bool:
+        with _claims_lock:
+            owner = _claims.setdefault(ident, self.name)
+        if owner != self.name:
+            self._note(
+                "dup",
+                path,
+                ev.FILE_DUPLICATE,
+                f"{path} is already read by source {owner!r}; not reading it twice",
+                other_source=owner,
+            )
+            return False
+        return True
+
+    def _unclaim(self, ident: tuple[int, int]) -> None:
+        with _claims_lock:
+            if _claims.get(ident) == self.name:
+                del _claims[ident]
+
+    def _open(self, path: str, st: os.stat_result, *, at_end: bool) -> Tracked | None:
+        ident = (st.st_dev, st.st_ino)
+        if not self._claim(ident, path):
+            return None
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError as exc:
+            self._unclaim(ident)
+            self._note(
+                "open",
+                f"{path}:{exc.errno}",
+                ev.FILE_UNREADABLE,
+                f"cannot open {path}: {exc.strerror} (retrying)",
+                path=path,
+                errno=errno.errorcode.get(exc.errno or 0, str(exc.errno)),
+            )
+            return None
+        self._noted.discard(("open", f"{path}:{errno.EACCES}"))
+        fpn = min(self.settings.fingerprint_bytes, st.st_size)
+        head = os.pread(fd, fpn, 0)
+        fpn = len(head)
+        fp = fingerprint(head)
+        key = pos_key(self.name, st.st_dev, st.st_ino)
+        t = Tracked(key, path, st.st_dev, st.st_ino, fd, 0, fp, fpn)
+        self._files[ident] = t
+        start, how = self._start_offset(t, st, at_end)
+        t.off = start
+        meta = self._meta
+        if meta is not None:
+            name = ev.FILE_RESUMED if how == "resumed" else ev.FILE_OPENED
+            meta.event(
+                name,
+                f"{how} {path} at offset {start}",
+                source=self.name,
+                path=path,
+                dev=t.dev,
+                ino=t.ino,
+                offset=start,
+                how=how,
+            )
+        return t
+
+    def _start_offset(self, t: Tracked, st: os.stat_result, at_end: bool) -> tuple[int, str]:
+        p = self._resume.pop(t.ident, None)
+        if p is not None:
+            off = int(p.pos.get("off", 0))
+            if self._matches(t, p, st.st_size):
+                return off, "resumed"
+            if self._meta is not None:
+                self._meta.event(
+                    ev.FILE_POSITION_INVALID,
+                    f"{t.path}: sealed position {off} does not fit this file (inode reused, "
+                    "or rewritten while stopped); reading it from the start",
+                    source=self.name,
+                    path=t.path,
+                    offset=off,
+                    size=st.st_size,
+                )
+            return 0, "reread"
+        copy = self._copy_origin(t, st.st_size)
+        if copy is not None:
+            return copy, "copy"
+        if at_end:
+            return st.st_size, "at_end"
+        return 0, "new"
+
+    def _matches(self, t: Tracked, p: Position, size: int) -> bool:
+        """Is ``t`` the file the sealed position ``p`` was taken in?"""
+        off = int(p.pos.get("off", 0))
+        fpn = int(p.pos.get("fpn", 0))
+        if size < off or size < fpn:
+            return False
+        if fingerprint(os.pread(t.fd, fpn, 0)) != p.pos.get("fp"):
+            return False
+        tail = p.tail + (b"" if p.pos.get("cut") else b"\n")
+        tail = tail[-off:] if off else b""
+        return os.pread(t.fd, len(tail), off - len(tail)) == tail
+
+    def _copy_origin(self, t: Tracked, size: int) -> int | None:
+        """A new file that is a rotated copy of one we were reading (copytruncate)."""
+        if t.fpn < self.settings.fingerprint_bytes:
+            return None
+        cand = self._copies.get(t.fp)
+        if cand is not None and cand[0] <= size:
+            del self._copies[t.fp]
+            return cand[0]
+        p = self._by_fp.get(t.fp)
+        if (
+            p is not None
+            and _ident_of(str(p.pos.get("k"))) not in self._files
+            and self._matches(t, p, size)
+        ):
+            self._by_fp.pop(t.fp, None)
+            return int(p.pos.get("off", 0))
+        return None
+
+    # ------------------------------------------------------------ reading
+
+    def _poll(self) -> bool:
+        """One pass over every file; True if any data was read."""
+        self._scan()
+        busy = False
+        now = time.monotonic()
+        for t in list(self._files.values()):
+            try:
+                busy |= self._read(t, now)
+                self._check_rotation(t, now)
+            except OSError as exc:
+                self._note("read", t.path, ev.SOURCE_ERROR, f"reading {t.path}: {exc.strerror}")
+        return busy
+
+    def _check_rotation(self, t: Tracked, now: float) -> None:
+        if t.rotated_at is None:
+            try:
+                st = os.stat(t.path)
+                moved = (st.st_dev, st.st_ino) != t.ident
+            except FileNotFoundError:
+                moved = True
+            if moved:
+                t.rotated_at = now
+                if self._meta is not None:
+                    self._meta.event(
+                        ev.FILE_ROTATED,
+                        f"{t.path} was renamed or removed; reading the old file to its end",
+                        source=self.name,
+                        path=t.path,
+                        dev=t.dev,
+                        ino=t.ino,
+                        offset=t.off,
+                    )
+                self._scan()  # pick up the new file at that path right away
+        elif now - t.last_data >= self.rotate_wait and now - t.rotated_at >= self.rotate_wait:
+            if t.partial:
+                self._emit_partial(t)
+            self._release(t)
+
+    def _read(self, t: Tracked, now: float) -> bool:
+        size = os.fstat(t.fd).st_size
+        pos = t.off + len(t.partial)
+        if size < pos:
+            self._truncated(t, size)
+            pos = 0
+        if t.fpn < self.settings.fingerprint_bytes and size > t.fpn:
+            head = os.pread(t.fd, min(self.settings.fingerprint_bytes, size), 0)
+            t.fp, t.fpn = fingerprint(head), len(head)
+        got = False
+        batch: list[Fields] = []
+        while pos < size and not self._stop.is_set():
+            chunk = os.pread(t.fd, min(CHUNK, size - pos), pos)
+            if not chunk:
+                break
+            pos += len(chunk)
+            got = True
+            self._split(t, t.partial + chunk if t.partial else chunk, batch)
+            if len(batch) >= BATCH:
+                self._deliver(batch)
+                batch = []
+        if got:
+            t.last_data = now
+            if t.partial and not t.partial_since:
+                t.partial_since = now
+        elif t.partial and now - t.partial_since >= self.settings.partial_line_timeout / 1e9:
+            self._emit_partial(t, batch)
+        self._deliver(batch)
+        return got
+
+    def _split(self, t: Tracked, data: bytes, batch: list[Fields]) -> None:
+        maxlen = self.settings.max_line_bytes
+        lines = data.split(b"\n")
+        rest = lines.pop()
+        off = t.off
+        now = self.clock.now_ns()
+        name, path, key, fp, fpn = self.name, t.path, t.key, t.fp, t.fpn
+        append = batch.append
+        for line in lines:
+            if len(line) > maxlen:
+                for piece, end, last in _pieces(line, maxlen, off):
+                    pos = {"k": key, "off": end, "fp": fp, "fpn": fpn}
+                    if not last:
+                        pos["cut"] = 1
+                    append(Fields(now, name, piece, None, {"path": path, "split": 1, "pos": pos}))
+                off += len(line) + 1
+                continue
+            off += len(line) + 1
+            pos = {"k": key, "off": off, "fp": fp, "fpn": fpn}
+            append(Fields(now, name, line, None, {"path": path, "pos": pos}))
+        self.lines += len(lines)
+        t.off = off
+        while len(rest) > maxlen:  # a line longer than the limit with no newline yet
+            piece, rest = rest[:maxlen], rest[maxlen:]
+            t.off += len(piece)
+            pos = {"k": key, "off": t.off, "fp": fp, "fpn": fpn, "cut": 1}
+            append(Fields(now, name, piece, None, {"path": path, "split": 1, "pos": pos}))
+        if rest != t.partial:
+            t.partial_since = 0.0 if not rest else t.partial_since
+        t.partial = rest
+
+    def _emit_partial(self, t: Tracked, batch: list[Fields] | None = None) -> None:
+        t.off += len(t.partial)
+        pos = {"k": t.key, "off": t.off, "fp": t.fp, "fpn": t.fpn, "cut": 1}
+        attrs = {"path": t.path, "partial": 1, "pos": pos}
+        f = Fields(self.clock.now_ns(), self.name, t.partial, None, attrs)
+        t.partial = b""
+        t.partial_since = 0.0
+        if batch is not None:
+            batch.append(f)
+        else:
+            self._deliver([f])
+
+    def _deliver(self, batch: list[Fields]) -> None:
+        if batch and self._sink is not None:
+            self._sink.put(batch, block=True)
+
+    def _truncated(self, t: Tracked, size: int) -> None:
+        t.truncations += 1
+        if t.fpn >= self.settings.fingerprint_bytes:
+            self._copies[t.fp] = (t.off, t.path)
+        if self._meta is not None:
+            self._meta.event(
+                ev.FILE_TRUNCATED,
+                f"{t.path} shrank from {t.off + len(t.partial)} to {size} bytes (copytruncate?); "
+                "reading it again from the start",
+                source=self.name,
+                path=t.path,
+                offset=t.off,
+                held_partial=len(t.partial),
+                size=size,
+            )
+        if t.partial:
+            self._emit_partial(t)
+        t.off = 0
+        head = os.pread(t.fd, min(self.settings.fingerprint_bytes, size), 0)
+        t.fp, t.fpn = fingerprint(head), len(head)
+
+    def _release(self, t: Tracked) -> None:
+        if self._meta is not None:
+            self._meta.event(
+                ev.FILE_RELEASED,
+                f"done with rotated file {t.path} at offset {t.off}",
+                source=self.name,
+                path=t.path,
+                offset=t.off,
+                forget=t.key,
+            )
+        self._close(t)
+
+    def _close(self, t: Tracked) -> None:
+        with contextlib.suppress(OSError):
+            os.close(t.fd)
+        self._files.pop(t.ident, None)
+        self._unclaim(t.ident)
+
+    def _note(self, kind: str, what: str, event: str, message: str, **fields: Any) -> None:
+        """Meta-log a condition once (until it clears), not on every poll."""
+        if (kind, what) in self._noted:
+            return
+        self._noted.add((kind, what))
+        if self._meta is not None:
+            self._meta.event(event, message, source=self.name, **fields)
+
+
+def _pieces(line: bytes, maxlen: int, start: int) -> list[tuple[bytes, int, bool]]:
+    """Split an over-long line; each piece with the offset where it ends."""
+    out = []
+    off = start
+    for i in range(0, len(line), maxlen):
+        piece = line[i : i + maxlen]
+        last = i + maxlen >= len(line)
+        off += len(piece) + (1 if last else 0)
+        out.append((piece, off, last))
+    return out
+
+
+def _ident_of(key: str) -> tuple[int, int] | None:
+    """(dev, ino) from a position key ``source:dev:ino``."""
+    try:
+        _, dev, ino = key.rsplit(":", 2)
+        return int(dev), int(ino)
+    except ValueError:
+        return None
+
+
+def _static_dir(pattern: str) -> str:
+    """The deepest directory of a glob pattern that has no wildcard."""
+    parts = pattern.split(os.sep)
+    keep = []
+    for part in parts[:-1]:
+        if glob.has_magic(part):
+            break
+        keep.append(part)
+    return os.sep.join(keep) or "."
