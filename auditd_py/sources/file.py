@@ -48,6 +48,7 @@ from auditd_py.record import Fields, Position, pos_key
 from auditd_py.sources.base import Meta, Sink
 
 CHUNK = 1 << 18
+WAIT = -1  # _copy_origin: "cannot tell yet"
 BATCH = 2048
 _claims: dict[tuple[int, int], str] = {}
 _claims_lock = threading.Lock()
@@ -72,6 +73,11 @@ class Tracked:
     rotated_at: float | None = None
     last_data: float = field(default_factory=time.monotonic)
     truncations: int = 0
+    tail: bytes = b""
+    """The last bytes (≤ 32) before ``off``, as read: identifies a copy of this file."""
+    pending: bool = False
+    """A new file that may be a copy still being written: not read until decided."""
+    seen_size: int = 0
 
     @property
     def ident(self) -> tuple[int, int]:
@@ -88,7 +94,7 @@ class FileTailer:
         self._files: dict[tuple[int, int], Tracked] = {}
         self._resume: dict[tuple[int, int], Position] = {}
         self._by_fp: dict[str, Position] = {}
-        self._copies: dict[str, tuple[int, str]] = {}
+        self._copies: dict[str, tuple[int, bytes]] = {}
         self._noted: set[tuple[str, str]] = set()
         self._sink: Sink | None = None
         self._meta: Meta | None = None
@@ -312,8 +318,18 @@ class FileTailer:
                 ino=t.ino,
                 offset=start,
                 how=how,
+                **({} if t.pending else {"pos": self._pos_of(t)}),
             )
         return t
+
+    def _pos_of(self, t: Tracked) -> dict[str, Any]:
+        """The position of ``t`` as a meta record carries it (with its exact tail).
+
+        Sealing it when a file is opened matters for a copy opened at an offset:
+        if nothing new is ever read from it, this is the only sealed trace that
+        its first ``off`` bytes are done.
+        """
+        return {"k": t.key, "off": t.off, "fp": t.fp, "fpn": t.fpn, "tail": t.tail.hex()}
 
     def _start_offset(self, t: Tracked, st: os.stat_result, at_end: bool) -> tuple[int, str]:
         p = self._resume.pop(t.ident, None)
@@ -333,6 +349,10 @@ class FileTailer:
                 )
             return 0, "reread"
         copy = self._copy_origin(t, st.st_size)
+        if copy == WAIT:
+            t.pending = True
+            t.seen_size = st.st_size
+            return 0, "deferred"
         if copy is not None:
             return copy, "copy"
         if at_end:
@@ -347,26 +367,46 @@ class FileTailer:
             return False
         if fingerprint(os.pread(t.fd, fpn, 0)) != p.pos.get("fp"):
             return False
-        tail = p.tail + (b"" if p.pos.get("cut") else b"\n")
-        tail = tail[-off:] if off else b""
-        return os.pread(t.fd, len(tail), off - len(tail)) == tail
+        tail = _tail_of(p)[-off:] if off else b""
+        if os.pread(t.fd, len(tail), off - len(tail)) != tail:
+            return False
+        t.tail = tail
+        return True
 
     def _copy_origin(self, t: Tracked, size: int) -> int | None:
-        """A new file that is a rotated copy of one we were reading (copytruncate)."""
+        """A new file that is a copy of one already read (copytruncate's rotated copy).
+
+        It starts with the same bytes (fingerprint) and has the same bytes just
+        before the offset we had read the original to: everything before that
+        offset is sealed already, so reading starts there. This also recovers the
+        lines written between our last read of the original and its truncation.
+        """
         if t.fpn < self.settings.fingerprint_bytes:
+            # Too short to tell yet: if it starts like a file we read (or is still
+            # empty), it may be a copy in progress; wait for it to grow, or to stay.
+            head = os.pread(t.fd, t.fpn, 0)
+            for o in self._files.values():
+                if o is not t and o.off and os.pread(o.fd, t.fpn, 0) == head:
+                    return WAIT
             return None
-        cand = self._copies.get(t.fp)
-        if cand is not None and cand[0] <= size:
-            del self._copies[t.fp]
-            return cand[0]
+        cands: list[tuple[int, bytes]] = [
+            (o.off, o.tail)
+            for o in self._files.values()
+            if o is not t and o.fp == t.fp and o.fpn == t.fpn and o.off
+        ]
+        if t.fp in self._copies:
+            cands.append(self._copies[t.fp])
         p = self._by_fp.get(t.fp)
-        if (
-            p is not None
-            and _ident_of(str(p.pos.get("k"))) not in self._files
-            and self._matches(t, p, size)
-        ):
-            self._by_fp.pop(t.fp, None)
-            return int(p.pos.get("off", 0))
+        if p is not None:
+            cands.append((int(p.pos.get("off", 0)), _tail_of(p)))
+        for off, known in sorted(cands, reverse=True):
+            tail = known[-off:] if off else b""
+            if off > size:
+                return WAIT  # same beginning, not yet as long: a copy being written
+            if off and os.pread(t.fd, len(tail), off - len(tail)) == tail:
+                self._copies.pop(t.fp, None)
+                t.tail = tail
+                return off
         return None
 
     # ------------------------------------------------------------ reading
@@ -409,10 +449,38 @@ class FileTailer:
                 self._emit_partial(t)
             self._release(t)
 
+    def _decide(self, t: Tracked, size: int, now: float) -> bool:
+        """A deferred file: is it a copy of one we read? True once decided."""
+        if size > t.fpn and t.fpn < self.settings.fingerprint_bytes:
+            head = os.pread(t.fd, min(self.settings.fingerprint_bytes, size), 0)
+            t.fp, t.fpn = fingerprint(head), len(head)
+        if size != t.seen_size:
+            t.seen_size, t.last_data = size, now
+        got = self._copy_origin(t, size)
+        if got == WAIT and now - t.last_data < self.rotate_wait:
+            return False
+        t.pending = False
+        t.off = got if got is not None and got != WAIT else 0
+        if self._meta is not None:
+            self._meta.event(
+                ev.FILE_OPENED,
+                f"{'copy' if t.off else 'new'} {t.path} at offset {t.off}",
+                source=self.name,
+                path=t.path,
+                offset=t.off,
+                how="copy" if t.off else "new",
+                pos=self._pos_of(t),
+            )
+        return True
+
     def _read(self, t: Tracked, now: float) -> bool:
         size = os.fstat(t.fd).st_size
+        if t.pending and not self._decide(t, size, now):
+            return False
         pos = t.off + len(t.partial)
-        if size < pos:
+        if size < pos or (
+            t.tail and os.pread(t.fd, len(t.tail), t.off - len(t.tail)) != t.tail
+        ):  # shrank, or rewritten from the start and already longer again
             self._truncated(t, size)
             pos = 0
         if t.fpn < self.settings.fingerprint_bytes and size > t.fpn:
@@ -460,10 +528,14 @@ class FileTailer:
             pos = {"k": key, "off": off, "fp": fp, "fpn": fpn}
             append(Fields(now, name, line, None, {"path": path, "pos": pos}))
         self.lines += len(lines)
+        if lines:
+            end = len(data) - len(rest)
+            t.tail = data[end - 32 : end] if end >= 32 else (t.tail + data[:end])[-32:]
         t.off = off
         while len(rest) > maxlen:  # a line longer than the limit with no newline yet
             piece, rest = rest[:maxlen], rest[maxlen:]
             t.off += len(piece)
+            t.tail = (t.tail + piece)[-32:]
             pos = {"k": key, "off": t.off, "fp": fp, "fpn": fpn, "cut": 1}
             append(Fields(now, name, piece, None, {"path": path, "split": 1, "pos": pos}))
         if rest != t.partial:
@@ -472,6 +544,7 @@ class FileTailer:
 
     def _emit_partial(self, t: Tracked, batch: list[Fields] | None = None) -> None:
         t.off += len(t.partial)
+        t.tail = (t.tail + t.partial)[-32:]
         pos = {"k": t.key, "off": t.off, "fp": t.fp, "fpn": t.fpn, "cut": 1}
         attrs = {"path": t.path, "partial": 1, "pos": pos}
         f = Fields(self.clock.now_ns(), self.name, t.partial, None, attrs)
@@ -488,8 +561,8 @@ class FileTailer:
 
     def _truncated(self, t: Tracked, size: int) -> None:
         t.truncations += 1
-        if t.fpn >= self.settings.fingerprint_bytes:
-            self._copies[t.fp] = (t.off, t.path)
+        if t.fpn >= self.settings.fingerprint_bytes and t.off:
+            self._copies[t.fp] = (t.off, t.tail)
         if self._meta is not None:
             self._meta.event(
                 ev.FILE_TRUNCATED,
@@ -504,6 +577,7 @@ class FileTailer:
         if t.partial:
             self._emit_partial(t)
         t.off = 0
+        t.tail = b""
         head = os.pread(t.fd, min(self.settings.fingerprint_bytes, size), 0)
         t.fp, t.fpn = fingerprint(head), len(head)
 
@@ -544,6 +618,13 @@ def _pieces(line: bytes, maxlen: int, start: int) -> list[tuple[bytes, int, bool
         off += len(piece) + (1 if last else 0)
         out.append((piece, off, last))
     return out
+
+
+def _tail_of(p: Position) -> bytes:
+    """The bytes that must stand just before a sealed position's offset."""
+    if "tail" in p.pos:  # carried by a meta record: exact bytes
+        return bytes.fromhex(str(p.pos["tail"]))
+    return p.tail + (b"" if p.pos.get("cut") else b"\n")
 
 
 def _ident_of(key: str) -> tuple[int, int] | None:
