@@ -1,0 +1,582 @@
+"""Syslog parsing and stream framing: pure functions and state machines, no I/O.
+
+* :func:`parse_syslog` parses one frame as RFC 5424 or RFC 3164 (the BSD format,
+  including what glibc's ``syslog()``, util-linux ``logger`` and rsyslog's
+  forwarding templates emit). It never raises: a frame that does not parse comes
+  back with a reason.
+* :class:`Framer` splits a TCP/TLS/unix-stream byte stream into frames, auto-
+  detecting per frame RFC 6587 octet counting (``LEN SP MSG``) and
+  non-transparent framing (LF-terminated). It never loses a byte: a lying octet
+  count falls back to LF framing with an error, oversize frames are cut into a
+  first record plus continuations, and a frame cut off by the end of the stream
+  comes out flagged ``truncated``.
+* :func:`frame_fields` turns a frame into the :class:`~auditd_py.record.Fields`
+  that gets sealed.
+
+Lossless rule: a record's ``message`` is either the frame itself (parse errors,
+continuations) or the parsed MSG part, in which case the whole frame is in
+``attrs["raw"]`` (valid UTF-8) or ``attrs["raw_b64"]`` (base64).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass
+from typing import Any, Final, NamedTuple
+
+from auditd_py.errors import ConfigError
+from auditd_py.record import Fields
+
+TRANSPORTS: Final = ("udp", "tcp", "tls", "unix", "unix-stream")
+STREAM_TRANSPORTS: Final = frozenset({"tcp", "tls", "unix-stream"})
+
+HOLD_PER_FRAME: Final = 16 * 1024 * 1024
+"""An oversize stream frame is held whole up to this size so that its total length
+is known when its first record is cut (see :class:`HoldBudget`)."""
+
+# ---------------------------------------------------------------- listen addresses
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    transport: str
+    host: str = ""
+    port: int = 0
+    path: str = ""
+
+    def url(self) -> str:
+        if self.path:
+            return f"{self.transport}://{self.path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport}://{host}:{self.port}"
+
+
+_INET = re.compile(r"(?:\[([0-9A-Fa-f:.%a-zA-Z]+)\]|([^:\[\]/]+)):([0-9]{1,5})")
+
+
+def parse_listen_url(url: str) -> ListenAddress:
+    """``udp://HOST:PORT``, ``tcp://…``, ``tls://…``, ``unix:///PATH``, ``unix-stream:///PATH``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in TRANSPORTS:
+        raise ConfigError(f"invalid syslog listen address {url!r}", field="listen")
+    if scheme in ("unix", "unix-stream"):
+        if not rest.startswith("/") or "\x00" in rest:
+            raise ConfigError(
+                f"invalid syslog listen address {url!r}: use {scheme}:///ABSOLUTE/PATH",
+                field="listen",
+            )
+        return ListenAddress(scheme, path=rest)
+    m = _INET.fullmatch(rest)
+    if not m or int(m.group(3)) > 65535:
+        raise ConfigError(
+            f"invalid syslog listen address {url!r}: use {scheme}://HOST:PORT", field="listen"
+        )
+    return ListenAddress(scheme, host=m.group(1) or m.group(2), port=int(m.group(3)))
+
+
+# ---------------------------------------------------------------- message parsing
+
+
+class Parsed(NamedTuple):
+    message: bytes
+    """The MSG part (RFC 5424 MSG without BOM, RFC 3164 content), or the whole
+    frame when it did not parse."""
+    syslog: dict[str, Any] | None
+    error: str | None = None
+
+
+_PRI: Final = re.compile(rb"<([0-9]{1,3})>")
+_VERSION: Final = re.compile(rb"[1-9][0-9]{0,2} ")
+_TS5424: Final = (
+    rb"(?:-|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+    rb"(?:\.[0-9]{1,9})?(?:Z|[+-][0-9]{2}:[0-9]{2}))"
+)
+_HDR5424: Final = re.compile(
+    rb"([1-9][0-9]{0,2}) (" + _TS5424 + rb") ([!-~]+) ([!-~]+) ([!-~]+) ([!-~]+) "
+)
+_TS5424_ONLY: Final = re.compile(_TS5424)
+_PRINTUSASCII: Final = re.compile(rb"[!-~]+")
+_SDNAME: Final = re.compile(rb"[!#-<>-\\^-~]+")  # PRINTUSASCII except '=', ']', '"' (and SP)
+_SDVALUE: Final = re.compile(rb'[^"\\]*')
+_BOM: Final = b"\xef\xbb\xbf"
+
+_MONTHS = b"Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec"
+_TS3164: Final = re.compile(
+    rb"(?:(?:" + _MONTHS + rb") (?: [1-9]|[12][0-9]|3[01]|0[1-9])(?: [0-9]{4})? "
+    rb"[0-2][0-9]:[0-5][0-9]:[0-6][0-9](?:\.[0-9]{1,6})?"
+    rb"|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
+    rb"(?:Z|[+-][0-9]{2}:[0-9]{2}))(?: |$)"
+)
+# TAG[PID]: — printable ASCII except ':', '[' and ']'
+_TAG: Final = re.compile(rb"([!-9;-Z\\^-~]{1,128}?)(?:\[([!-Z\\^-~]{0,128})\])?:(?: |$)")
+_HOST3164: Final = re.compile(rb"([!-~]{1,255})(?: |$)")
+
+
+class _SDError(ValueError):
+    pass
+
+
+_FAST5424: Final = re.compile(rb"<([0-9]{1,3})>" + _HDR5424.pattern)
+_SD_ELEM: Final = re.compile(rb'\[([!#-<>-\\^-~]+)((?: [!#-<>-\\^-~]+="[^"\\]*")*)\]')
+_SD_PARAM: Final = re.compile(rb' ([!#-<>-\\^-~]+)="([^"\\]*)"')
+
+
+def _strip_end(msg: bytes) -> bytes:
+    """One trailing terminator (LF, CRLF or NUL) is framing, not content."""
+    if msg.endswith(b"\n"):
+        return msg[:-2] if msg.endswith(b"\r\n") else msg[:-1]
+    if msg.endswith(b"\x00"):
+        return msg[:-1]
+    return msg
+
+
+def _add_param(params: dict[str, Any], name: str, value: str) -> None:
+    old = params.get(name)
+    if old is None:
+        params[name] = value
+    elif isinstance(old, list):
+        old.append(value)
+    else:
+        params[name] = [old, value]
+
+
+def _parse_sd_element(b: bytes, i: int, sd: dict[str, dict[str, Any]]) -> int:
+    """One SD-ELEMENT at ``b[i] == '['``, with escapes; returns the index after it."""
+    n = len(b)
+    m = _SDNAME.match(b, i + 1)
+    if m is None:
+        raise _SDError("structured data: bad SD-ID")
+    params = sd.setdefault(m.group().decode("ascii"), {})
+    i = m.end()
+    while True:
+        if i >= n:
+            raise _SDError("structured data: unterminated element")
+        c = b[i]
+        if c == 0x5D:  # ']'
+            return i + 1
+        if c != 0x20:
+            raise _SDError("structured data: expected SP or ']'")
+        m = _SDNAME.match(b, i + 1)
+        if m is None:
+            raise _SDError("structured data: bad PARAM-NAME")
+        name = m.group().decode("ascii")
+        i = m.end()
+        if b[i : i + 2] != b'="':
+            raise _SDError("structured data: expected '=\"' after PARAM-NAME")
+        i += 2
+        parts: list[bytes] = []
+        while True:
+            m = _SDVALUE.match(b, i)
+            assert m is not None
+            parts.append(m.group())
+            i = m.end()
+            if i >= n:
+                raise _SDError("structured data: unterminated PARAM-VALUE")
+            if b[i] == 0x22:  # '"'
+                i += 1
+                break
+            # backslash: \" \\ \] are escapes; anything else is a literal backslash
+            if i + 1 < n and b[i + 1] in b'"\\]':
+                parts.append(b[i + 1 : i + 2])
+                i += 2
+            else:
+                parts.append(b"\\")
+                i += 1
+        try:
+            value = b"".join(parts).decode("utf-8")
+        except UnicodeDecodeError:
+            raise _SDError("structured data: PARAM-VALUE is not UTF-8") from None
+        _add_param(params, name, value)
+
+
+def _parse_sd(b: bytes, i: int) -> tuple[dict[str, dict[str, Any]], int]:
+    """STRUCTURED-DATA at ``b[i]`` (not NILVALUE) → ({id: {param: value}}, end).
+
+    SD-IDs and PARAM-NAMEs are keys; a repeated PARAM-NAME gives a list of values
+    and a repeated SD-ID merges into one entry (the raw frame keeps the original).
+    """
+    n = len(b)
+    sd: dict[str, dict[str, Any]] = {}
+    while i < n and b[i] == 0x5B:  # '['
+        m = _SD_ELEM.match(b, i)
+        if m is None:  # escapes, or an error to diagnose
+            i = _parse_sd_element(b, i, sd)
+            continue
+        params = sd.setdefault(m.group(1).decode("ascii"), {})
+        try:
+            for name, value in _SD_PARAM.findall(m.group(2)):
+                _add_param(params, name.decode("ascii"), value.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise _SDError("structured data: PARAM-VALUE is not UTF-8") from None
+        i = m.end()
+    if not sd:
+        raise _SDError("structured data: expected '-' or '['")
+    return sd, i
+
+
+def _diagnose_5424(b: bytes, p: int) -> str:
+    """Why an RFC 5424 header (after PRI, at ``p``) did not match."""
+    names = ("VERSION", "TIMESTAMP", "HOSTNAME", "APP-NAME", "PROCID", "MSGID")
+    for name in names:
+        j = b.find(b" ", p)
+        token = b[p:] if j < 0 else b[p:j]
+        if name == "TIMESTAMP" and not _TS5424_ONLY.fullmatch(token):
+            return "RFC 5424 header: bad TIMESTAMP"
+        if not token or not _PRINTUSASCII.fullmatch(token):
+            return f"RFC 5424 header: bad {name}"
+        if j < 0:
+            return f"RFC 5424 header: ends after {name}"
+        p = j + 1
+    return "RFC 5424 header: malformed"
+
+
+def _parse_5424(b: bytes, m: re.Match[bytes]) -> Parsed:
+    """``m`` is a match of :data:`_FAST5424`: PRI and the header up to MSGID SP."""
+    pri_s, version, ts, host, app, procid, msgid = m.groups()
+    pri = int(pri_s)
+    if pri > 191:
+        return Parsed(b, None, f"PRI {pri} out of range (0-191)")
+    out: dict[str, Any] = {
+        "format": "rfc5424",
+        "pri": pri,
+        "facility": pri >> 3,
+        "severity": pri & 7,
+        "version": int(version),
+    }
+    if ts != b"-":
+        out["timestamp"] = ts.decode("ascii")
+    if host != b"-":
+        out["hostname"] = host.decode("ascii")
+    if app != b"-":
+        out["app"] = app.decode("ascii")
+    if procid != b"-":
+        out["procid"] = procid.decode("ascii")
+    if msgid != b"-":
+        out["msgid"] = msgid.decode("ascii")
+    i = m.end()
+    n = len(b)
+    if i < n and b[i] == 0x2D:  # '-'
+        i += 1
+    else:
+        try:
+            out["sd"], i = _parse_sd(b, i)
+        except _SDError as exc:
+            return Parsed(b, None, str(exc))
+    if i == n:
+        msg = b""
+    elif b[i] == 0x20:
+        msg = b[i + 1 :]
+        if msg.startswith(_BOM):
+            msg = msg[3:]
+        msg = _strip_end(msg)
+    elif i == n - 1 and b[i] in b"\n\x00":
+        msg = b""
+    else:
+        return Parsed(b, None, "RFC 5424: expected SP after STRUCTURED-DATA")
+    return Parsed(msg, out)
+
+
+def _parse_3164(b: bytes, pri: int, p: int) -> Parsed:
+    out: dict[str, Any] = {
+        "format": "rfc3164",
+        "pri": pri,
+        "facility": pri >> 3,
+        "severity": pri & 7,
+    }
+    m = _TS3164.match(b, p)
+    if m is not None:
+        out["timestamp"] = b[p : m.end()].rstrip(b" ").decode("ascii")
+        p = m.end()
+        # HOSTNAME, unless the first word is already the TAG (glibc's /dev/log format)
+        if _TAG.match(b, p) is None:
+            h = _HOST3164.match(b, p)
+            if h is not None:
+                out["hostname"] = h.group(1).decode("ascii")
+                p = h.end()
+    t = _TAG.match(b, p)
+    if t is not None:
+        out["app"] = t.group(1).decode("ascii")
+        if t.group(2):
+            out["procid"] = t.group(2).decode("ascii")
+        p = t.end()
+    return Parsed(_strip_end(b[p:]), out)
+
+
+def parse_syslog(frame: bytes) -> Parsed:
+    """Parse one frame; never raises. ``error`` is set when it is not syslog.
+
+    ``<PRI>`` followed by ``VERSION SP`` is RFC 5424 (strict header, errors
+    reported); anything else after a valid PRI is read as RFC 3164, leniently:
+    TIMESTAMP (``Mmm dd hh:mm:ss`` or RFC 3339), then HOSTNAME and ``TAG[PID]:``
+    when present (glibc's local messages have no HOSTNAME).
+    """
+    m = _FAST5424.match(frame)
+    if m is not None:
+        return _parse_5424(frame, m)
+    m = _PRI.match(frame)
+    if m is None:
+        return Parsed(frame, None, "no PRI: not a syslog message")
+    pri = int(m.group(1))
+    if pri > 191:
+        return Parsed(frame, None, f"PRI {pri} out of range (0-191)")
+    p = m.end()
+    if _VERSION.match(frame, p):
+        return Parsed(frame, None, _diagnose_5424(frame, p))
+    return _parse_3164(frame, pri, p)
+
+
+# ---------------------------------------------------------------- stream framing
+
+
+class HoldBudget:
+    """Bytes that oversize stream frames may hold across all connections of a
+    server (single-threaded: used from the server's event loop only)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, n: int) -> bool:
+        if self.used + n > self.limit:
+            return False
+        self.used += n
+        return True
+
+    def give(self, n: int) -> None:
+        self.used -= n
+
+
+@dataclass(slots=True)
+class Frame:
+    data: bytes
+    error: str | None = None
+    """A framing error (lying octet count): the frame is sealed raw."""
+    truncated: bool = False
+    """The stream ended before the frame did."""
+    oversize: int | None = None
+    """On the first record of a frame longer than the maximum: the frame's length
+    (a lower bound when ``oversize_at_least``)."""
+    oversize_at_least: bool = False
+    continuation: bool = False
+    """The record continues the previous oversize frame of the same peer."""
+    octet_count: int | None = None
+    """The declared length of a truncated octet-counted frame."""
+
+
+def split_oversize(data: bytes, max_bytes: int, frame: Frame | None = None) -> list[Frame]:
+    """Cut ``data`` into a first frame of ``max_bytes`` and continuations."""
+    first = frame or Frame(b"")
+    first.data = data[:max_bytes]
+    first.oversize = len(data)
+    out = [first]
+    for i in range(max_bytes, len(data), max_bytes):
+        out.append(Frame(data[i : i + max_bytes], continuation=True))
+    return out
+
+
+_START, _COUNTED, _LINE, _CONT = range(4)
+_DIGITS = frozenset(b"0123456789")
+
+
+class Framer:
+    """RFC 6587 framing of one stream, auto-detected per frame.
+
+    A frame that starts with ``[1-9][0-9]* SP`` is octet-counted; anything else
+    ends at LF (a trailing CR is stripped; with ``nul_delimits`` NUL also ends a
+    frame, as glibc's ``syslog()`` does over a stream socket). Empty frames are
+    skipped. An octet count over ``max_bytes`` is taken as a lie: the frame, count
+    included, runs to the next LF and carries an error.
+    """
+
+    def __init__(
+        self, max_bytes: int, *, nul_delimits: bool = False, budget: HoldBudget | None = None
+    ) -> None:
+        self.max = max_bytes
+        self.nul = nul_delimits
+        self.budget = budget if budget is not None else HoldBudget(HOLD_PER_FRAME)
+        self.hold_limit = max(HOLD_PER_FRAME, max_bytes)
+        self._buf = bytearray()
+        self._state = _START
+        self._need = 0  # octet-counted: body length
+        self._scan = 0  # LF search resumes here
+        self._error: str | None = None  # framing error of the current LINE frame
+        self._held = 0  # budget taken by the current frame
+
+    def pending(self) -> int:
+        """Bytes buffered in an incomplete frame."""
+        return len(self._buf)
+
+    def _find(self, start: int) -> int:
+        buf = self._buf
+        i = buf.find(b"\n", start)
+        if self.nul:
+            j = buf.find(b"\x00", start, i if i >= 0 else len(buf))
+            if j >= 0:
+                return j
+        return i
+
+    def _release(self) -> None:
+        if self._held:
+            self.budget.give(self._held)
+            self._held = 0
+
+    def feed(self, data: bytes) -> list[Frame]:
+        self._buf += data
+        out: list[Frame] = []
+        buf = self._buf
+        pos = 0
+        mx = self.max
+        while True:
+            st = self._state
+            if st == _START:
+                n = len(buf)
+                if pos >= n:
+                    break
+                c = buf[pos]
+                self._error = None
+                if 0x31 <= c <= 0x39:
+                    j = pos + 1
+                    lim = pos + 20  # digits scanned before calling it a plain line
+                    while j < n and j < lim and buf[j] in _DIGITS:
+                        j += 1
+                    if j == n and j < lim:
+                        break  # undecided: need more digits or the SP
+                    if j < n and buf[j] == 0x20:
+                        count = int(buf[pos:j])
+                        if count <= mx:
+                            self._state = _COUNTED
+                            self._need = count
+                            pos = j + 1
+                            continue
+                        self._error = f"octet count {count} exceeds max message size {mx}"
+                self._state = _LINE
+                self._scan = pos
+                continue
+            if st == _COUNTED:
+                if len(buf) - pos < self._need:
+                    break
+                out.append(Frame(bytes(buf[pos : pos + self._need])))
+                pos += self._need
+                self._state = _START
+                continue
+            # _LINE or _CONT: runs to the next delimiter
+            i = self._find(self._scan)
+            if i >= 0:
+                end = i - 1 if i > pos and buf[i - 1] == 0x0D and buf[i] == 0x0A else i
+                body = bytes(buf[pos:end])
+                pos = i + 1
+                if st == _CONT:
+                    for k in range(0, len(body), mx):
+                        out.append(Frame(body[k : k + mx], continuation=True))
+                elif len(body) > mx:
+                    out.extend(split_oversize(body, mx, Frame(b"", self._error)))
+                elif body or self._error:
+                    out.append(Frame(body, self._error))
+                self._release()
+                self._state = _START
+                continue
+            n = len(buf)
+            self._scan = n
+            size = n - pos
+            if st == _LINE and size > mx:
+                want = size - mx - self._held
+                if size <= self.hold_limit and (want <= 0 or self.budget.take(want)):
+                    self._held += max(want, 0)
+                    break
+                # cannot hold it whole: cut now, the length is only a lower bound
+                self._release()
+                first = Frame(b"", self._error, oversize_at_least=True)
+                first.data = bytes(buf[pos : pos + mx])
+                first.oversize = size
+                out.append(first)
+                pos += mx
+                self._state = st = _CONT
+            if st == _CONT:
+                while n - pos >= mx:
+                    out.append(Frame(bytes(buf[pos : pos + mx]), continuation=True))
+                    pos += mx
+            break
+        if pos:
+            del buf[:pos]
+            self._scan -= pos
+        return out
+
+    def eof(self) -> list[Frame]:
+        """The stream ended: whatever is buffered comes out flagged ``truncated``."""
+        buf = bytes(self._buf)
+        self._buf.clear()
+        st = self._state
+        self._state = _START
+        self._release()
+        if st == _COUNTED:
+            return [Frame(buf, truncated=True, octet_count=self._need)]
+        if not buf:
+            return []
+        if st == _CONT:
+            out = [
+                Frame(buf[k : k + self.max], continuation=True)
+                for k in range(0, len(buf), self.max)
+            ]
+        elif len(buf) > self.max:
+            out = split_oversize(buf, self.max, Frame(b"", self._error))
+        else:
+            out = [Frame(buf, self._error)]
+        out[-1].truncated = True
+        return out
+
+
+def datagram_frames(data: bytes, max_bytes: int, *, truncated: bool = False) -> list[Frame]:
+    """One datagram is one frame (cut into continuations if it is oversize)."""
+    out = split_oversize(data, max_bytes) if len(data) > max_bytes else [Frame(data)]
+    if truncated:
+        out[-1].truncated = True
+    return out
+
+
+# ---------------------------------------------------------------- records
+
+
+def raw_attrs(data: bytes, attrs: dict[str, Any]) -> None:
+    """Store a frame losslessly: ``raw`` (UTF-8) or ``raw_b64``."""
+    try:
+        attrs["raw"] = data.decode("utf-8")
+    except UnicodeDecodeError:
+        attrs["raw_b64"] = base64.b64encode(data).decode("ascii")
+
+
+def frame_fields(
+    frame: Frame, *, time_ns: int, source: str, base: dict[str, Any]
+) -> tuple[Fields, str | None]:
+    """The record for one frame, and its parse error (if any).
+
+    ``base`` holds the per-connection attributes (``transport``, ``peer``, …); it
+    is copied, never modified.
+    """
+    attrs = dict(base)
+    data = frame.data
+    error: str | None = None
+    if frame.continuation:
+        attrs["continuation"] = True
+        message = data
+    elif frame.error is not None:
+        error = frame.error
+        message = data
+    else:
+        p = parse_syslog(data)
+        error = p.error
+        message = p.message
+        if p.syslog is not None:
+            attrs["syslog"] = p.syslog
+            raw_attrs(data, attrs)
+    if error is not None:
+        attrs["parse_error"] = error
+    if frame.oversize is not None:
+        attrs["oversize"] = frame.oversize
+        if frame.oversize_at_least:
+            attrs["oversize_at_least"] = True
+    if frame.truncated:
+        attrs["truncated"] = True
+        if frame.octet_count is not None:
+            attrs["octet_count"] = frame.octet_count
+    return Fields(time_ns, source, message, None, attrs), error
