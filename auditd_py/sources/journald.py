@@ -70,14 +70,19 @@ def entry_fields(
     """One journal entry as a record, losslessly.
 
     ``message`` is the MESSAGE bytes as they are (the first value if the field
-    repeats, ``b""`` if there is none). ``attrs.journal`` holds every field:
-    text as a string, other bytes as ``{"b64": ...}``, repeated fields as lists
-    (in the order the journal returns them), plus ``__CURSOR`` and the entry's
-    ``__REALTIME_TIMESTAMP`` / ``__MONOTONIC_TIMESTAMP`` as integers
-    (microseconds). ``time_ns`` is the realtime timestamp in nanoseconds.
+    repeats, ``b""`` if there is none). ``attrs.journal`` holds every other
+    field: text as a string, other bytes as ``{"b64": ...}``, repeated fields as
+    lists (in the order the journal returns them; a repeated MESSAGE is kept
+    there whole), plus the entry's ``__REALTIME_TIMESTAMP`` /
+    ``__MONOTONIC_TIMESTAMP`` as integers (microseconds). The cursor is in
+    ``attrs.pos.cursor``. ``time_ns`` is the realtime timestamp in nanoseconds.
+    A single MESSAGE and the cursor are not stored twice: the record would
+    otherwise double in size for message-heavy journals.
     """
     journal: dict[str, JournalValue | list[JournalValue] | int] = {}
     for key, value in data.items():
+        if key == "MESSAGE" and isinstance(value, bytes):
+            continue  # it is the record's message, byte for byte
         if isinstance(value, bytes):
             try:  # field_value(), inlined: this loop is most of the source's CPU time
                 journal[key] = value.decode("utf-8")
@@ -85,7 +90,6 @@ def entry_fields(
                 journal[key] = {"b64": base64.b64encode(value).decode("ascii")}
         else:
             journal[key] = [field_value(v) for v in value]
-    journal["__CURSOR"] = cursor
     journal["__REALTIME_TIMESTAMP"] = realtime_us
     journal["__MONOTONIC_TIMESTAMP"] = monotonic_us
     msg = data.get("MESSAGE", b"")
