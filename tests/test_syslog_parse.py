@@ -205,7 +205,11 @@ def test_frame_fields_parse_error_is_sealed_raw() -> None:
     rec, err = frame_fields(Frame(b"\x00junk\xff"), time_ns=1, source="s", base={"peer": "p"})
     assert err is not None
     assert rec.message == b"\x00junk\xff"
-    assert rec.attrs == {"peer": "p", "parse_error": err}
+    assert rec.attrs == {
+        "peer": "p",
+        "parse_error": err,
+        "raw_b64": base64.b64encode(b"\x00junk\xff").decode(),
+    }
 
 
 def test_frame_fields_flags() -> None:
@@ -213,7 +217,7 @@ def test_frame_fields_flags() -> None:
         Frame(b"12345", error="octet count 99 exceeds", oversize=77), time_ns=1, source="s", base={}
     )
     assert err == "octet count 99 exceeds"
-    assert rec.attrs == {"parse_error": err, "oversize": 77}
+    assert rec.attrs == {"parse_error": err, "oversize": 77, "raw": "12345"}
     rec, err = frame_fields(Frame(b"<13>x", continuation=True), time_ns=1, source="s", base={})
     assert err is None
     assert rec.message == b"<13>x"

@@ -175,6 +175,7 @@ def frame_bytes(rec: Fields) -> bytes:
         return str(rec.attrs["raw"]).encode()
     if "raw_b64" in rec.attrs:
         return base64.b64decode(rec.attrs["raw_b64"])
+    assert rec.attrs["continuation"] is True  # the only records without raw
     return rec.message
 
 
@@ -641,6 +642,24 @@ def test_bad_input_over_tcp_is_sealed_raw(serve: Serve) -> None:
     assert ev
     assert sum(e["count"] for e in ev) == srv.stats()["parse_errors"]
     assert all(e["listener"].startswith("tcp://127.0.0.1:") for e in ev)
+
+
+def test_parse_error_events_are_rate_limited(serve: Serve) -> None:
+    srv, sink, meta = serve(["tcp://127.0.0.1:0"])
+    _, port = addr_of(srv, "tcp")
+    with socket.create_connection(("127.0.0.1", port)) as c:
+        c.sendall(b"garbage first\n")
+        sink.wait_n(1)
+        for i in range(199):
+            c.sendall(b"garbage %d\n" % i)
+    sink.wait_n(200)
+    time.sleep(2.2)  # the ticker reports the rest within a second or two
+    ev = meta.named(metalog.SYSLOG_PARSE_ERROR)
+    assert len(ev) == 2
+    assert ev[0]["count"] == 1
+    assert sum(e["count"] for e in ev) == 200
+    assert ev[-1]["reason"] == "no PRI: not a syslog message"
+    assert ev[0]["listener"] == srv.bound[0]
 
 
 def test_bad_datagrams(serve: Serve) -> None:

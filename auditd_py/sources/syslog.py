@@ -118,17 +118,27 @@ class _Limited:
 
 
 class _Listener:
-    def __init__(self, srv: SyslogServer, addr: ListenAddress, sock: socket.socket) -> None:
+    def __init__(
+        self, srv: SyslogServer, addr: ListenAddress, sock: socket.socket, url: str
+    ) -> None:
         self.addr = addr
         self.transport = addr.transport
         self.sock = sock
-        self.url = addr.url()
+        self.url = url
+        """The listen URL with the port actually bound."""
         self.server: asyncio.AbstractServer | None = None
         self.open = True
         self.unix_inode: int | None = None
         self.kernel_drops = 0  # from SO_RXQ_OVFL
         self.kernel_reported = 0
         self.inode = os.fstat(sock.fileno()).st_ino
+        self.buf = bytearray(
+            0
+            if addr.transport in STREAM_TRANSPORTS
+            else UNIX_DGRAM_BUFSIZE
+            if addr.path
+            else UDP_BUFSIZE
+        )
         what = f"syslog listener {self.url}"
         self.parse_errors = _Limited(srv, metalog.SYSLOG_PARSE_ERROR, f"{what}: unparsable frames")
         self.drops = _Limited(srv, metalog.SYSLOG_DROPPED, f"{what}: datagrams dropped")
@@ -258,12 +268,10 @@ class _Conn(asyncio.Protocol):
             return
         self.done = True
         self.srv._conns.discard(self)
-        if deliver and self.framer is not None:
-            frames = self.framer.eof()
-            if frames:
-                self.srv._deliver(frames, self.lst, self.base)
         if self.framer is not None:
-            self.framer.eof()  # releases any held budget
+            frames = self.framer.eof()  # also releases any held budget
+            if deliver and frames:
+                self.srv._deliver(frames, self.lst, self.base)
 
     def close(self) -> None:
         """Server stop: deliver what is buffered (flagged truncated) and abort."""
@@ -325,14 +333,18 @@ class SyslogServer:
         try:
             for addr in self.addresses:
                 sock = self._bind(addr)
-                lst = _Listener(self, addr, sock)
+                try:
+                    lst = _Listener(self, addr, sock, self._bound_url(addr, sock))
+                except BaseException:
+                    sock.close()
+                    raise
+                self._listeners.append(lst)
                 if addr.path:
                     lst.unix_inode = os.stat(addr.path).st_ino
-                self._listeners.append(lst)
         except BaseException:
             self._close_listeners()
             raise
-        self.bound = [self._bound_url(lst) for lst in self._listeners]
+        self.bound = [lst.url for lst in self._listeners]
         loop = asyncio.new_event_loop()
         self._loop = loop
         self._thread = threading.Thread(target=self._run, name=f"syslog-{self.name}", daemon=True)
@@ -484,11 +496,11 @@ class SyslogServer:
             f"syslog source {self.name!r}: {path} is in use by another process", field="listen"
         )
 
-    def _bound_url(self, lst: _Listener) -> str:
-        if lst.addr.path:
-            return lst.url
-        name = lst.sock.getsockname()
-        return ListenAddress(lst.transport, host=str(name[0]), port=int(name[1])).url()
+    def _bound_url(self, addr: ListenAddress, sock: socket.socket) -> str:
+        if addr.path:
+            return addr.url()
+        name = sock.getsockname()
+        return ListenAddress(addr.transport, host=str(name[0]), port=int(name[1])).url()
 
     def _close_listeners(self) -> None:
         for lst in self._listeners:
@@ -603,18 +615,19 @@ class SyslogServer:
 
     # ------------------------------------------------------------ delivery
 
-    def _deliver(self, frames: list[Frame], lst: _Listener, base: dict[str, Any]) -> None:
-        """Stream frames → pending records (flushed once per loop iteration)."""
+    def _records(
+        self, frames: list[Frame], lst: _Listener, base: dict[str, Any], out: list[Fields]
+    ) -> None:
+        """Frames → records appended to ``out``, counted."""
         now = self.clock.now_ns()
-        pending = self._pending
         name = self.name
-        errors = 0
-        count = self._count
+        nbytes = errors = 0
         err: str | None = None
+        count = self._count
         for fr in frames:
             rec, e = frame_fields(fr, time_ns=now, source=name, base=base)
-            pending.append(rec)
-            count["bytes"] += len(fr.data)
+            out.append(rec)
+            nbytes += len(fr.data)
             if e is not None:
                 errors += 1
                 err = e
@@ -623,30 +636,30 @@ class SyslogServer:
             if fr.truncated:
                 count["truncated"] += 1
         count["received"] += len(frames)
+        count["bytes"] += nbytes
         if errors:
             count["parse_errors"] += errors
             lst.parse_errors.note(errors, listener=lst.url, peer=base.get("peer", ""), reason=err)
+
+    def _deliver(self, frames: list[Frame], lst: _Listener, base: dict[str, Any]) -> None:
+        """Stream frames → pending records (flushed once per loop iteration)."""
+        self._records(frames, lst, base, self._pending)
         if self._flush_handle is None:
             self._flush_handle = self._loop_.call_soon(self._flush)
 
     def _read_dgram(self, lst: _Listener) -> None:
         sock = lst.sock
         unix = lst.transport == "unix"
-        buf = bytearray(UNIX_DGRAM_BUFSIZE if unix else UDP_BUFSIZE)
+        buf = lst.buf
         view = memoryview(buf)
-        now = self.clock.now_ns()
         recs: list[Fields] = []
-        count = self._count
-        errors = 0
-        err: str | None = None
-        peer = ""
         for _ in range(DGRAMS_PER_WAKEUP):
             try:
                 n, anc, flags, addr = sock.recvmsg_into([buf], 256)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
-                if exc.errno is None or not self._stopping:
+                if not self._stopping:
                     self._count["errors"] += 1
                     self._errors.note(listener=lst.url, error=str(exc))
                 break
@@ -660,33 +673,17 @@ class SyslogServer:
                     pid, uid, gid = _UCRED.unpack(data[: _UCRED.size])
                     _cred_attrs(pid, uid, gid, base)
             if "peer" not in base:
-                if unix:
-                    if addr:
-                        base["peer"] = str(addr)
-                else:
+                if not unix:
                     base["peer"] = _inet_peer(addr)
+                elif addr:
+                    base["peer"] = str(addr)
             if n == 0:
                 continue
             frames = datagram_frames(
                 bytes(view[:n]), self._max_bytes, truncated=bool(flags & socket.MSG_TRUNC)
             )
-            for fr in frames:
-                rec, e = frame_fields(fr, time_ns=now, source=self.name, base=base)
-                recs.append(rec)
-                count["bytes"] += len(fr.data)
-                if e is not None:
-                    errors += 1
-                    err = e
-                    peer = base.get("peer", "")
-                if fr.oversize is not None:
-                    count["oversize"] += 1
-                if fr.truncated:
-                    count["truncated"] += 1
-        if errors:
-            count["parse_errors"] += errors
-            lst.parse_errors.note(errors, listener=lst.url, peer=peer, reason=err)
+            self._records(frames, lst, base, recs)
         if recs:
-            count["received"] += len(recs)
             self._dgram_pending.append((lst, recs))
             if self._flush_handle is None and self._loop is not None:
                 self._flush_handle = self._loop.call_soon(self._flush)

@@ -13,9 +13,14 @@
 * :func:`frame_fields` turns a frame into the :class:`~auditd_py.record.Fields`
   that gets sealed.
 
-Lossless rule: a record's ``message`` is either the frame itself (parse errors,
-continuations) or the parsed MSG part, in which case the whole frame is in
-``attrs["raw"]`` (valid UTF-8) or ``attrs["raw_b64"]`` (base64).
+Lossless rule: every record but a continuation carries its whole frame in
+``attrs["raw"]`` (valid UTF-8) or ``attrs["raw_b64"]`` (base64); its ``message``
+is the parsed MSG part, or the frame itself when it did not parse. A
+continuation record (``attrs["continuation"]``) is a raw slice of an oversize
+frame: its ``message`` is the slice, not repeated in ``attrs``. The first record
+of an oversize frame carries ``attrs["oversize"]`` (the frame's length) and its
+own slice as ``raw``; concatenating ``raw`` with the following continuations of
+the same ``peer`` gives the frame back.
 """
 
 from __future__ import annotations
@@ -233,10 +238,11 @@ def _diagnose_5424(b: bytes, p: int) -> str:
 
 def _parse_5424(b: bytes, m: re.Match[bytes]) -> Parsed:
     """``m`` is a match of :data:`_FAST5424`: PRI and the header up to MSGID SP."""
-    pri_s, version, ts, host, app, procid, msgid = m.groups()
-    pri = int(pri_s)
+    pri = int(m.group(1))
     if pri > 191:
         return Parsed(b, None, f"PRI {pri} out of range (0-191)")
+    # the header is printable ASCII (checked by the regex): decode it in one go
+    version, ts, host, app, procid, msgid = b[m.start(2) : m.end() - 1].decode("ascii").split(" ")
     out: dict[str, Any] = {
         "format": "rfc5424",
         "pri": pri,
@@ -244,16 +250,16 @@ def _parse_5424(b: bytes, m: re.Match[bytes]) -> Parsed:
         "severity": pri & 7,
         "version": int(version),
     }
-    if ts != b"-":
-        out["timestamp"] = ts.decode("ascii")
-    if host != b"-":
-        out["hostname"] = host.decode("ascii")
-    if app != b"-":
-        out["app"] = app.decode("ascii")
-    if procid != b"-":
-        out["procid"] = procid.decode("ascii")
-    if msgid != b"-":
-        out["msgid"] = msgid.decode("ascii")
+    if ts != "-":
+        out["timestamp"] = ts
+    if host != "-":
+        out["hostname"] = host
+    if app != "-":
+        out["app"] = app
+    if procid != "-":
+        out["procid"] = procid
+    if msgid != "-":
+        out["msgid"] = msgid
     i = m.end()
     n = len(b)
     if i < n and b[i] == 0x2D:  # '-'
@@ -559,16 +565,17 @@ def frame_fields(
     if frame.continuation:
         attrs["continuation"] = True
         message = data
-    elif frame.error is not None:
-        error = frame.error
-        message = data
     else:
-        p = parse_syslog(data)
-        error = p.error
-        message = p.message
-        if p.syslog is not None:
-            attrs["syslog"] = p.syslog
-            raw_attrs(data, attrs)
+        if frame.error is not None:
+            error = frame.error
+            message = data
+        else:
+            p = parse_syslog(data)
+            error = p.error
+            message = p.message
+            if p.syslog is not None:
+                attrs["syslog"] = p.syslog
+        raw_attrs(data, attrs)
     if error is not None:
         attrs["parse_error"] = error
     if frame.oversize is not None:
