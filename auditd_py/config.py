@@ -121,6 +121,12 @@ class TLSSettings(_Model):
     ca: Path | None = None
     client_auth: Literal["none", "optional", "required"] = "none"
 
+    @model_validator(mode="after")
+    def _ca(self) -> TLSSettings:
+        if self.client_auth != "none" and self.ca is None:
+            raise ValueError("client_auth optional/required needs tls.ca to check clients")
+        return self
+
 
 class SyslogSource(_Model):
     name: str
@@ -140,6 +146,12 @@ class SyslogSource(_Model):
                     "tls://HOST:PORT, unix:///PATH (datagram) or unix-stream:///PATH"
                 )
         return v
+
+    @model_validator(mode="after")
+    def _tls(self) -> SyslogSource:
+        if any(u.startswith("tls://") for u in self.listen) and self.tls is None:
+            raise ValueError("tls:// listeners need a tls: section (cert, key)")
+        return self
 
 
 class JournaldSource(_Model):
