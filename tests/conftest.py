@@ -1,0 +1,55 @@
+"""Suite-wide rules.
+
+* A skipped test is not a passing test: unless ``AUDITD_ALLOW_SKIP=1``, a skip
+  (a missing tool, say) fails the run, so a CI machine without rsyslog or
+  journal-remote cannot look green.
+* Tests start their own servers and must leave nothing running: after the
+  session, no child process of the test run may remain.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from pathlib import Path
+
+import pytest
+
+ALLOW_SKIP = os.environ.get("AUDITD_ALLOW_SKIP") == "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, None]:
+    outcome = yield
+    rep: pytest.TestReport = outcome.get_result()
+    if rep.skipped and not hasattr(rep, "wasxfail") and not ALLOW_SKIP:
+        rep.outcome = "failed"
+        rep.longrepr = (
+            f"skipped tests count as failures here (AUDITD_ALLOW_SKIP=1 to allow): {rep.longrepr}"
+        )
+
+
+def _children(pid: int) -> list[str]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        state = stat.rsplit(")", 1)[1].split()[0]
+        if ppid == pid and state != "Z":
+            out.append(f"{d.name}: {cmd.strip()}")
+    return out
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    left = _children(os.getpid())
+    if left:
+        print("\nprocesses left running by the tests:\n  " + "\n  ".join(left))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
