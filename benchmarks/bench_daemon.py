@@ -1,0 +1,259 @@
+"""Daemon benchmark: file source → sealed archive, latency, memory, idle CPU, syslog.
+
+Runs the real daemon (``auditd-py run``) as a subprocess and measures:
+
+1. throughput: N lines of ~200 bytes appended to a file as fast as a writer
+   can; sustained lines/s from the first write until the last line is in the
+   archive;
+2. latency at a steady 10k lines/s: each line carries its write time; a
+   watcher tails the archive segment and notes when each line appears (the
+   sealer writes and fsyncs in one group commit); p50/p99/max;
+3. the daemon's peak RSS (VmHWM) and its CPU use while idle;
+4. syslog over TCP (octet-counted, one connection): lines/s.
+
+It prints numbers and PASS/MISS against the goals; it asserts nothing.
+Usage: python benchmarks/bench_daemon.py [--lines N] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+CLI = [sys.executable, "-m", "auditd_py.cli"]
+TEXT = b"GET /api/v1/items?page=%d status=200 bytes=%d upstream=10.0.0.%d ua=Mozilla/5.0 "
+PAD = b"x" * 80
+
+
+def line(i: int) -> bytes:
+    return (
+        b"2026-11-26T10:00:00Z qa-web-1 app[%d]: " % (1000 + i % 9000)
+        + (TEXT % (i, i * 7 % 100000, i % 255))
+        + PAD[: 200 - 100 - len(str(i))]
+        + b"\n"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+class Run:
+    def __init__(self, root: Path, port: int) -> None:
+        self.root = root
+        self.arc = root / "archive"
+        self.logs = root / "logs"
+        self.logs.mkdir()
+        subprocess.run(
+            [
+                *CLI,
+                "keygen",
+                "--archive",
+                str(self.arc),
+                "--verify-key",
+                str(root / "vk"),
+                "--public-key",
+                str(root / "pk"),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        self.cfg = root / "c.yaml"
+        self.cfg.write_text(
+            f"""environment: bench
+archive:
+  path: {self.arc}
+sources:
+  - name: app
+    type: file
+    paths: ["{self.logs}/*.log"]
+    poll_interval: 1s
+  - name: syslog
+    type: syslog
+    listen: ["tcp://127.0.0.1:{port}"]
+"""
+        )
+        self.port = port
+        self.proc = subprocess.Popen(
+            [*CLI, "run", "--config", str(self.cfg)],
+            stdout=subprocess.DEVNULL,
+            stderr=(root / "stderr").open("wb"),
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+
+    def segment(self) -> Path:
+        segs = sorted((self.arc / "segments").iterdir())
+        return segs[-1]
+
+    def count(self, marker: bytes) -> int:
+        return self.segment().read_bytes().count(marker)
+
+    def wait_count(self, marker: bytes, n: int, timeout: float) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.count(marker) >= n:
+                return time.monotonic()
+            time.sleep(0.02)
+        raise SystemExit(f"timed out waiting for {n} records")
+
+    def status(self, key: str) -> int:
+        for row in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if row.startswith(key + ":"):
+                return int(row.split()[1])
+        return 0
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(60)
+
+
+def throughput(r: Run, n: int) -> float:
+    path = r.logs / "a.log"
+    t0 = time.monotonic()
+    with path.open("ab") as fh:
+        chunk = 10_000
+        for start in range(0, n, chunk):
+            fh.write(b"".join(line(i) for i in range(start, min(n, start + chunk))))
+            fh.flush()
+    t1 = r.wait_count(b'"source":"app"', n, 600)
+    print(f"  writer done in {time.monotonic() - t0:.2f}s; all sealed at {t1 - t0:.2f}s")
+    return n / (t1 - t0)
+
+
+def latency(r: Run, rate: int, seconds: float) -> list[float]:
+    path = r.logs / "lat.log"
+    seg = r.segment()
+    seen: dict[int, float] = {}
+    stop = threading.Event()
+
+    def watch() -> None:
+        with seg.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            buf = b""
+            while not stop.is_set() or buf:
+                data = fh.read()
+                if not data:
+                    if stop.is_set():
+                        break
+                    time.sleep(0.001)
+                    continue
+                now = time.time_ns()
+                buf += data
+                lines = buf.split(b"\n")
+                buf = lines.pop()
+                for ln in lines:
+                    i = ln.find(b"LAT ")
+                    if i >= 0:
+                        seen[int(ln[i + 4 : i + 23])] = now
+
+    w = threading.Thread(target=watch, daemon=True)
+    w.start()
+    sent: list[int] = []
+    per_tick = rate // 100
+    t_end = time.monotonic() + seconds
+    with path.open("ab") as fh:
+        next_tick = time.monotonic()
+        while time.monotonic() < t_end:
+            batch = []
+            for _ in range(per_tick):
+                t = time.time_ns()
+                sent.append(t)
+                batch.append(b"LAT %019d " % t + PAD + b"\n")
+            fh.write(b"".join(batch))
+            fh.flush()
+            next_tick += 0.01
+            time.sleep(max(0.0, next_tick - time.monotonic()))
+    deadline = time.monotonic() + 10
+    while len(seen) < len(set(sent)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    w.join()
+    return [(seen[t] - t) / 1e6 for t in sent if t in seen]
+
+
+def syslog_tcp(r: Run, n: int) -> float:
+    msgs = [
+        b"<134>1 2026-11-26T10:00:00Z qa-web-1 app %d - - SYSLOGTCP request %d served ok "
+        % (1000 + i % 100, i)
+        + PAD
+        for i in range(n)
+    ]
+    frames = b"".join(b"%d %s" % (len(m), m) for m in msgs)
+    t0 = time.monotonic()
+    with socket.create_connection(("127.0.0.1", r.port)) as s:
+        s.sendall(frames)
+    t1 = r.wait_count(b"SYSLOGTCP", n, 600)
+    return n / (t1 - t0)
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lines", type=int, default=1_000_000)
+    ap.add_argument("--quick", action="store_true", help="100k lines, short phases")
+    a = ap.parse_args()
+    n = 100_000 if a.quick else a.lines
+    root = Path(tempfile.mkdtemp(prefix="adp-bench-daemon-"))
+    r = Run(root, free_port())
+    try:
+        print(f"auditd-py daemon benchmark ({os.cpu_count()} CPUs)")
+        tput = throughput(r, n)
+        print(
+            f"file source → sealed: {tput:,.0f} lines/s  (goal ≥ 100,000: "
+            f"{'PASS' if tput >= 100_000 else 'MISS'})"
+        )
+        lat = latency(r, 10_000, 3 if a.quick else 10)
+        p50, p99, mx = pct(lat, 50), pct(lat, 99), max(lat)
+        print(
+            f"latency at 10k lines/s over {len(lat):,} lines: p50 {p50:.1f} ms, "
+            f"p99 {p99:.1f} ms, max {mx:.1f} ms, mean {statistics.mean(lat):.1f} ms  "
+            f"(goal p99 < 250 ms: {'PASS' if p99 < 250 else 'MISS'})"
+        )
+        time.sleep(2)
+        c0 = r.cpu_seconds()
+        idle = 5 if a.quick else 20
+        time.sleep(idle)
+        cpu = (r.cpu_seconds() - c0) / idle * 100
+        print(
+            f"idle CPU: {cpu:.2f}% of one core over {idle}s  "
+            f"(goal < 1%: {'PASS' if cpu < 1 else 'MISS'})"
+        )
+        sys_n = 20_000 if a.quick else 200_000
+        st = syslog_tcp(r, sys_n)
+        print(f"syslog TCP (octet-counted, one connection, {sys_n:,} lines): {st:,.0f} lines/s")
+        rss = r.status("VmHWM") / 1024
+        print(f"daemon peak RSS: {rss:.0f} MB  (goal < 150 MB: {'PASS' if rss < 150 else 'MISS'})")
+    finally:
+        r.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
