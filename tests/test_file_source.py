@@ -303,11 +303,6 @@ def test_long_line_is_split_into_flagged_pieces(sb: Sandbox) -> None:
     sb.verify()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the last piece of an over-long line that arrived across reads "
-    "is sealed without the split flag (FileTailer._split, streaming path)",
-)
 def test_long_line_arriving_in_parts_flags_every_piece(sb: Sandbox, tailers: StartTailer) -> None:
     log = sb.log("a.log")
     write(log, b"")
@@ -648,12 +643,6 @@ def header_log(path: Path, tag: str, n: int) -> list[bytes]:
     return lines
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a new file whose first 256 bytes equal those of a file already read "
-    "further is deferred as a possible copy-in-progress (size < that offset) "
-    "without comparing its content; drain() never decides it, so run --once skips it",
-)
 def test_new_file_sharing_a_long_header_is_read_by_once(sb: Sandbox) -> None:
     a, b = sb.log("a.log"), sb.log("b.log")
     a_lines = header_log(a, "a", 50)
@@ -666,12 +655,6 @@ def test_new_file_sharing_a_long_header_is_read_by_once(sb: Sandbox) -> None:
     sb.verify()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a new, busy file whose first 256 bytes equal those of a file already "
-    "read further stays deferred while it keeps growing (not a copy: its content "
-    "differs), so none of its lines are read until it is idle for rotate_wait",
-)
 def test_new_busy_file_sharing_a_long_header_is_read_while_written(
     sb: Sandbox, tailers: StartTailer
 ) -> None:
@@ -689,11 +672,6 @@ def test_new_busy_file_sharing_a_long_header_is_read_while_written(
     assert len(got) >= 7, f"only {len(got)} of 9 lines read while the file was written"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the sealed position of a file that is gone when the source starts "
-    "is never forgotten (only file.released forgets, and only a live rotation releases)",
-)
 def test_positions_of_files_gone_while_stopped_are_forgotten(sb: Sandbox) -> None:
     """Else the sealing state collects a position per deleted file, for ever
     (it has room for ~1,000: then sealing fails)."""
@@ -751,11 +729,6 @@ def test_file_replaced_by_directory_while_running(sb: Sandbox, tailers: StartTai
     assert t.healthy() == (True, "")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the 'not a regular file' file.unreadable event has no path field "
-    "(only prose), unlike every other file event",
-)
 def test_not_a_regular_file_event_names_the_path(sb: Sandbox, tailers: StartTailer) -> None:
     (sb.logs / "dir.log").mkdir()
     _, c = tailers(file_settings([sb.logs / "*.log"], poll_interval="20ms"))

@@ -73,6 +73,8 @@ class Tracked:
     rotated_at: float | None = None
     last_data: float = field(default_factory=time.monotonic)
     truncations: int = 0
+    splitting: bool = False
+    """Pieces of the current (over-long) line were sealed already: its rest is a piece too."""
     tail: bytes = b""
     """The last bytes (≤ 32) before ``off``, as read: identifies a copy of this file."""
     pending: bool = False
@@ -222,7 +224,9 @@ class FileTailer:
             except OSError:
                 continue
             if not stat.S_ISREG(st.st_mode):
-                self._note("notfile", path, ev.FILE_UNREADABLE, f"{path} is not a regular file")
+                self._note(
+                    "notfile", path, ev.FILE_UNREADABLE, f"{path} is not a regular file", path=path
+                )
                 continue
             ident = (st.st_dev, st.st_ino)
             t = self._files.get(ident)
@@ -251,6 +255,30 @@ class FileTailer:
                     if t is not None:
                         t.rotated_at = time.monotonic()
                     break
+            else:
+                if ident not in self._idents_under_globs():
+                    self._forget_gone(ident)
+
+    def _idents_under_globs(self) -> set[tuple[int, int]]:
+        out = set()
+        for path in self._paths():
+            with contextlib.suppress(OSError):
+                st = os.stat(path)
+                out.add((st.st_dev, st.st_ino))
+        return out
+
+    def _forget_gone(self, ident: tuple[int, int]) -> None:
+        """A sealed position whose file is gone (deleted while we were stopped)."""
+        p = self._resume.pop(ident)
+        self._by_fp = {fp: q for fp, q in self._by_fp.items() if q is not p}
+        if self._meta is not None:
+            self._meta.event(
+                ev.FILE_RELEASED,
+                f"forgetting the position of a file that is gone (offset {p.pos.get('off')})",
+                source=self.name,
+                offset=p.pos.get("off"),
+                forget=str(p.pos.get("k")),
+            )
 
     def _near(self) -> list[str]:
         """Files in the directories the globs look in (where rotation renames to)."""
@@ -389,20 +417,24 @@ class FileTailer:
                 if o is not t and o.off and os.pread(o.fd, t.fpn, 0) == head:
                     return WAIT
             return None
-        cands: list[tuple[int, bytes]] = [
-            (o.off, o.tail)
+        cands: list[tuple[int, bytes, int | None]] = [
+            (o.off, o.tail, o.fd)
             for o in self._files.values()
             if o is not t and o.fp == t.fp and o.fpn == t.fpn and o.off
         ]
         if t.fp in self._copies:
-            cands.append(self._copies[t.fp])
+            cands.append((*self._copies[t.fp], None))
         p = self._by_fp.get(t.fp)
         if p is not None:
-            cands.append((int(p.pos.get("off", 0)), _tail_of(p)))
-        for off, known in sorted(cands, reverse=True):
+            cands.append((int(p.pos.get("off", 0)), _tail_of(p), None))
+        for off, known, fd in sorted(cands, key=lambda c: c[0], reverse=True):
             tail = known[-off:] if off else b""
             if off > size:
-                return WAIT  # same beginning, not yet as long: a copy being written
+                # Not yet as long: a copy being written is a prefix of a file we are
+                # reading (logrotate truncates only after copying); anything else is new.
+                if fd is not None and _same_end(fd, t.fd, size):
+                    return WAIT
+                continue
             if off and os.pread(t.fd, len(tail), off - len(tail)) == tail:
                 self._copies.pop(t.fp, None)
                 t.tail = tail
@@ -517,6 +549,7 @@ class FileTailer:
         append = batch.append
         for line in lines:
             if len(line) > maxlen:
+                t.splitting = False
                 for piece, end, last in _pieces(line, maxlen, off):
                     pos = {"k": key, "off": end, "fp": fp, "fpn": fpn}
                     if not last:
@@ -526,7 +559,11 @@ class FileTailer:
                 continue
             off += len(line) + 1
             pos = {"k": key, "off": off, "fp": fp, "fpn": fpn}
-            append(Fields(now, name, line, None, {"path": path, "pos": pos}))
+            attrs: dict[str, Any] = {"path": path, "pos": pos}
+            if t.splitting:
+                attrs["split"] = 1
+            t.splitting = False
+            append(Fields(now, name, line, None, attrs))
         self.lines += len(lines)
         if lines:
             end = len(data) - len(rest)
@@ -536,6 +573,7 @@ class FileTailer:
             piece, rest = rest[:maxlen], rest[maxlen:]
             t.off += len(piece)
             t.tail = (t.tail + piece)[-32:]
+            t.splitting = True
             pos = {"k": key, "off": t.off, "fp": fp, "fpn": fpn, "cut": 1}
             append(Fields(now, name, piece, None, {"path": path, "split": 1, "pos": pos}))
         if rest != t.partial:
@@ -547,6 +585,9 @@ class FileTailer:
         t.tail = (t.tail + t.partial)[-32:]
         pos = {"k": t.key, "off": t.off, "fp": t.fp, "fpn": t.fpn, "cut": 1}
         attrs = {"path": t.path, "partial": 1, "pos": pos}
+        if t.splitting:
+            attrs["split"] = 1
+            t.splitting = False
         f = Fields(self.clock.now_ns(), self.name, t.partial, None, attrs)
         t.partial = b""
         t.partial_since = 0.0
@@ -625,6 +666,12 @@ def _tail_of(p: Position) -> bytes:
     if "tail" in p.pos:  # carried by a meta record: exact bytes
         return bytes.fromhex(str(p.pos["tail"]))
     return p.tail + (b"" if p.pos.get("cut") else b"\n")
+
+
+def _same_end(a: int, b: int, size: int, n: int = 4096) -> bool:
+    """Do two files hold the same bytes just before ``size``?"""
+    k = min(n, size)
+    return os.pread(a, k, size - k) == os.pread(b, k, size - k)
 
 
 def _ident_of(key: str) -> tuple[int, int] | None:
