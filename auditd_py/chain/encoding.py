@@ -24,6 +24,8 @@ import base64
 import binascii
 import hashlib
 import time
+from binascii import Error as BinasciiError
+from binascii import hexlify, unhexlify
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -57,6 +59,7 @@ _LINK = hashlib.blake2b(TAG_LINK, digest_size=DIGEST_SIZE)
 _LINK_OPEN: Final = b',"link":"'
 _MAC_OPEN: Final = b'","mac":"'
 _CLOSE: Final = b'"}'
+_CLOSE_NL: Final = b'"}\n'
 SEAL_SUFFIX_LEN: Final = len(_LINK_OPEN) + 64 + len(_MAC_OPEN) + 64 + len(_CLOSE)
 _SIG_OPEN: Final = b',"signature":"'
 SIG_SUFFIX_LEN: Final = len(_SIG_OPEN) + 128 + len(_CLOSE)
@@ -145,9 +148,22 @@ def format_ts(time_ns: int) -> bytes:
 
 def _dumps(value: Any) -> bytes:
     try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        return orjson.dumps(value)
     except TypeError as exc:  # orjson.JSONEncodeError subclasses TypeError
         raise FormatError(f"record field cannot be encoded as JSON: {exc}") from exc
+
+
+_SOURCES: dict[str, bytes] = {}
+
+
+def _source_json(source: str) -> bytes:
+    """JSON of a source name, cached (a daemon has a handful of sources)."""
+    b = _SOURCES.get(source)
+    if b is None:
+        b = _dumps(source)
+        if len(_SOURCES) < 4096:
+            _SOURCES[source] = b
+    return b
 
 
 def encode_body(seq: int, epoch: int, f: Fields) -> bytes:
@@ -156,22 +172,32 @@ def encode_body(seq: int, epoch: int, f: Fields) -> bytes:
     Key order is fixed: seq, epoch, time, ts, source, [event], message,
     [raw_b64], [attrs]. ``message`` is the text; when the original bytes are not
     valid UTF-8 it holds them decoded with U+FFFD replacements and ``raw_b64``
-    holds the original bytes, base64 (RFC 4648, padded).
+    holds the original bytes, base64 (RFC 4648, padded). Nothing is ever
+    re-serialised by a verifier, so ``attrs`` keys keep the order they were given.
     """
+    global _ts_cache  # noqa: PLW0603 - see format_ts
+    msg = f.message
     try:
-        text = f.message.decode("utf-8")
+        text = msg.decode("utf-8")
         raw = b""
     except UnicodeDecodeError:
-        text = f.message.decode("utf-8", "replace")
-        raw = b',"raw_b64":"' + base64.b64encode(f.message) + b'"'
+        text = msg.decode("utf-8", "replace")
+        raw = b',"raw_b64":"' + base64.b64encode(msg) + b'"'
+    t = f.time_ns
+    sec, frac = divmod(t, 1_000_000_000)
+    cached = _ts_cache
+    if cached[0] != sec:
+        cached = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)).encode())
+        _ts_cache = cached
     event = b',"event":' + _dumps(f.event) if f.event is not None else b""
     attrs = b',"attrs":' + _dumps(f.attrs) if f.attrs else b""
-    return b'{"seq":%d,"epoch":%d,"time":%d,"ts":"%s","source":%s%s,"message":%s%s%s' % (
+    return b'{"seq":%d,"epoch":%d,"time":%d,"ts":"%s.%09dZ","source":%s%s,"message":%s%s%s' % (
         seq,
         epoch,
-        f.time_ns,
-        format_ts(f.time_ns),
-        _dumps(f.source),
+        t,
+        cached[1],
+        frac,
+        _source_json(f.source),
         event,
         orjson.dumps(text),
         raw,
@@ -180,9 +206,7 @@ def encode_body(seq: int, epoch: int, f: Fields) -> bytes:
 
 
 def seal_line(body: bytes, link: bytes, mac: bytes) -> bytes:
-    return b"".join(
-        (body, _LINK_OPEN, link.hex().encode(), _MAC_OPEN, mac.hex().encode(), _CLOSE, b"\n")
-    )
+    return body + _LINK_OPEN + hexlify(link) + _MAC_OPEN + hexlify(mac) + _CLOSE_NL
 
 
 def split_line(line: bytes) -> tuple[bytes, bytes, bytes]:
@@ -191,24 +215,24 @@ def split_line(line: bytes) -> tuple[bytes, bytes, bytes]:
     Raises FormatError when the fixed seal suffix is absent or malformed: a line
     whose MAC or link was stripped never verifies (fail closed).
     """
-    n = len(line)
-    if n <= SEAL_SUFFIX_LEN or not line.startswith(b'{"seq":'):
-        raise FormatError("not a sealed record line", field="seal")
-    s = n - SEAL_SUFFIX_LEN
+    s = len(line) - SEAL_SUFFIX_LEN
     if (
-        line[s : s + 9] != _LINK_OPEN
+        s <= 0
+        or line[s : s + 9] != _LINK_OPEN
         or line[s + 73 : s + 82] != _MAC_OPEN
-        or line[n - 2 :] != _CLOSE
+        or line[-2:] != _CLOSE
     ):
         raise FormatError("record seal suffix (link, mac) missing or malformed", field="seal")
+    if not line.startswith(b'{"seq":'):
+        raise FormatError("not a sealed record line", field="seal")
     link_hex = line[s + 9 : s + 73]
     mac_hex = line[s + 82 : s + 146]
     try:
-        link = bytes.fromhex(link_hex.decode("ascii"))
-        mac = bytes.fromhex(mac_hex.decode("ascii"))
-    except (ValueError, UnicodeDecodeError) as exc:
+        link = unhexlify(link_hex)
+        mac = unhexlify(mac_hex)
+    except BinasciiError as exc:
         raise FormatError("link or mac is not 64 hex digits", field="seal") from exc
-    if link.hex().encode() != link_hex or mac.hex().encode() != mac_hex:
+    if hexlify(link) != link_hex or hexlify(mac) != mac_hex:
         # Exactly one spelling is valid (lower case), so no byte can change unnoticed.
         raise FormatError("link or mac is not in lower-case hex", field="seal")
     return line[:s], link, mac

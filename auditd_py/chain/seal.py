@@ -8,18 +8,22 @@ for :meth:`Sealer.close_epoch` when an epoch ends, then persists
 
 from __future__ import annotations
 
+from binascii import hexlify
 from dataclasses import dataclass, field
 from typing import Any
 
 from auditd_py.chain import merkle
 from auditd_py.chain.checkpoint import ZERO, Checkpoint
 from auditd_py.chain.encoding import (
+    _CLOSE_NL,
+    _LEAF,
+    _LINK,
+    _LINK_OPEN,
+    _MAC_OPEN,
+    _NODE,
     Fields,
     encode_body,
-    leaf_hash,
-    link_hash,
     mac_state,
-    seal_line,
 )
 from auditd_py.chain.keys import evolve_mac_key, evolve_sign_seed, public_key_of
 from auditd_py.chain.verify import check_record
@@ -72,19 +76,38 @@ class Sealer:
         return self.seq - self.epoch_first_seq
 
     def seal(self, f: Fields) -> bytes:
-        """Seal one record; return its line (with newline)."""
+        """Seal one record; return its line (with newline).
+
+        The hashing of :func:`leaf_hash`, :func:`link_hash`, the MAC and the
+        Merkle append (:func:`merkle.append`) is inlined: this runs once per line.
+        """
         seq = self.seq
         body = encode_body(seq, self.epoch, f)
-        leaf = leaf_hash(body)
-        link = link_hash(self.link, self.mac, leaf)
+        st = _LEAF.copy()
+        st.update(body)
+        leaf = st.digest()
+        st = _LINK.copy()
+        st.update(self.link)
+        st.update(self.mac)
+        st.update(leaf)
+        link = st.digest()
         st = self._mac.copy()
         st.update(link)
         mac = st.digest()
-        merkle.append(self.stack, seq, leaf)
+        stack = self.stack
+        node = leaf
+        k = seq
+        while k & 1:
+            st = _NODE.copy()
+            st.update(stack.pop())
+            st.update(node)
+            node = st.digest()
+            k >>= 1
+        stack.append(node)
         self.seq = seq + 1
         self.link = link
         self.mac = mac
-        return seal_line(body, link, mac)
+        return body + _LINK_OPEN + hexlify(link) + _MAC_OPEN + hexlify(mac) + _CLOSE_NL
 
     def adopt(self, line: bytes) -> None:
         """Take an already written line as the next record (crash recovery).
@@ -92,8 +115,10 @@ class Sealer:
         Raises IntegrityError or FormatError unless ``line`` is exactly the next
         record of this chain, MAC'd with this epoch's key.
         """
-        body, link, mac = check_record(line, self.seq, self.epoch, self.link, self.mac, self._mac)
-        merkle.append(self.stack, self.seq, leaf_hash(body))
+        _, link, mac, leaf = check_record(
+            line, self.seq, self.epoch, self.link, self.mac, self._mac
+        )
+        merkle.append(self.stack, self.seq, leaf)
         self.seq += 1
         self.link = link
         self.mac = mac

@@ -16,16 +16,17 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from hmac import compare_digest
 from typing import Any
 
 from auditd_py.chain import merkle
 from auditd_py.chain.checkpoint import ZERO, Checkpoint
 from auditd_py.chain.encoding import (
+    _LEAF,
+    _LINK,
+    _NODE,
     META_SOURCE,
-    body_prefix,
     genesis_link,
-    leaf_hash,
-    link_hash,
     mac_state,
     parse_record,
     scan_int,
@@ -41,26 +42,33 @@ _META_MARK = b'"source":"' + META_SOURCE.encode() + b'",'
 
 def check_record(
     line: bytes, seq: int, epoch: int, prev_link: bytes, prev_mac: bytes, mac: Any | None
-) -> tuple[bytes, bytes, bytes]:
-    """Checks R1–R4 for one record line; returns (body, link, mac).
+) -> tuple[bytes, bytes, bytes, bytes]:
+    """Checks R1–R4 for one record line; returns (body, link, mac, leaf hash).
 
     ``mac`` is the keyed BLAKE2b state of the epoch (``None``: public-key mode,
     no MAC check).
     """
     body, link, tag = split_line(line)  # R1: the seal suffix is present (fail closed)
-    if not body.startswith(body_prefix(seq, epoch)):  # R2: position in the chain
+    if not body.startswith(b'{"seq":%d,"epoch":%d,' % (seq, epoch)):  # R2: position
         raise _position_error(body, seq, epoch)
     if mac is not None:  # R3: the MAC authenticates the stored link
         st = mac.copy()
         st.update(link)
-        if not same(tag, st.digest()):
+        if not compare_digest(tag, st.digest()):
             raise IntegrityError(
                 f"MAC mismatch: record is not authentic for epoch {epoch}",
                 what="mac_mismatch",
                 seq=seq,
                 epoch=epoch,
             )
-    if not same(link, link_hash(prev_link, prev_mac, leaf_hash(body))):  # R4: hash chain
+    st = _LEAF.copy()
+    st.update(body)
+    leaf = st.digest()
+    st = _LINK.copy()
+    st.update(prev_link)
+    st.update(prev_mac)
+    st.update(leaf)
+    if not compare_digest(link, st.digest()):  # R4: hash chain
         raise IntegrityError(
             "record altered: its bytes do not hash to its chain link"
             + (
@@ -72,7 +80,7 @@ def check_record(
             seq=seq,
             epoch=epoch,
         )
-    return body, link, tag
+    return body, link, tag, leaf
 
 
 def _position_error(body: bytes, seq: int, epoch: int) -> IntegrityError:
@@ -366,11 +374,20 @@ class Verifier:
         epoch = self.ci
         if epoch == len(self.cps) and self._unsealed_at is None:
             self._unsealed_at = self._where()
-        body, link, mac = check_record(line, seq, epoch, self.link, self.mac, self._mac)
+        body, link, mac, leaf = check_record(line, seq, epoch, self.link, self.mac, self._mac)
         i = body.find(b',"source":')
         if body.startswith(_META_MARK, i + 1):
             self._check_meta(line, seg)  # R7: recovery records account for what they cut
-        merkle.append(self.stack, seq, leaf_hash(body))
+        stack = self.stack  # merkle.append, inlined: once per record
+        node = leaf
+        k = seq
+        while k & 1:
+            st = _NODE.copy()
+            st.update(stack.pop())
+            st.update(node)
+            node = st.digest()
+            k >>= 1
+        stack.append(node)
         self.seq = seq + 1
         self.link = link
         self.mac = mac

@@ -328,10 +328,21 @@ class ArchiveWriter:
         self.positions.pop(key, None)
 
     def append(self, f: Fields) -> int:
-        """Seal one record (ending the epoch first if it is due); returns its seq."""
+        """Seal one record (ending the epoch first if it is due); returns its seq.
+
+        The record-count limit is checked on every record, and so is the record's
+        own time against the end of the epoch; the clock is read only when one of
+        them says the epoch may be over (and, by callers that seal in batches,
+        between batches: a source may stamp records with old times).
+        """
         if f.source == META_SOURCE:
             raise FormatError(f"source name {META_SOURCE!r} is reserved", field="source")
-        self.maybe_end_epoch()
+        s = self.sealer
+        limit = self.policy.max_records
+        if f.time_ns - s.epoch_start >= self.policy.interval_ns or (
+            limit is not None and s.seq - s.epoch_first_seq >= limit
+        ):
+            self.maybe_end_epoch()
         return self._seal(f)
 
     def append_meta(self, event: str, message: str, attrs: dict[str, object]) -> int:
