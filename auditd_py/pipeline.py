@@ -146,17 +146,22 @@ class Sealer:
 
     def _seal_batches(self, batches: list[list[Item]]) -> int:
         w = self.writer
-        append = w.append
         n = 0
         by = self.stats.sealed_by_source
+        run: list[Fields] = []
         for batch in batches:
             for item in batch:
                 if isinstance(item, MetaItem):
+                    if run:
+                        w.append_many(run)
+                        run = []
                     w.append_meta(item.event, item.message, item.attrs)
                 else:
-                    append(item)
+                    run.append(item)
                     by[item.source] = by.get(item.source, 0) + 1
                 n += 1
+        if run:
+            w.append_many(run)
         self.stats.sealed += n
         return n
 

@@ -121,9 +121,14 @@ def checkpoint_digest(line: bytes) -> bytes:
 # ---------------------------------------------------------------- record bodies
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Fields:
-    """The content of one record, before it is numbered and sealed."""
+    """The content of one record, before it is numbered and sealed.
+
+    Not frozen, unlike the other records of this package: a source builds one
+    per line, and a frozen dataclass costs four times as much to construct
+    (about 1.3 µs against 0.3 µs here). Treat it as immutable all the same.
+    """
 
     time_ns: int
     source: str

@@ -9,6 +9,7 @@ for :meth:`Sealer.close_epoch` when an epoch ends, then persists
 from __future__ import annotations
 
 from binascii import hexlify
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ from auditd_py.chain.encoding import (
 )
 from auditd_py.chain.keys import evolve_mac_key, evolve_sign_seed, public_key_of
 from auditd_py.chain.verify import check_record
+from auditd_py.errors import FormatError
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,17 @@ class SealerState:
         cls, archive: str, genesis: bytes, mac_key: bytes, sign_seed: bytes, now: int
     ) -> SealerState:
         return cls(archive, 0, now, 0, mac_key, sign_seed, 0, genesis, ())
+
+
+def _unencodable(f: Fields, exc: FormatError) -> Fields:
+    """The record with its attributes replaced by the reason they could not be sealed."""
+    return Fields(
+        f.time_ns,
+        f.source.encode("utf-8", "replace").decode("utf-8"),
+        f.message,
+        None,
+        {"attrs_error": exc.message, "attrs_repr": repr(f.attrs)[:4096]},
+    )
 
 
 class Sealer:
@@ -108,6 +121,61 @@ class Sealer:
         self.link = link
         self.mac = mac
         return body + _LINK_OPEN + hexlify(link) + _MAC_OPEN + hexlify(mac) + _CLOSE_NL
+
+    def seal_many(
+        self, batch: Sequence[Fields], start: int, deadline: int, limit: int | None
+    ) -> tuple[bytes, int]:
+        """Seal ``batch[start:]`` into joined lines, the same bytes as :meth:`seal` each.
+
+        Stops before a record whose time is ``>= deadline`` or when ``seq``
+        reaches ``limit`` (the epoch is due: the caller ends it and calls again).
+        Returns (the lines, the index of the first record not sealed).
+        """
+        seq, epoch, link, mac = self.seq, self.epoch, self.link, self.mac
+        stack = self.stack
+        pop, push = stack.pop, stack.append
+        leaf_copy, link_copy, node_copy = _LEAF.copy, _LINK.copy, _NODE.copy
+        mac_copy = self._mac.copy
+        hx = hexlify
+        stop = limit if limit is not None else -1
+        out: list[bytes] = []
+        add = out.append
+        i = start
+        n = len(batch)
+        try:
+            while i < n:
+                f = batch[i]
+                if f.time_ns >= deadline or seq == stop:
+                    break
+                try:
+                    body = encode_body(seq, epoch, f)
+                except FormatError as exc:  # attrs a source could not encode: keep the line
+                    body = encode_body(seq, epoch, _unencodable(f, exc))
+                st = leaf_copy()
+                st.update(body)
+                node = st.digest()
+                st = link_copy()
+                st.update(link)
+                st.update(mac)
+                st.update(node)
+                link = st.digest()
+                st = mac_copy()
+                st.update(link)
+                mac = st.digest()
+                k = seq
+                while k & 1:
+                    st = node_copy()
+                    st.update(pop())
+                    st.update(node)
+                    node = st.digest()
+                    k >>= 1
+                push(node)
+                seq += 1
+                add(body + _LINK_OPEN + hx(link) + _MAC_OPEN + hx(mac) + _CLOSE_NL)
+                i += 1
+        finally:
+            self.seq, self.link, self.mac = seq, link, mac
+        return b"".join(out), i
 
     def adopt(self, line: bytes) -> None:
         """Take an already written line as the next record (crash recovery).

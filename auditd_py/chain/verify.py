@@ -14,7 +14,8 @@ line, the seq and what failed. Memory is constant in the number of records.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from binascii import hexlify, unhexlify
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from hmac import compare_digest
 from typing import Any
@@ -22,10 +23,14 @@ from typing import Any
 from auditd_py.chain import merkle
 from auditd_py.chain.checkpoint import ZERO, Checkpoint
 from auditd_py.chain.encoding import (
+    _CLOSE_NL,
     _LEAF,
     _LINK,
+    _LINK_OPEN,
+    _MAC_OPEN,
     _NODE,
     META_SOURCE,
+    SEAL_SUFFIX_LEN,
     genesis_link,
     mac_state,
     parse_record,
@@ -191,6 +196,7 @@ class Verifier:
         self._first_body: bytes | None = None
         self._last_body: bytes | None = None
         self._unsealed_at: dict[str, Any] | None = None
+        self._boundary = -1
         self.recovered: list[dict[str, Any]] = []
         self.warnings: list[str] = []
         self._close_epochs()
@@ -308,6 +314,7 @@ class Verifier:
             if self._mac_key is not None:
                 self._mac_key = evolve_mac_key(self._mac_key)
                 self._mac = mac_state(self._mac_key)
+        self._boundary = self.cps[self.ci].seq_end if self.ci < len(self.cps) else -1
 
     # ------------------------------------------------------------ records
 
@@ -359,13 +366,120 @@ class Verifier:
         try:
             self._record(line, seg)
         except (IntegrityError, FormatError) as exc:
-            where = self._where()
-            if "seq" not in exc.where:
-                where["seq"] = seq
-            if "what" not in exc.where:
-                where["what"] = "format"
-            exc.where = {**where, **exc.where}
+            self._locate(exc, seq)
             raise
+
+    def _locate(self, exc: IntegrityError | FormatError, seq: int) -> None:
+        where = self._where()
+        if "seq" not in exc.where:
+            where["seq"] = seq
+        if "what" not in exc.where:
+            where["what"] = "format"
+        exc.where = {**where, **exc.where}
+
+    def records(
+        self, lines: Iterable[bytes], progress: Callable[[int], None] | None = None
+    ) -> tuple[int, int]:
+        """Check every line of the current segment; return (complete bytes, torn bytes).
+
+        ``lines`` yields raw lines *with* their newline (a file opened ``rb``).
+        The checks are those of :meth:`record`. An ordinary data record takes a
+        fast path that keeps the chain in local variables and compares the whole
+        stored seal suffix with the one the sealer would have written (which
+        implies R1, R3 and R4 at once); the segment header, meta records, the
+        first unsealed record and any line that does not match go through
+        :meth:`record`, whose diagnostics are the reference.
+        """
+        seg = self._seg
+        assert seg is not None
+        size = 0
+        tick = 1 << 20
+        leaf_copy, link_copy, node_copy = _LEAF.copy, _LINK.copy, _NODE.copy
+        join, hx, cmp = b"".join, hexlify, compare_digest
+        mark = _META_MARK
+        n_suffix = SEAL_SUFFIX_LEN + 1
+        ncps = len(self.cps)
+        stack = self.stack
+        pop, push = stack.pop, stack.append
+        prefix = b'{"seq":%d,"epoch":%d,'
+        seq, link, mac = self.seq, self.link, self.mac
+        ci, boundary, key = self.ci, self._boundary, self._mac
+        fast = not (ci == ncps and self._unsealed_at is None)
+        body = b""
+        for raw in lines:
+            s = len(raw) - n_suffix
+            if fast and s > 0 and seg.line and raw.startswith(prefix % (seq, ci)):
+                i = raw.find(b',"source":', 0, s)
+                if not raw.startswith(mark, i + 1, s):
+                    body = raw[:s]
+                    st = leaf_copy()
+                    st.update(body)
+                    leaf = st.digest()
+                    st = link_copy()
+                    st.update(link)
+                    st.update(mac)
+                    st.update(leaf)
+                    new = st.digest()
+                    if key is not None:
+                        st = key.copy()
+                        st.update(new)
+                        tag = st.digest()
+                        ok = cmp(
+                            raw[s:], join((_LINK_OPEN, hx(new), _MAC_OPEN, hx(tag), _CLOSE_NL))
+                        )
+                    else:
+                        tail = raw[s + 82 :]
+                        tag_hex = tail[:64]
+                        ok = (
+                            cmp(raw[s : s + 82], join((_LINK_OPEN, hx(new), _MAC_OPEN)))
+                            and tail[64:] == _CLOSE_NL
+                            and len(tag_hex) == 64
+                            and not tag_hex.translate(None, b"0123456789abcdef")
+                        )
+                        tag = unhexlify(tag_hex) if ok else b""
+                    if ok:
+                        node = leaf
+                        k = seq
+                        while k & 1:
+                            st = node_copy()
+                            st.update(pop())
+                            st.update(node)
+                            node = st.digest()
+                            k >>= 1
+                        push(node)
+                        seq += 1
+                        link, mac = new, tag
+                        seg.line += 1
+                        size += s + n_suffix
+                        if seq == boundary or size >= tick:
+                            self.seq, self.link, self.mac, self._last_body = seq, link, mac, body
+                            if seq == boundary:
+                                try:
+                                    self._close_epochs()  # R6
+                                except (IntegrityError, FormatError) as exc:
+                                    self._locate(exc, seq - 1)
+                                    raise
+                                ci, boundary, key = self.ci, self._boundary, self._mac
+                                fast = not (ci == ncps and self._unsealed_at is None)
+                            if progress is not None and size >= tick:
+                                progress(size)
+                                tick = size + (1 << 20)
+                        continue
+            # the slow path: everything else, with full checks and diagnostics
+            if body:
+                self._last_body, body = body, b""
+            self.seq, self.link, self.mac = seq, link, mac
+            if raw[-1:] != b"\n":
+                return size, len(raw)
+            self.record(raw[:-1])
+            size += len(raw)
+            seq, link, mac = self.seq, self.link, self.mac
+            ci, boundary, key = self.ci, self._boundary, self._mac
+            fast = not (ci == ncps and self._unsealed_at is None)
+        if body:
+            self._last_body = body
+        self.seq, self.link, self.mac = seq, link, mac
+        return size, 0
 
     def _record(self, line: bytes, seg: _Segment) -> None:
         seq = self.seq

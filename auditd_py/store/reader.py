@@ -52,18 +52,8 @@ def verify_archive(
     for i, name in enumerate(names):
         v.begin_segment(name)
         path = layout.segments / name
-        size = 0
-        torn = 0
-        record = v.record
         with _open(path) as fh:
-            for raw in fh:
-                if raw[-1:] != b"\n":
-                    torn = len(raw)
-                    break
-                record(raw[:-1])
-                size += len(raw)
-                if progress is not None and size & 0xFFFFF < len(raw):
-                    progress(size)
+            size, torn = v.records(fh, progress)
         v.end_segment(size, torn, last=i == len(names) - 1)
         if progress is not None:
             progress(-1)
