@@ -96,7 +96,8 @@ class Rec:
 
     @classmethod
     def of_fields(cls, f: Fields) -> Rec:
-        return cls.of(f.source, f.message, f.attrs or {})
+        attrs = f.attrs or (orjson.loads(f.raw_attrs) if f.raw_attrs else {})
+        return cls.of(f.source, f.message, attrs)
 
     @classmethod
     def of(cls, source: str, message: bytes, attrs: Mapping[str, Any]) -> Rec:

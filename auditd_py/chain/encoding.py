@@ -135,6 +135,12 @@ class Fields:
     message: bytes
     event: str | None = None
     attrs: dict[str, Any] | None = None
+    raw_attrs: bytes | None = None
+    """``attrs`` already encoded as a JSON object (a source's fast path); wins over attrs."""
+    pos: dict[str, Any] | None = None
+    """The source position this record ends at, for the writer (also inside the attrs
+    JSON as ``pos``); ``None`` if the source gives it only in ``attrs["pos"]`` or not
+    at all (a source may set it on the last record of a batch only)."""
 
 
 _ts_cache: tuple[int, bytes] = (-1, b"")
@@ -195,7 +201,10 @@ def encode_body(seq: int, epoch: int, f: Fields) -> bytes:
         cached = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)).encode())
         _ts_cache = cached
     event = b',"event":' + _dumps(f.event) if f.event is not None else b""
-    attrs = b',"attrs":' + _dumps(f.attrs) if f.attrs else b""
+    if f.raw_attrs is not None:
+        attrs = b',"attrs":' + f.raw_attrs
+    else:
+        attrs = b',"attrs":' + _dumps(f.attrs) if f.attrs else b""
     return b'{"seq":%d,"epoch":%d,"time":%d,"ts":"%s.%09dZ","source":%s%s,"message":%s%s%s' % (
         seq,
         epoch,

@@ -41,6 +41,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from auditd_py import metalog as ev
 from auditd_py.clock import Clock
 from auditd_py.config import FileSource
@@ -80,6 +82,8 @@ class Tracked:
     pending: bool = False
     """A new file that may be a copy still being written: not read until decided."""
     seen_size: int = 0
+    wait_off: int = 0
+    wait_tail: bytes = b""
 
     @property
     def ident(self) -> tuple[int, int]:
@@ -436,6 +440,14 @@ class FileTailer:
                     return WAIT
                 continue
             if off and os.pread(t.fd, len(tail), off - len(tail)) == tail:
+                if fd is not None:
+                    # A copy of a file we are still reading: the bytes after `off`
+                    # are in both. Wait until the original is truncated (then its
+                    # offset at that moment is where the copy starts, via _copies),
+                    # or, for a plain copy, until the wait is over (t.wait_off).
+                    t.wait_off = off
+                    t.wait_tail = tail
+                    return WAIT
                 self._copies.pop(t.fp, None)
                 t.tail = tail
                 return off
@@ -492,6 +504,8 @@ class FileTailer:
         if got == WAIT and now - t.last_data < self.rotate_wait:
             return False
         t.pending = False
+        if got == WAIT and t.wait_off:  # a copy of a file that was not truncated
+            got, t.tail = t.wait_off, t.wait_tail
         t.off = got if got is not None and got != WAIT else 0
         if self._meta is not None:
             self._meta.event(
@@ -547,7 +561,16 @@ class FileTailer:
         now = self.clock.now_ns()
         name, path, key, fp, fpn = self.name, t.path, t.key, t.fp, t.fpn
         append = batch.append
+        # attrs as JSON from a per-file template: the same bytes orjson would write for
+        # {"path": path, "pos": {"k": key, "off": off, "fp": fp, "fpn": fpn}}, but
+        # without building two dicts per line. The position dict rides on the last one.
+        head = b'{"path":' + orjson.dumps(path) + b',"pos":{"k":' + orjson.dumps(key) + b',"off":'
+        tail = b',"fp":"%s","fpn":%d}}' % (fp.encode(), fpn)
         for line in lines:
+            if not t.splitting and len(line) <= maxlen:
+                off += len(line) + 1
+                append(Fields(now, name, line, None, None, head + b"%d" % off + tail))
+                continue
             if len(line) > maxlen:
                 t.splitting = False
                 for piece, end, last in _pieces(line, maxlen, off):
@@ -565,6 +588,8 @@ class FileTailer:
             t.splitting = False
             append(Fields(now, name, line, None, attrs))
         self.lines += len(lines)
+        if batch and batch[-1].raw_attrs is not None and batch[-1].pos is None:
+            batch[-1].pos = {"k": key, "off": off, "fp": fp, "fpn": fpn}
         if lines:
             end = len(data) - len(rest)
             t.tail = data[end - 32 : end] if end >= 32 else (t.tail + data[:end])[-32:]

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import orjson
+
 from auditd_py.chain.checkpoint import Checkpoint
 from auditd_py.chain.encoding import (
     META_SOURCE,
@@ -316,13 +318,23 @@ class ArchiveWriter:
         self._fh.write(line)
         self._offset += len(line)
         attrs = f.attrs
-        if attrs:
+        if f.pos is not None:
+            self.positions[f.pos["k"]] = Position(f.pos, f.message[-32:])
+        elif attrs:
             if "pos" in attrs:
                 pos = attrs["pos"]
                 self.positions[pos["k"]] = Position(pos, f.message[-32:])
             elif "forget" in attrs:
                 self.positions.pop(str(attrs["forget"]), None)
         return self.sealer.seq - 1
+
+    def _track_raw(self, f: Fields) -> None:
+        try:
+            pos = orjson.loads(f.raw_attrs or b"{}").get("pos")
+        except orjson.JSONDecodeError:
+            return
+        if isinstance(pos, dict) and isinstance(pos.get("k"), str):
+            self.positions[pos["k"]] = Position(pos, f.message[-32:])
 
     def forget(self, key: str) -> None:
         """Drop a position the source no longer needs (a file let go)."""
@@ -372,10 +384,16 @@ class ArchiveWriter:
             fh.write(lines)
             self._offset += len(lines)
             for k in range(i, j):
-                attrs = batch[k].attrs
-                if attrs and "pos" in attrs:
-                    pos = attrs["pos"]
-                    positions[pos["k"]] = Position(pos, batch[k].message[-32:])
+                f = batch[k]
+                if f.pos is not None:
+                    positions[f.pos["k"]] = Position(f.pos, f.message[-32:])
+                elif f.attrs and "pos" in f.attrs:
+                    pos = f.attrs["pos"]
+                    positions[pos["k"]] = Position(pos, f.message[-32:])
+            if i < j < n and batch[j - 1].pos is None and batch[j - 1].raw_attrs:
+                # The epoch may end inside a source's batch, whose position rides on its
+                # last record only: take it from the last record sealed before the end.
+                self._track_raw(batch[j - 1])
             if j < n and self.maybe_end_epoch() is None:
                 self._seal(batch[j])  # due by the record's time only: not by the clock's
                 j += 1
