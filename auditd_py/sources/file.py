@@ -427,7 +427,14 @@ class FileTailer:
             if o is not t and o.fp == t.fp and o.fpn == t.fpn and o.off
         ]
         if t.fp in self._copies:
-            cands.append((*self._copies[t.fp], None))
+            off, known = self._copies[t.fp]
+            if off > size:
+                # We had read the original further than this copy goes (it kept
+                # growing after the copy was taken): the copy holds nothing new.
+                del self._copies[t.fp]
+                t.tail = os.pread(t.fd, min(32, size), size - min(32, size))
+                return size
+            cands.append((off, known, None))
         p = self._by_fp.get(t.fp)
         if p is not None:
             cands.append((int(p.pos.get("off", 0)), _tail_of(p), None))
@@ -500,6 +507,15 @@ class FileTailer:
             t.fp, t.fpn = fingerprint(head), len(head)
         if size != t.seen_size:
             t.seen_size, t.last_data = size, now
+        for o in list(self._files.values()):
+            # An original truncated since its last read must be seen as such before
+            # deciding: its offset at truncation is where its copy starts.
+            if o is not t and not o.pending:
+                osize = os.fstat(o.fd).st_size
+                if osize < o.off + len(o.partial) or (
+                    o.tail and os.pread(o.fd, len(o.tail), o.off - len(o.tail)) != o.tail
+                ):
+                    self._truncated(o, osize)
         got = self._copy_origin(t, size)
         if got == WAIT and now - t.last_data < self.rotate_wait:
             return False
