@@ -368,6 +368,10 @@ class FileTailer:
         if p is not None:
             off = int(p.pos.get("off", 0))
             if self._matches(t, p, st.st_size):
+                # Its file is here, unchanged: the position no longer stands for a copy
+                # made while we were stopped (it would match this file's next copy).
+                if self._by_fp.get(str(p.pos.get("fp"))) is p:
+                    del self._by_fp[str(p.pos.get("fp"))]
                 return off, "resumed"
             if self._meta is not None:
                 self._meta.event(
@@ -444,6 +448,9 @@ class FileTailer:
                 # Not yet as long: a copy being written is a prefix of a file we are
                 # reading (logrotate truncates only after copying); anything else is new.
                 if fd is not None and _same_end(fd, t.fd, size):
+                    # all of it was read from the original already, should it stay so
+                    t.wait_off = size
+                    t.wait_tail = os.pread(t.fd, min(32, size), size - min(32, size))
                     return WAIT
                 continue
             if off and os.pread(t.fd, len(tail), off - len(tail)) == tail:
