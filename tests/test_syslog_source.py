@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 import pytest
+from pydantic import ValidationError
 
 from auditd_py import metalog
 from auditd_py.clock import SystemClock
@@ -589,9 +590,10 @@ def test_tls_without_client_auth(serve: Serve, pki: dict[str, Path]) -> None:
 
 def test_tls_config_errors(pki: dict[str, Path], tmp_path: Path) -> None:
     sink, meta = CollectSink(), CollectMeta()
-    no_tls = SyslogSource(name="s", type="syslog", listen=["tls://127.0.0.1:0"])
-    with pytest.raises(ConfigError, match="tls"):
-        SyslogServer(no_tls, SystemClock())
+    with pytest.raises(ValidationError, match="tls:// listeners need a tls: section"):
+        SyslogSource(name="s", type="syslog", listen=["tls://127.0.0.1:0"])
+    with pytest.raises(ValidationError, match=r"needs tls\.ca"):
+        TLSSettings(cert=pki["server"], key=pki["server.key"], client_auth="required")
     bad = SyslogSource(
         name="s",
         type="syslog",
