@@ -224,9 +224,9 @@ def cmd_verify(a: argparse.Namespace) -> int:
 
 def _print_report(layout: Layout, r: Report) -> None:
     mode = (
-        "MACs, chain, Merkle roots and signatures"
+        "verification key: MACs, chain, Merkle roots, signatures"
         if r.mode == "key"
-        else ("chain, Merkle roots and signatures (public key)")
+        else "public key: chain, Merkle roots, signatures"
     )
     print(f"{layout.root}: intact ({mode})")
     print(
