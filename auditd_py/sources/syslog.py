@@ -9,7 +9,7 @@ Back-pressure: when the sink is full, every stream connection stops reading
 until the backlog is accepted, so the kernel's TCP window pushes back on the
 senders and nothing is lost. Datagrams cannot be pushed back: they are dropped
 and counted (``SYSLOG_DROPPED``), and the kernel's own drop counter for UDP is
-read (``SO_RXQ_OVFL`` and ``/proc/net/udp``) into :meth:`SyslogServer.stats`.
+read (``SO_RXQ_OVFL`` and ``/proc/self/net/udp``) into :meth:`SyslogServer.stats`.
 
 Meta events (parse errors, drops, connection limit, TLS failures) are rate
 limited to one per second per listener and kind, each carrying the ``count``
@@ -747,9 +747,12 @@ class SyslogServer:
             self._tick_handle = self._loop_.call_later(1.0, self._tick)
 
     def _proc_drops(self, lst: _Listener) -> int:
-        """The drops column of /proc/net/udp{,6} for this socket (0 if unknown)."""
+        """The drops column of /proc/self/net/udp{,6} for this socket (0 if unknown).
+
+        /proc/self/net stays visible under systemd's ProcSubset=pid; /proc/net does not.
+        """
         ino = str(lst.inode)
-        for name in ("/proc/net/udp", "/proc/net/udp6"):
+        for name in ("/proc/self/net/udp", "/proc/self/net/udp6"):
             try:
                 with open(name, "rb") as f:
                     for line in f:
