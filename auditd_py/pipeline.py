@@ -5,10 +5,17 @@ takes batches from the queue, seals them, and makes them durable with a group
 commit (one fsync per ``commit_interval`` at most, never per line). It also
 ends epochs on time even when no record arrives, so an idle archive still gets
 its checkpoints and its keys still evolve.
+
+Test-only fault injection: if ``AUDITD_PY_TEST_STALL_SEALER`` names a file, the
+sealer thread pauses (sealing nothing, its heartbeat going stale) for as long as
+that file exists. It exists so that tests can show that a stuck sealer stops the
+systemd watchdog and turns ``/health`` unhealthy; never set it in production.
 """
 
 from __future__ import annotations
 
+import bisect
+import os
 import threading
 import time
 from collections import deque
@@ -16,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from auditd_py.record import Fields
+from auditd_py.record import META_SOURCE, Fields
 from auditd_py.store.writer import ArchiveWriter
 
 
@@ -29,7 +36,19 @@ class MetaItem:
     attrs: dict[str, Any]
 
 
-Item = Fields | MetaItem
+@dataclass(frozen=True, slots=True)
+class Barrier:
+    """Set by the sealer once every item queued before it is sealed.
+
+    The daemon queues one after stopping a source: when it is set, the archive
+    writer's positions include everything that source delivered.
+    """
+
+    done: threading.Event
+
+
+Item = Fields | MetaItem | Barrier
+STALL_ENV = "AUDITD_PY_TEST_STALL_SEALER"
 
 
 class BatchQueue:
@@ -37,12 +56,14 @@ class BatchQueue:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._q: deque[list[Item]] = deque()
+        self._q: deque[tuple[float, list[Item]]] = deque()
         self._n = 0
         self._cv = threading.Condition()
         self._closed = False
         self.dropped = 0
         self.high_water = 0
+        self._read: dict[str, int] = {}
+        """Records accepted per source (one update per batch: batches are per source)."""
 
     def put(self, batch: list[Any], *, block: bool = True, timeout: float | None = None) -> bool:
         if not batch:
@@ -58,18 +79,32 @@ class BatchQueue:
                     if left is not None and left <= 0:
                         return False
                     self._cv.wait(left)
-            self._q.append(batch)
+            self._q.append((time.monotonic(), batch))
             self._n += n
             self.high_water = max(self.high_water, self._n)
+            src = getattr(batch[0], "source", None)
+            if isinstance(src, str):
+                self._read[src] = self._read.get(src, 0) + n
             self._cv.notify_all()
             return True
 
     def put_meta(self, item: MetaItem) -> None:
         """Meta events are never refused (they are few and must not be lost)."""
         with self._cv:
-            self._q.append([item])
+            self._q.append((time.monotonic(), [item]))
             self._n += 1
+            self._read[META_SOURCE] = self._read.get(META_SOURCE, 0) + 1
             self._cv.notify_all()
+
+    def put_barrier(self, barrier: Barrier) -> None:
+        with self._cv:
+            self._q.append((time.monotonic(), [barrier]))
+            self._cv.notify_all()
+
+    def read_counts(self) -> dict[str, int]:
+        """Records accepted so far, per source (``auditd-py`` for meta events)."""
+        with self._cv:
+            return dict(self._read)
 
     def room(self) -> int:
         with self._cv:
@@ -81,6 +116,10 @@ class BatchQueue:
 
     def get(self, timeout: float) -> list[list[Item]]:
         """Everything queued now (waiting up to ``timeout`` for something)."""
+        return [b for _, b in self.get_timed(timeout)]
+
+    def get_timed(self, timeout: float) -> list[tuple[float, list[Item]]]:
+        """Like :meth:`get`, with the ``time.monotonic()`` each batch was queued at."""
         with self._cv:
             if not self._q:
                 self._cv.wait(timeout)
@@ -106,10 +145,39 @@ class BatchQueue:
             self._cv.notify_all()
 
 
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Histogram:
+    """Per-bucket (not cumulative) counts of a latency: observed by one thread, read by any."""
+
+    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+        self.buckets = buckets
+        self._counts = [0] * (len(buckets) + 1)  # the last one is +Inf
+        self._sum = 0.0
+        self._lock = threading.Lock()
+
+    def observe_many(self, values: list[float]) -> None:
+        with self._lock:
+            for v in values:
+                self._counts[bisect.bisect_left(self.buckets, v)] += 1
+                self._sum += v
+
+    def snapshot(self) -> tuple[list[int], float]:
+        """(per-bucket counts with +Inf last, sum); a consistent pair."""
+        with self._lock:
+            return list(self._counts), self._sum
+
+
 @dataclass
 class Stats:
     sealed: int = 0
     sealed_by_source: dict[str, int] = field(default_factory=dict)
+    """Data records sealed per source; meta events are counted in ``sealed_meta``."""
+    sealed_meta: int = 0
+    bytes_sealed: int = 0
+    seal_latency: Histogram = field(default_factory=Histogram)
+    """Seconds from a batch entering the queue to the fsync that made it durable."""
     commits: int = 0
     last_commit_ns: int = 0
     last_checkpoint_epoch: int | None = None
@@ -140,6 +208,13 @@ class Sealer:
         self._thread = threading.Thread(target=self._run, name="auditd-sealer", daemon=True)
         self.error: BaseException | None = None
         self.heartbeat = time.monotonic()
+        self.lock = threading.Lock()
+        """Held while the thread uses the writer: take it to read ``writer.positions``
+        or to act on the writer (rotate) from another thread."""
+        self._stall_path = os.environ.get(STALL_ENV) or None
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def start(self) -> None:
         self._thread.start()
@@ -147,48 +222,71 @@ class Sealer:
     def _seal_batches(self, batches: list[list[Item]]) -> int:
         w = self.writer
         n = 0
-        by = self.stats.sealed_by_source
+        stats = self.stats
+        by = stats.sealed_by_source
         run: list[Fields] = []
+        segment, offset = w.segment, w._offset
         for batch in batches:
             for item in batch:
-                if isinstance(item, MetaItem):
-                    if run:
-                        w.append_many(run)
-                        run = []
-                    w.append_meta(item.event, item.message, item.attrs)
-                else:
+                if isinstance(item, Fields):
                     run.append(item)
                     by[item.source] = by.get(item.source, 0) + 1
-                n += 1
+                    n += 1
+                    continue
+                if run:
+                    w.append_many(run)
+                    run = []
+                if isinstance(item, MetaItem):
+                    w.append_meta(item.event, item.message, item.attrs)
+                    stats.sealed_meta += 1
+                    n += 1
+                else:
+                    item.done.set()
         if run:
             w.append_many(run)
-        self.stats.sealed += n
+        stats.sealed += n
+        if w.segment == segment:
+            stats.bytes_sealed += w._offset - offset
         return n
+
+    def _stall(self, path: str) -> None:
+        """The test-only fault injection (module docstring): wait while ``path`` exists."""
+        while os.path.exists(path) and not self._stop.is_set():
+            time.sleep(0.05)
 
     def _run(self) -> None:
         dirty = False
         last_commit = time.monotonic()
+        queued_at: list[float] = []  # of the batches sealed since the last fsync
         try:
             while True:
+                if self._stall_path is not None:
+                    self._stall(self._stall_path)
                 self.heartbeat = time.monotonic()
                 stopping = self._stop.is_set()
-                batches = self.queue.get(timeout=0 if stopping else self.commit_interval)
-                if batches:
-                    self._seal_batches(batches)
-                    dirty = True
-                now = time.monotonic()
-                if dirty and (now - last_commit >= self.commit_interval or not batches):
-                    self.writer.flush(sync=True)
-                    self.stats.commits += 1
-                    self.stats.last_commit_ns = time.time_ns()
-                    dirty = False
-                    last_commit = now
-                    if self.on_commit is not None:
-                        self.on_commit()
-                cp = self.writer.maybe_end_epoch()
-                if cp is not None:
-                    self.stats.last_checkpoint_epoch = cp.epoch
-                    self.stats.last_checkpoint_ns = cp.end
+                timed = self.queue.get_timed(timeout=0 if stopping else self.commit_interval)
+                batches = [b for _, b in timed]
+                with self.lock:
+                    if batches:
+                        self._seal_batches(batches)
+                        queued_at.extend(t for t, _ in timed)
+                        dirty = True
+                    now = time.monotonic()
+                    if dirty and (now - last_commit >= self.commit_interval or not batches):
+                        self.writer.flush(sync=True)
+                        done = time.monotonic()
+                        self.stats.seal_latency.observe_many([done - t for t in queued_at])
+                        queued_at.clear()
+                        self.stats.commits += 1
+                        self.stats.last_commit_ns = time.time_ns()
+                        dirty = False
+                        last_commit = now
+                        if self.on_commit is not None:
+                            self.on_commit()
+                    cp = self.writer.maybe_end_epoch()
+                    if cp is not None:
+                        self.stats.last_checkpoint_epoch = cp.epoch
+                        self.stats.last_checkpoint_ns = cp.end
                 if stopping and not batches:
                     break
                 if not batches:
