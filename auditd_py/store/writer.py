@@ -434,6 +434,38 @@ class ArchiveWriter:
         self.checkpoints_written.append(cp)
         return cp
 
+    def rotate_segment(self, reason: str) -> Checkpoint:
+        """Close the open segment with a checkpoint and continue in a new one.
+
+        Same crash story as an epoch end followed by a restart: the checkpoint and
+        the state (which names the old segment and its length) are durable before
+        the old file is closed; a crash before the new segment's header is written
+        leaves an empty file that :meth:`open` removes. The new segment starts with
+        its ``segment.opened`` header, followed by a ``segment.rotated`` record.
+        """
+        cp = self.end_epoch("close")  # the format's reasons are a closed set; this is one
+        assert self._fh is not None
+        prev = self.segment
+        self._fh.close()
+        self._fh = None
+        self._open_segment()
+        self._seal(
+            Fields(
+                time_ns=self.clock.now_ns(),
+                source=META_SOURCE,
+                message=f"segment {prev} closed ({reason}); continuing in {self.segment}".encode(),
+                event="segment.rotated",
+                attrs={
+                    "reason": reason,
+                    "prev_segment": prev,
+                    "segment": self.segment,
+                    "checkpoint": cp.epoch,
+                },
+            )
+        )
+        self.flush(sync=True)
+        return cp
+
     def _save_state(self) -> None:
         """Persist keys and chain head with the byte position the head is at."""
         at = (self.segment, self._offset) if self.segment is not None else self._head_at
