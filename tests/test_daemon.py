@@ -8,12 +8,12 @@ checkpoint, and everything read is in the archive exactly once.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,7 +38,12 @@ def free_port() -> int:
 
 
 class Notify:
-    """A NOTIFY_SOCKET like systemd's, collecting what the daemon says."""
+    """A NOTIFY_SOCKET like systemd's, collecting what the daemon says.
+
+    Read continuously, as systemd does: a unix datagram socket queues only
+    ``net.unix.max_dgram_qlen`` (often 10) messages, after which the daemon's
+    sd_notify() would block.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -46,33 +51,49 @@ class Notify:
         self.sock.bind(str(path))
         self.sock.settimeout(0.1)
         self.messages: list[str] = []
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="notify", daemon=True)
+        self._thread.start()
 
-    def wait_for(self, what: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(what in m for m in self.messages):
-                return True
-            with contextlib.suppress(TimeoutError):
-                self.messages.append(self.sock.recv(4096).decode())
-        return any(what in m for m in self.messages)
-
-    def drain(self) -> None:
-        self.sock.setblocking(False)
-        while True:
+    def _read(self) -> None:
+        while not self._closed.is_set():
             try:
                 self.messages.append(self.sock.recv(4096).decode())
-            except BlockingIOError:
+            except TimeoutError:
+                continue
+            except OSError:
                 return
 
+    def wait_for(self, what: str, timeout: float, since: int = 0) -> bool:
+        """Whether a message containing ``what`` arrives (from index ``since`` on)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if any(what in m for m in self.messages[since:]):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+
+    def during(self, seconds: float) -> list[str]:
+        """The messages that arrive in the next ``seconds``."""
+        start = len(self.messages)
+        time.sleep(seconds)
+        return self.messages[start:]
+
+    def drain(self) -> None:
+        time.sleep(0.2)  # what was sent before now has been read
+
     def close(self) -> None:
+        self._closed.set()
+        self._thread.join(2)
         self.sock.close()
 
 
 class Daemon:
-    def __init__(self, tmp: Path, config: Path) -> None:
+    def __init__(self, tmp: Path, config: Path, env: dict[str, str] | None = None) -> None:
         self.notify = Notify(tmp / f"notify-{time.monotonic_ns()}.sock")
         self.stderr = (tmp / "daemon.stderr").open("ab")
-        env = {**os.environ, "NOTIFY_SOCKET": str(self.notify.path)}
+        env = {**os.environ, "NOTIFY_SOCKET": str(self.notify.path), **(env or {})}
         self.proc = subprocess.Popen(
             [*CLI, "run", "--config", str(config)],
             stdin=subprocess.DEVNULL,
