@@ -9,6 +9,7 @@ the environment expansion and the duration/size syntax.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -173,11 +175,52 @@ class JournaldSource(_Model):
 Source = Annotated[FileSource | SyslogSource | JournaldSource, Field(discriminator="type")]
 
 
+def split_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` → (host, port)."""
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^\s:\[\]]+):(\d{1,5})", listen)
+    if not m:
+        raise ValueError(f"invalid listen address {listen!r}: use HOST:PORT or [V6ADDR]:PORT")
+    host = m.group(1) or m.group(3)
+    port = int(m.group(2) or m.group(4))
+    if not 0 < port < 65536:
+        raise ValueError(f"invalid port {port} in {listen!r}")
+    return host, port
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+class MetricsSettings(_Model):
+    """The Prometheus ``/metrics`` and ``/health`` endpoint (off unless configured)."""
+
+    allow_remote: bool = False
+    """Serve on a non-loopback address (declared first: ``listen`` is checked against it)."""
+    listen: str = "127.0.0.1:9464"
+
+    @field_validator("listen")
+    @classmethod
+    def _address(cls, v: str, info: ValidationInfo) -> str:
+        host, _ = split_listen(v)
+        if not info.data.get("allow_remote", False) and not is_loopback(host):
+            raise ValueError(
+                f"{v!r} is not a loopback address; metrics and health are "
+                "unauthenticated: set allow_remote: true to serve them beyond this host"
+            )
+        return v
+
+
 class Config(_Model):
     environment: str = "default"
     archive: ArchiveSettings
     sealing: SealingSettings = SealingSettings()
     sources: list[Source] = []
+    metrics: MetricsSettings | None = None
 
     @model_validator(mode="after")
     def _unique(self) -> Config:

@@ -28,6 +28,7 @@ CONFIG_REJECTED: Final = "config.rejected"
 SOURCE_ADDED: Final = "source.added"
 SOURCE_REMOVED: Final = "source.removed"
 SOURCE_ERROR: Final = "source.error"
+SOURCE_RESTARTED: Final = "source.restarted"
 FILE_OPENED: Final = "file.opened"
 FILE_RESUMED: Final = "file.resumed"
 FILE_ROTATED: Final = "file.rotated"
@@ -44,6 +45,9 @@ SYSLOG_TLS_ERROR: Final = "syslog.tls_error"
 EPOCH_ADVANCED: Final = "epoch.advanced"
 CHECKPOINT_WRITTEN: Final = "checkpoint.written"
 SEGMENT_ROTATED: Final = "segment.rotated"
+SEALER_STALLED: Final = "sealer.stalled"
+SEALER_RESUMED: Final = "sealer.resumed"
+METRICS_LISTENING: Final = "metrics.listening"
 CLOCK_JUMP: Final = "clock.jump"
 ERROR: Final = "daemon.error"
 
@@ -76,6 +80,15 @@ class MetaLog:
         self._lock = threading.Lock()
         self.counts: dict[str, int] = {}
 
+    def log_only(self, name: str, message: str, **fields: Any) -> None:
+        """Log without sealing: for events the archive writer seals itself
+        (``segment.rotated``), which would otherwise be in the chain twice."""
+        if name not in CATALOGUE:
+            raise ValueError(f"meta-log event {name!r} is not in the catalogue")
+        level = "warning" if name in _WARN else "error" if name in _ERR else "info"
+        getattr(self._log, level)(name, message=message, **fields)
+        self.counts[name] = self.counts.get(name, 0) + 1
+
     def attach(self, queue: BatchQueue) -> None:
         """From now on events are sealed; those logged before are sealed first."""
         with self._lock:
@@ -89,11 +102,7 @@ class MetaLog:
             self._queue = None
 
     def event(self, name: str, message: str, **fields: Any) -> None:
-        if name not in CATALOGUE:
-            raise ValueError(f"meta-log event {name!r} is not in the catalogue")
-        level = "warning" if name in _WARN else "error" if name == ERROR else "info"
-        getattr(self._log, level)(name, message=message, **fields)
-        self.counts[name] = self.counts.get(name, 0) + 1
+        self.log_only(name, message, **fields)
         item = MetaItem(name, message, _jsonable(fields))
         with self._lock:
             if self._queue is not None:
@@ -116,8 +125,10 @@ _WARN = frozenset(
         CONFIG_REJECTED,
         SOURCE_ERROR,
         CLOCK_JUMP,
+        SEALER_RESUMED,
     }
 )
+_ERR = frozenset({ERROR, SEALER_STALLED})
 
 
 def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:
