@@ -1,7 +1,8 @@
 """Command-line interface: the only module that prints to the user and exits.
 
-Exit codes: 0 success (archive intact), 1 integrity failure, 2 usage or I/O
-error. Every AuditdError becomes one line on stderr (or a JSON report).
+Exit codes: 0 success (archive intact), 1 integrity failure (``status``: the
+daemon reports itself unhealthy), 2 usage or I/O error (``status``: no daemon
+answers). Every AuditdError becomes one line on stderr (or a JSON report).
 """
 
 from __future__ import annotations
@@ -365,6 +366,77 @@ def cmd_config_check(a: argparse.Namespace) -> int:
     return 0
 
 
+def _bytes(n: object) -> str:
+    if not isinstance(n, int | float):
+        return "-"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+def _rate(r: object) -> str:
+    return f"{r:.1f}/s" if isinstance(r, int | float) else "-"
+
+
+def cmd_status(a: argparse.Namespace) -> int:
+    from auditd_py import config, observe  # noqa: PLC0415 - only this command needs them
+
+    if a.config and a.url:
+        raise UsageError("give --config FILE or --url URL, not both")
+    if a.config:
+        loaded = config.load(a.config)
+        if loaded.config.metrics is None:
+            raise UsageError(
+                f"{a.config} has no metrics: section; the daemon serves its status there"
+            )
+        url = observe.url_for(loaded.config.metrics.listen)
+    else:
+        url = a.url or observe.url_for("127.0.0.1:9464")
+    code, doc = observe.fetch_health(url, a.timeout)
+    healthy = code == 200 and doc.get("status") == "ok"
+    if a.json:
+        print(orjson.dumps({"url": url, "http_status": code, **doc}).decode())
+        return 0 if healthy else 1
+    state = "healthy" if healthy else "UNHEALTHY"
+    up = doc.get("uptime_seconds")
+    uptime = f", up {int(up)}s" if isinstance(up, int | float) else ""
+    print(f"auditd-py (pid {doc.get('pid')}) at {url}: {state}{uptime}")
+    for r in doc.get("reasons") or []:
+        print(f"  problem: {r}")
+    print(
+        f"  archive {doc.get('archive')}: epoch {doc.get('epoch')}, segment {doc.get('segment')}"
+        f" of {doc.get('segments')}, {_bytes(doc.get('archive_bytes'))},"
+        f" {_bytes(doc.get('disk_free_bytes'))} free"
+    )
+    cp = doc.get("last_checkpoint")
+    if isinstance(cp, dict):
+        print(
+            f"  last checkpoint: epoch {cp.get('epoch')} at {cp.get('time')}"
+            f" ({cp.get('age_seconds')}s ago, {cp.get('seq_end')} records)"
+        )
+    else:
+        print("  last checkpoint: none yet")
+    print(
+        f"  sealing {_rate(doc.get('records_per_second'))} over the last"
+        f" {doc.get('rate_window_seconds')}s, queue {doc.get('queue_depth')},"
+        f" {doc.get('positions')} positions"
+    )
+    for src in doc.get("sources") or []:
+        if not isinstance(src, dict):
+            continue
+        ok = "ok" if src.get("healthy") else "UNHEALTHY"
+        reason = f" ({src['reason']})" if src.get("reason") else ""
+        print(
+            f"  source {src.get('name')} ({src.get('type') or 'removed'}): {ok}{reason};"
+            f" {_rate(src.get('records_per_second'))}, read {src.get('records_read')},"
+            f" sealed {src.get('records_sealed')}"
+        )
+    return 0 if healthy else 1
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -430,6 +502,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--once", action="store_true", help="drain file and journald sources, seal, exit"
     )
     r.set_defaults(func=cmd_run)
+
+    st = sub.add_parser(
+        "status",
+        help="ask a running daemon how it is (its metrics endpoint's /health)",
+        description="Prints the running daemon's sources, rates, last checkpoint and disk "
+        "space, read from the /health endpoint of its metrics: section. Exits 0 if it is "
+        "healthy, 1 if it says it is not, 2 if it cannot be reached.",
+    )
+    where = st.add_mutually_exclusive_group()
+    where.add_argument("--config", metavar="FILE", help="the daemon's config (metrics.listen)")
+    where.add_argument("--url", metavar="URL", help="default http://127.0.0.1:9464")
+    st.add_argument("--json", action="store_true", help="print the document as one JSON line")
+    st.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS")
+    st.set_defaults(func=cmd_status)
 
     c = sub.add_parser("config", help="configuration tools")
     csub = c.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")

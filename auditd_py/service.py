@@ -1,35 +1,55 @@
 """The daemon's lifecycle: open, start sources, run until told, drain, close.
 
-Signal handlers only set flags; the main loop acts on them. Readiness is
-reported (``READY=1``) only once every source is open and the archive is
-writable.
+Signal handlers only set flags; the main loop (which wakes once a second) acts
+on them:
+
+* SIGTERM/SIGINT: stop reading, seal what was read, checkpoint, exit;
+* SIGHUP: re-read the configuration file and apply its source changes (the
+  archive, state and sealing settings, and the metrics endpoint, need a
+  restart); an invalid file changes nothing and is meta-logged as
+  ``config.rejected``;
+* SIGUSR1: end the epoch and continue in a new segment.
+
+systemd is told ``READY=1`` only once every source is open and the archive is
+writable, ``RELOADING=1``/``READY=1`` around a reload, ``STOPPING=1`` at the
+end, a one-line ``STATUS=`` every tick, and ``WATCHDOG=1`` only while the
+sealing loop itself is making progress: a stuck sealer is restarted by
+systemd's watchdog, not kept alive by a healthy main loop.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
+from auditd_py import config
 from auditd_py import metalog as ev
 from auditd_py.clock import Clock, SystemClock
 from auditd_py.config import Config, FileSource, JournaldSource, Loaded, SyslogSource
 from auditd_py.errors import AuditdError, ConfigError
 from auditd_py.metalog import MetaLog
-from auditd_py.pipeline import BatchQueue, Sealer
+from auditd_py.pipeline import Barrier, BatchQueue, Sealer
 from auditd_py.sources.base import Source
 from auditd_py.store.layout import Layout
 from auditd_py.store.writer import ArchiveWriter, EpochPolicy
 
+SourceSettings = FileSource | SyslogSource | JournaldSource
+NOTIFY_TIMEOUT = 2.0
+DEFAULT_WATCHDOG_S = 10.0
+"""How fresh the sealer's heartbeat must be for ``WATCHDOG=1`` without $WATCHDOG_USEC."""
 
-def build_source(cfg: FileSource | SyslogSource | JournaldSource, clock: Clock) -> Source:
+
+def build_source(cfg: SourceSettings, clock: Clock) -> Source:
     """One source object per configured source (modules imported on demand)."""
     if isinstance(cfg, FileSource):
         from auditd_py.sources.file import FileTailer  # noqa: PLC0415
@@ -44,8 +64,25 @@ def build_source(cfg: FileSource | SyslogSource | JournaldSource, clock: Clock) 
     return JournalSource(cfg, clock)
 
 
-def notify(state: str) -> bool:
-    """sd_notify(3) over $NOTIFY_SOCKET; False when not run by systemd."""
+def _sd_notify() -> Callable[[str], bool] | None:
+    """systemd-python's ``systemd.daemon.notify``, if installed.
+
+    Imported by name: the repository's ``systemd/`` folder of unit files would
+    otherwise be taken for the package by mypy.
+    """
+    try:
+        mod: Any = importlib.import_module("systemd.daemon")
+    except ImportError:
+        return None
+    fn = getattr(mod, "notify", None)
+    return fn if callable(fn) else None
+
+
+_SD_NOTIFY = _sd_notify()
+
+
+def notify_socket(state: str) -> bool:
+    """sd_notify(3) by hand over $NOTIFY_SOCKET (the fallback); False when not run by systemd."""
     addr = os.environ.get("NOTIFY_SOCKET")
     if not addr:
         return False
@@ -53,10 +90,62 @@ def notify(state: str) -> bool:
         addr = "\0" + addr[1:]
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.settimeout(NOTIFY_TIMEOUT)  # a full queue must not hang the main loop forever
             s.sendto(state.encode(), addr)
     except OSError:
         return False
     return True
+
+
+def notify(state: str) -> bool:
+    """sd_notify(3): systemd-python's when importable, else :func:`notify_socket`."""
+    if _SD_NOTIFY is not None:
+        try:
+            return bool(_SD_NOTIFY(state))
+        except (OSError, ValueError):
+            return False
+    return notify_socket(state)
+
+
+def watchdog_seconds(env: Mapping[str, str] | None = None) -> float | None:
+    """systemd's watchdog period for this process ($WATCHDOG_USEC), or None."""
+    env = os.environ if env is None else env
+    usec, pid = env.get("WATCHDOG_USEC", ""), env.get("WATCHDOG_PID", "")
+    if not usec.isdigit() or int(usec) == 0:
+        return None
+    if pid and pid != str(os.getpid()):
+        return None  # meant for another process (we were forked or exec'd by it)
+    return int(usec) / 1e6
+
+
+RATE_WINDOW = 10.0
+"""Seconds over which records/s are computed (from samples taken by the main loop)."""
+
+
+class Rates:
+    """Records sealed per second over a sliding window, sampled once per main-loop tick."""
+
+    def __init__(self, window: float = RATE_WINDOW) -> None:
+        self.window = window
+        self._samples: deque[tuple[float, int, dict[str, int]]] = deque()
+        self._lock = threading.Lock()
+
+    def sample(self, now: float, total: int, by_source: dict[str, int]) -> None:
+        with self._lock:
+            self._samples.append((now, total, dict(by_source)))
+            while len(self._samples) > 2 and now - self._samples[1][0] >= self.window:
+                self._samples.popleft()
+
+    def rates(self) -> tuple[float | None, dict[str, float]]:
+        """(records/s in all, per source); None before two samples exist."""
+        with self._lock:
+            if len(self._samples) < 2:
+                return None, {}
+            (t0, n0, by0), (t1, n1, by1) = self._samples[0], self._samples[-1]
+        dt = t1 - t0
+        if dt <= 0:
+            return None, {}
+        return (n1 - n0) / dt, {k: (v - by0.get(k, 0)) / dt for k, v in by1.items()}
 
 
 @dataclass
@@ -77,6 +166,7 @@ class Daemon:
         clock: Clock | None = None,
         once: bool = False,
         notify_fn: Callable[[str], bool] = notify,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.loaded = loaded
         self.cfg: Config = loaded.config
@@ -87,8 +177,23 @@ class Daemon:
         self.meta = MetaLog()
         self.queue = BatchQueue(self.cfg.sealing.queue_records)
         self.sources: list[Source] = []
+        """Running sources, in configuration order (reloads append)."""
+        self.failed_sources: dict[str, str] = {}
+        """Configured sources that a reload could not start, with the reason."""
+        self.retired: dict[str, dict[str, int]] = {}
+        """Counters (parse errors, drops) of source instances stopped by reloads."""
         self.writer: ArchiveWriter | None = None
         self.sealer: Sealer | None = None
+        self.server: Any = None
+        self.rates = Rates()
+        self.started = time.monotonic()
+        self.stopping = False
+        wd = watchdog_seconds(env)
+        self.watchdog_usec = int(wd * 1e6) if wd is not None else None
+        self.watchdog_s = wd / 2 if wd is not None else DEFAULT_WATCHDOG_S
+        """The sealer's heartbeat must be younger than this for WATCHDOG=1 and /health."""
+        self.tick = min(1.0, self.watchdog_s / 2)
+        self._stalled_since: float | None = None
         self._failed: BaseException | None = None
         self._wake = threading.Event()
 
@@ -151,6 +256,15 @@ class Daemon:
                 source=sc.name,
                 type=sc.type,
             )
+        if cfg.metrics is not None and not self.once:
+            from auditd_py import observe  # noqa: PLC0415
+
+            self.server = observe.serve(self, cfg.metrics.listen)
+            self.meta.event(
+                ev.METRICS_LISTENING,
+                f"metrics and health on {self.server.url}",
+                url=self.server.url,
+            )
 
     def _sealer_failed(self, exc: BaseException) -> None:
         self._failed = exc
@@ -168,30 +282,236 @@ class Daemon:
             for s in self.sources:
                 s.drain()
         else:
-            self.notify("READY=1\nSTATUS=sealing")
+            self._sample()
+            self.notify(f"READY=1\nSTATUS={self.status_line()}")
             self.meta.event(ev.DAEMON_READY, "all sources open; sealing")
             while not self.flags.stop:
-                self._wake.wait(1.0)
+                self._wake.wait(self.tick)
                 self._wake.clear()
-                if self.flags.reload:
+                if self.flags.reload and not self.flags.stop:
                     self.flags.reload = False
-                    self.meta.event(
-                        ev.CONFIG_REJECTED,
-                        "reload requested (SIGHUP) but live reload is not supported yet; "
-                        "restart to apply a new configuration",
-                    )
-                if self.flags.rotate:
+                    self.reload()
+                if self.flags.rotate and not self.flags.stop:
                     self.flags.rotate = False
+                    self.rotate()
                 self._check_health()
-            self.notify("STOPPING=1")
+            self.stopping = True
+            self.notify("STOPPING=1\nSTATUS=stopping: sealing what was read")
         return self.shutdown()
 
-    def _check_health(self) -> None:
+    # ------------------------------------------------------------ status and watchdog
+
+    def _sample(self) -> None:
         if self.sealer is not None:
-            self.notify(f"WATCHDOG=1\nSTATUS=sealed {self.sealer.stats.sealed} records")
+            st = self.sealer.stats
+            self.rates.sample(time.monotonic(), st.sealed, st.sealed_by_source)
+
+    def status_line(self) -> str:
+        """One line for systemd's STATUS=: rate, last checkpoint, queue depth."""
+        rate, _ = self.rates.rates()
+        parts = [f"{rate:.1f} records/s" if rate is not None else "starting"]
+        w = self.writer
+        if w is not None and w.sealer.epoch > 0:
+            age = max(0, self.clock.now_ns() - w.sealer.epoch_start) / 1e9
+            parts.append(f"last checkpoint {w.sealer.epoch - 1} {age:.0f}s ago")
+        else:
+            parts.append("no checkpoint yet")
+        parts.append(f"queue {self.queue.depth()}")
+        if self.failed_sources:
+            parts.append("not running: " + ", ".join(sorted(self.failed_sources)))
+        return ", ".join(parts)
+
+    def _check_health(self) -> None:
+        """Every tick: sample rates; WATCHDOG=1 only if the sealing loop is alive."""
+        sealer = self.sealer
+        if sealer is None:
+            return
+        self._sample()
+        age = time.monotonic() - sealer.heartbeat
+        if age < self.watchdog_s:
+            if self._stalled_since is not None:
+                self.meta.event(
+                    ev.SEALER_RESUMED,
+                    f"sealer resumed after {time.monotonic() - self._stalled_since:.1f}s",
+                    stalled_ms=int((time.monotonic() - self._stalled_since) * 1000),
+                )
+                self._stalled_since = None
+            self.notify(f"WATCHDOG=1\nSTATUS={self.status_line()}")
+            return
+        if self._stalled_since is None:
+            self._stalled_since = sealer.heartbeat
+            self.meta.event(
+                ev.SEALER_STALLED,
+                f"sealer has made no progress for {age:.1f}s; withholding the watchdog ping",
+                threshold_ms=int(self.watchdog_s * 1000),
+            )
+        self.notify(f"STATUS=sealer stalled for {age:.0f}s; {self.status_line()}")
+
+    # ------------------------------------------------------------ SIGUSR1
+
+    def rotate(self) -> None:
+        """End the epoch and continue in a new segment."""
+        sealer, w = self.sealer, self.writer
+        if sealer is None or w is None:
+            return
+        prev = w.segment
+        try:
+            with sealer.lock:
+                cp = w.rotate_segment("SIGUSR1")
+                sealer.stats.last_checkpoint_epoch = cp.epoch
+                sealer.stats.last_checkpoint_ns = cp.end
+        except BaseException as exc:  # the writer is unusable: stop as for a sealer failure
+            self._sealer_failed(exc)
+            return
+        self.meta.log_only(
+            ev.SEGMENT_ROTATED,
+            f"segment {prev} closed with checkpoint {cp.epoch}; continuing in {w.segment}",
+            prev_segment=prev,
+            segment=w.segment,
+            checkpoint=cp.epoch,
+        )
+
+    # ------------------------------------------------------------ SIGHUP
+
+    def reload(self) -> None:
+        self.notify(
+            f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}\n"
+            "STATUS=reloading the configuration"
+        )
+        try:
+            self._reload()
+        finally:
+            self.notify(f"READY=1\nSTATUS={self.status_line()}")
+
+    def _reject(self, reason: str, path: str) -> None:
+        self.meta.event(
+            ev.CONFIG_REJECTED,
+            f"configuration {path} rejected; the running configuration stays: {reason}",
+            path=path,
+            error=reason,
+        )
+
+    def _reload(self) -> None:
+        path = self.loaded.path
+        try:
+            new = config.load(path)
+            problems = check_config(new)
+            if problems:
+                raise ConfigError("\n".join(problems))
+        except ConfigError as exc:  # its message names the file and line already
+            self._reject(exc.message if exc.message.startswith(path) else str(exc), path)
+            return
+        fixed = fixed_changes(self.cfg, new.config)
+        if fixed:
+            self._reject("; ".join(fixed), path)
+            return
+        old = {s.name: s for s in self.cfg.sources}
+        want = {s.name: s for s in new.config.sources}
+        removed = [n for n in old if n not in want]
+        added = [n for n in want if n not in old]
+        changed = [n for n in want if n in old and want[n] != old[n]]
+        retried = [n for n in want if n in old and n not in changed and n in self.failed_sources]
+        stopped = False
+        for n in removed + changed:
+            self.failed_sources.pop(n, None)
+            src = next((s for s in self.sources if s.name == n), None)
+            if src is None:
+                continue
+            self.sources.remove(src)
+            self._stop_source(src)
+            stopped = True
+            if n in removed:
+                self.meta.event(
+                    ev.SOURCE_REMOVED,
+                    f"source {n} ({old[n].type}) stopped: removed from the configuration",
+                    source=n,
+                    type=old[n].type,
+                )
+        positions = self._positions(wait=stopped)
+        if positions is None:  # stopping, or the sealer failed: no new source can start
+            return
+        failed: list[str] = []
+        for n in changed + added + retried:
+            sc = want[n]
+            if self.once and isinstance(sc, SyslogSource):
+                continue
+            fresh: Source | None = None
+            try:
+                fresh = build_source(sc, self.clock)
+                fresh.start(self.queue, self.meta, positions)
+            except Exception as exc:
+                if fresh is not None:
+                    with contextlib.suppress(Exception):  # release what it opened
+                        fresh.stop()
+                reason = str(exc) if isinstance(exc, AuditdError) else f"{exc!r}"
+                self.failed_sources[n] = reason
+                failed.append(n)
+                self.meta.event(
+                    ev.SOURCE_ERROR, f"source {n} ({sc.type}) cannot start: {reason}", source=n
+                )
+                continue
+            self.failed_sources.pop(n, None)
+            self.sources.append(fresh)
+            if n in added:
+                what, name = "started", ev.SOURCE_ADDED
+            else:
+                what, name = "restarted with its new settings", ev.SOURCE_RESTARTED
+            self.meta.event(name, f"source {n} ({sc.type}) {what}", source=n, type=sc.type)
+        self.cfg, self.loaded = new.config, new
+        self.meta.event(
+            ev.CONFIG_LOADED,
+            f"configuration {path} reloaded",
+            path=path,
+            config_hash=new.digest,
+            sources=list(want),
+            added=added,
+            removed=removed,
+            changed=changed,
+            retried=retried,
+            failed=failed,
+        )
+
+    def _stop_source(self, src: Source) -> None:
+        """Stop one source instance (its complete lines go to the queue) and keep its counts."""
+        try:
+            src.stop()
+        except Exception as exc:
+            self.meta.event(ev.SOURCE_ERROR, f"stopping {src.name}: {exc}", source=src.name)
+        stats = getattr(src, "stats", None)
+        if callable(stats):
+            with contextlib.suppress(Exception):
+                s = stats()
+                acc = self.retired.setdefault(src.name, {"parse_errors": 0, "dropped": 0})
+                acc["parse_errors"] += int(s.get("parse_errors", 0))
+                acc["dropped"] += int(s.get("dropped", 0)) + int(s.get("kernel_drops", 0))
+
+    def _positions(self, *, wait: bool) -> dict[str, Any] | None:
+        """The writer's positions, once everything queued so far is sealed (if ``wait``).
+
+        A stopped source's last lines are in the queue; a new instance must start
+        from the position after them, or it would read them again.
+        """
+        sealer, w = self.sealer, self.writer
+        assert sealer is not None and w is not None
+        if wait:
+            barrier = Barrier(threading.Event())
+            self.queue.put_barrier(barrier)
+            while not barrier.done.wait(self.tick):
+                # A stuck sealer also stops the watchdog: systemd restarts us, and
+                # the next start resumes every source from its sealed position.
+                if self.flags.stop or self._failed is not None or not sealer.alive():
+                    return None
+                self._check_health()
+        with sealer.lock:
+            return dict(w.positions)
+
+    # ------------------------------------------------------------ stopping
 
     def shutdown(self) -> int:
         """Stop reading, seal what was read, checkpoint, close."""
+        self.stopping = True
+        if self.server is not None:
+            self.server.stop()
         if self._failed is None:
             self.meta.event(
                 ev.DAEMON_STOPPING, "stopping: sealing what was read", signals=self.flags.signals
@@ -222,6 +542,9 @@ class Daemon:
         return self.sealer.stats.sealed if self.sealer is not None else 0
 
     def _abort(self) -> None:
+        if self.server is not None:
+            with contextlib.suppress(Exception):
+                self.server.stop()
         for s in self.sources:
             with contextlib.suppress(Exception):  # best effort while failing to start
                 s.stop()
@@ -229,6 +552,32 @@ class Daemon:
             self.sealer.stop()
         if self.writer is not None:
             self.writer.abandon()
+
+
+def fixed_changes(old: Config, new: Config) -> list[str]:
+    """Settings a reload cannot apply (a restart can), each as a reason."""
+    out = []
+    if old.archive.path != new.archive.path:
+        out.append(
+            f"archive.path cannot change on reload ({old.archive.path} → {new.archive.path}); "
+            "restart the daemon to use another archive"
+        )
+    if old.archive.state != new.archive.state:
+        out.append(
+            f"archive.state cannot change on reload ({old.archive.state} → {new.archive.state}); "
+            "restart the daemon"
+        )
+    if old.sealing != new.sealing:
+        keys = [
+            k
+            for k in type(old.sealing).model_fields
+            if getattr(old.sealing, k) != getattr(new.sealing, k)
+        ]
+        names = ", ".join(f"sealing.{k}" for k in keys)
+        out.append(f"sealing settings cannot change on reload ({names}); restart the daemon")
+    if old.metrics != new.metrics:
+        out.append("metrics cannot change on reload; restart the daemon")
+    return out
 
 
 def check_config(loaded: Loaded) -> list[str]:
@@ -272,4 +621,14 @@ def wait_until(pred: Callable[[], bool], timeout: float, step: float = 0.05) -> 
     return pred()
 
 
-__all__ = ["ConfigError", "Daemon", "check_config", "effective", "notify"]
+__all__ = [
+    "ConfigError",
+    "Daemon",
+    "Rates",
+    "check_config",
+    "effective",
+    "fixed_changes",
+    "notify",
+    "notify_socket",
+    "watchdog_seconds",
+]
