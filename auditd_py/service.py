@@ -380,6 +380,8 @@ class Daemon:
         )
         try:
             self._reload()
+        except Exception as exc:  # a bug must not take the running daemon down
+            self.meta.event(ev.ERROR, f"reload failed: {exc!r}", path=self.loaded.path)
         finally:
             self.notify(f"READY=1\nSTATUS={self.status_line()}")
 
