@@ -225,7 +225,7 @@ class Sealer:
         stats = self.stats
         by = stats.sealed_by_source
         run: list[Fields] = []
-        segment, offset = w.segment, w._offset
+        segment, offset = w.segment, w.offset
         for batch in batches:
             for item in batch:
                 if isinstance(item, Fields):
@@ -246,7 +246,7 @@ class Sealer:
             w.append_many(run)
         stats.sealed += n
         if w.segment == segment:
-            stats.bytes_sealed += w._offset - offset
+            stats.bytes_sealed += w.offset - offset
         return n
 
     def _stall(self, path: str) -> None:

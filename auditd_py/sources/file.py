@@ -174,6 +174,8 @@ class FileTailer:
             try:
                 with self._lock:
                     busy = self._poll()
+            except _Stopped:
+                return
             except Exception as exc:  # a bug or I/O error must not kill tailing silently
                 self.error = f"{type(exc).__name__}: {exc}"
                 self._note("loop", self.error, ev.SOURCE_ERROR, f"file source error: {self.error}")
@@ -645,8 +647,17 @@ class FileTailer:
             self._deliver([f])
 
     def _deliver(self, batch: list[Fields]) -> None:
-        if batch and self._sink is not None:
-            self._sink.put(batch, block=True)
+        """Hand a batch to the sealer, waiting for room (files lose nothing by waiting).
+
+        Once stop() is called, a batch that does not fit is abandoned: nothing is
+        delivered after stop() returns, and those lines are read again from the
+        last sealed position by the next start.
+        """
+        if not batch or self._sink is None:
+            return
+        while not self._sink.put(batch, block=True, timeout=0.25):
+            if self._stop.is_set():
+                raise _Stopped
 
     def _truncated(self, t: Tracked, size: int) -> None:
         t.truncations += 1
@@ -707,6 +718,10 @@ def _pieces(line: bytes, maxlen: int, start: int) -> list[tuple[bytes, int, bool
         off += len(piece) + (1 if last else 0)
         out.append((piece, off, last))
     return out
+
+
+class _Stopped(Exception):
+    """stop() was called while a batch waited for room in the queue."""
 
 
 def _tail_of(p: Position) -> bytes:

@@ -336,6 +336,11 @@ class ArchiveWriter:
         if isinstance(pos, dict) and isinstance(pos.get("k"), str):
             self.positions[pos["k"]] = Position(pos, f.message[-32:])
 
+    @property
+    def offset(self) -> int:
+        """Bytes written to the open segment so far."""
+        return self._offset
+
     def forget(self, key: str) -> None:
         """Drop a position the source no longer needs (a file let go)."""
         self.positions.pop(key, None)
