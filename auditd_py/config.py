@@ -105,6 +105,15 @@ class SealingSettings(_Model):
     queue_records: int = Field(default=20_000, gt=0)
 
 
+class SegmentSettings(_Model):
+    """When the open segment is closed and a new one started, and how closed ones are kept."""
+
+    max_bytes: Size = 64 * 1024**2
+    max_age: Duration = 3600 * NS
+    max_epochs: int | None = Field(default=None, gt=0)
+    compress: Literal["zstd", "gzip", "none"] = "zstd"
+
+
 class FileSource(_Model):
     name: str
     type: Literal["file"]
@@ -219,6 +228,7 @@ class Config(_Model):
     environment: str = "default"
     archive: ArchiveSettings
     sealing: SealingSettings = SealingSettings()
+    segments: SegmentSettings = SegmentSettings()
     sources: list[Source] = []
     metrics: MetricsSettings | None = None
 

@@ -148,11 +148,11 @@ def _archive_stats(d: Daemon) -> tuple[int, int, int]:
     if d.writer is None:
         return 0, 0, 0
     layout = d.writer.layout
-    names = layout.segment_names()
+    names = layout.segment_files()
     size = 0
-    for n in names:
-        with contextlib.suppress(OSError):  # deleted between the listing and the stat
-            size += (layout.segments / n).stat().st_size
+    for _, path in names:
+        with contextlib.suppress(OSError):  # deleted (or compressed) since the listing
+            size += path.stat().st_size
     try:
         st = os.statvfs(layout.root)
         free = st.f_bavail * st.f_frsize

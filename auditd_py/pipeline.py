@@ -183,6 +183,32 @@ class Stats:
     last_checkpoint_epoch: int | None = None
     last_checkpoint_ns: int | None = None
     max_commit_latency_ns: int = 0
+    rotations: int = 0
+    max_rotation_pause_ns: int = 0
+    """The longest time spent inside ``rotate_segment`` (sealing paused meanwhile)."""
+    last_rotation_pause_ns: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RotationPolicy:
+    """Rotate the open segment at ``max_bytes``, ``max_age_ns`` or ``max_epochs``."""
+
+    max_bytes: int
+    max_age_ns: int
+    max_epochs: int | None = None
+
+    def due(self, w: ArchiveWriter) -> str | None:
+        """Why the open segment must be rotated now, or None (cheap: called per loop)."""
+        if w.offset >= self.max_bytes:
+            return "size"
+        if (
+            self.max_epochs is not None
+            and w.sealer.epoch - w.segment_first_epoch >= self.max_epochs
+        ):
+            return "epochs"
+        if w.clock.now_ns() - w.segment_opened_ns >= self.max_age_ns:
+            return "age"
+        return None
 
 
 class Sealer:
@@ -196,8 +222,13 @@ class Sealer:
         commit_interval_ns: int,
         on_error: Callable[[BaseException], None],
         on_commit: Callable[[], None] | None = None,
+        rotation: RotationPolicy | None = None,
+        on_rotated: Callable[[str, str, int], None] | None = None,
     ) -> None:
         self.writer = writer
+        self.rotation = rotation
+        self.on_rotated = on_rotated
+        """Called (closed segment, reason, checkpoint epoch) after each rotation, lock held."""
         self.queue = queue
         self.commit_interval = commit_interval_ns / 1e9
         self.on_error = on_error
@@ -287,6 +318,10 @@ class Sealer:
                     if cp is not None:
                         self.stats.last_checkpoint_epoch = cp.epoch
                         self.stats.last_checkpoint_ns = cp.end
+                    if self.rotation is not None and not dirty:
+                        why = self.rotation.due(self.writer)
+                        if why is not None:
+                            self.rotate(why)
                 if stopping and not batches:
                     break
                 if not batches:
@@ -296,6 +331,22 @@ class Sealer:
         except BaseException as exc:  # surfaced to the service, which exits non-zero
             self.error = exc
             self.on_error(exc)
+
+    def rotate(self, reason: str) -> None:
+        """Rotate the open segment now (call with :attr:`lock` held), timing the pause."""
+        w = self.writer
+        prev = w.segment
+        t0 = time.monotonic_ns()
+        cp = w.rotate_segment(reason)
+        pause = time.monotonic_ns() - t0
+        st = self.stats
+        st.rotations += 1
+        st.last_rotation_pause_ns = pause
+        st.max_rotation_pause_ns = max(st.max_rotation_pause_ns, pause)
+        st.last_checkpoint_epoch = cp.epoch
+        st.last_checkpoint_ns = cp.end
+        if self.on_rotated is not None and prev is not None:
+            self.on_rotated(prev, reason, cp.epoch)
 
     def idle(self) -> bool:
         return self._idle.is_set() and self.queue.depth() == 0

@@ -38,8 +38,9 @@ from auditd_py.clock import Clock, SystemClock
 from auditd_py.config import Config, FileSource, JournaldSource, Loaded, SyslogSource
 from auditd_py.errors import AuditdError, ConfigError
 from auditd_py.metalog import MetaLog
-from auditd_py.pipeline import Barrier, BatchQueue, Sealer
+from auditd_py.pipeline import Barrier, BatchQueue, RotationPolicy, Sealer
 from auditd_py.sources.base import Source
+from auditd_py.store.compress import Compressed, Compressor, finish_pending
 from auditd_py.store.layout import Layout
 from auditd_py.store.writer import ArchiveWriter, EpochPolicy
 
@@ -184,6 +185,7 @@ class Daemon:
         """Counters (parse errors, drops) of source instances stopped by reloads."""
         self.writer: ArchiveWriter | None = None
         self.sealer: Sealer | None = None
+        self.compressor: Compressor | None = None
         self.server: Any = None
         self.rates = Rates()
         self.started = time.monotonic()
@@ -236,13 +238,25 @@ class Daemon:
             sources=[s.name for s in cfg.sources],
         )
         self.meta.attach(self.queue)
+        seg = cfg.segments
+        # an interrupted compression: before the sealer runs (it may rotate at once)
+        closed = finish_pending(layout, self.writer.segment)
         self.sealer = Sealer(
             self.writer,
             self.queue,
             commit_interval_ns=cfg.sealing.commit_interval,
             on_error=self._sealer_failed,
+            rotation=RotationPolicy(seg.max_bytes, seg.max_age, seg.max_epochs),
+            on_rotated=self._rotated,
         )
         self.sealer.start()
+        if seg.compress != "none":
+            self.compressor = Compressor(
+                layout, seg.compress, self._compressed, self._compress_failed
+            )
+            self.compressor.start()
+            for name in closed:
+                self.compressor.submit(name)
         positions = dict(self.writer.positions)
         for sc in cfg.sources:
             if self.once and isinstance(sc, SyslogSource):
@@ -265,6 +279,40 @@ class Daemon:
                 f"metrics and health on {self.server.url}",
                 url=self.server.url,
             )
+
+    def _rotated(self, prev: str, reason: str, epoch: int) -> None:
+        """From the sealer thread, after a rotation: log it, compress the closed segment."""
+        w = self.writer
+        assert w is not None
+        self.meta.log_only(
+            ev.SEGMENT_ROTATED,
+            f"segment {prev} closed ({reason}) with checkpoint {epoch}; continuing in {w.segment}",
+            prev_segment=prev,
+            segment=w.segment,
+            checkpoint=epoch,
+            reason=reason,
+        )
+        if self.compressor is not None:
+            self.compressor.submit(prev)
+
+    def _compressed(self, c: Compressed) -> None:
+        self.meta.event(
+            ev.SEGMENT_COMPRESSED,
+            f"segment {c.segment} compressed ({c.method}): {c.plain_bytes} → "
+            f"{c.compressed_bytes} bytes ({100 * c.ratio:.1f}%)",
+            segment=c.segment,
+            file=c.file,
+            method=c.method,
+            plain_bytes=c.plain_bytes,
+            compressed_bytes=c.compressed_bytes,
+            ratio_permille=round(1000 * c.ratio),
+            duration_ms=round(c.seconds * 1000),
+        )
+
+    def _compress_failed(self, name: str, exc: BaseException) -> None:
+        self.meta.event(
+            ev.ERROR, f"compressing {name} failed (kept uncompressed): {exc!r}", segment=name
+        )
 
     def _sealer_failed(self, exc: BaseException) -> None:
         self._failed = exc
@@ -354,22 +402,11 @@ class Daemon:
         sealer, w = self.sealer, self.writer
         if sealer is None or w is None:
             return
-        prev = w.segment
         try:
             with sealer.lock:
-                cp = w.rotate_segment("SIGUSR1")
-                sealer.stats.last_checkpoint_epoch = cp.epoch
-                sealer.stats.last_checkpoint_ns = cp.end
+                sealer.rotate("SIGUSR1")  # logged and compressed by _rotated
         except BaseException as exc:  # the writer is unusable: stop as for a sealer failure
             self._sealer_failed(exc)
-            return
-        self.meta.log_only(
-            ev.SEGMENT_ROTATED,
-            f"segment {prev} closed with checkpoint {cp.epoch}; continuing in {w.segment}",
-            prev_segment=prev,
-            segment=w.segment,
-            checkpoint=cp.epoch,
-        )
 
     # ------------------------------------------------------------ SIGHUP
 
@@ -514,6 +551,8 @@ class Daemon:
         self.stopping = True
         if self.server is not None:
             self.server.stop()
+        if self.compressor is not None:
+            self.compressor.stop()  # one under way is abandoned; the next start redoes it
         if self._failed is None:
             self.meta.event(
                 ev.DAEMON_STOPPING, "stopping: sealing what was read", signals=self.flags.signals
@@ -547,6 +586,8 @@ class Daemon:
         if self.server is not None:
             with contextlib.suppress(Exception):
                 self.server.stop()
+        if self.compressor is not None:
+            self.compressor.stop()
         for s in self.sources:
             with contextlib.suppress(Exception):  # best effort while failing to start
                 s.stop()
@@ -577,6 +618,8 @@ def fixed_changes(old: Config, new: Config) -> list[str]:
         ]
         names = ", ".join(f"sealing.{k}" for k in keys)
         out.append(f"sealing settings cannot change on reload ({names}); restart the daemon")
+    if old.segments != new.segments:
+        out.append("segments settings cannot change on reload; restart the daemon")
     if old.metrics != new.metrics:
         out.append("metrics cannot change on reload; restart the daemon")
     return out

@@ -17,6 +17,10 @@ QUARANTINE = "quarantine"
 DEFAULT_STATE = ".state"
 
 SEGMENT_RE = re.compile(r"seg-([0-9]{10})\.jsonl")
+"""A segment's logical name (the name its header record carries)."""
+SEGMENT_FILE_RE = re.compile(r"(seg-[0-9]{10}\.jsonl)(\.zst|\.gz)?")
+"""A segment file: plain, or compressed with zstd (``.zst``) or gzip (``.gz``)."""
+COMPRESSED_SUFFIXES = (".zst", ".gz")
 CHECKPOINT_RE = re.compile(r"cp-([0-9]{10})\.json")
 
 
@@ -74,7 +78,42 @@ class Layout:
             raise NotAnArchiveError(
                 "archive has no segments/ directory", file=str(self.root)
             ) from exc
-        return sorted(n for n in names if SEGMENT_RE.fullmatch(n))
+        return sorted({m.group(1) for n in names if (m := SEGMENT_FILE_RE.fullmatch(n))})
+
+    def segment_files(self) -> list[tuple[str, Path]]:
+        """(logical name, file) of every segment in order, plain or compressed.
+
+        A segment appears once: when both its plain file and a compressed copy
+        exist (a compression was interrupted), the plain file is the segment.
+        """
+        try:
+            names = set(os.listdir(self.segments))
+        except FileNotFoundError as exc:
+            raise NotAnArchiveError(
+                "archive has no segments/ directory", file=str(self.root)
+            ) from exc
+        out: dict[str, str] = {}
+        for n in names:
+            m = SEGMENT_FILE_RE.fullmatch(n)
+            if m is None:
+                continue
+            logical = m.group(1)
+            if logical in names:
+                out[logical] = logical
+            elif logical not in out or n.endswith(".zst"):
+                out[logical] = n  # both .zst and .gz (never written so): either holds it
+        return [(k, self.segments / out[k]) for k in sorted(out)]
+
+    def segment_path(self, name: str) -> Path:
+        """The file holding the segment ``name`` (its plain file if it exists)."""
+        plain = self.segments / name
+        if plain.exists():
+            return plain
+        for suffix in COMPRESSED_SUFFIXES:
+            p = self.segments / (name + suffix)
+            if p.exists():
+                return p
+        return plain
 
     def checkpoint_files(self) -> list[tuple[str, bytes]]:
         try:

@@ -13,6 +13,7 @@ from auditd_py.chain.checkpoint import Checkpoint
 from auditd_py.chain.encoding import leaf_hash, parse_record, split_line
 from auditd_py.chain.verify import Report, Verifier
 from auditd_py.errors import ArchiveError, FormatError, IntegrityError, ProofError
+from auditd_py.store.compress import open_segment
 from auditd_py.store.layout import SEGMENTS, Layout
 
 Progress = Callable[[int], None]
@@ -20,12 +21,23 @@ _CHUNK = 1 << 20
 
 
 def archive_bytes(layout: Layout) -> int:
-    return sum((layout.segments / n).stat().st_size for n in layout.segment_names())
+    """Bytes on disk in segment files (compressed segments count compressed)."""
+    return sum(p.stat().st_size for _, p in layout.segment_files())
 
 
 def _open(path: Path) -> Any:
+    """A segment's lines; compressed segments are decompressed as a stream."""
     try:
-        return open(path, "rb", buffering=_CHUNK)
+        try:
+            return open_segment(path)
+        except FileNotFoundError:
+            # compressed (or its interrupted copy removed) since it was listed
+            alt = Layout.at(path.parent.parent).segment_path(
+                path.name.split(".jsonl")[0] + ".jsonl"
+            )
+            if alt == path:
+                raise
+            return open_segment(alt)
     except OSError as exc:
         raise ArchiveError(f"cannot read: {exc.strerror}", file=str(path)) from exc
 
@@ -48,13 +60,12 @@ def verify_archive(
         anchor=anchor,
         require_sealed=require_sealed,
     )
-    names = layout.segment_names()
-    for i, name in enumerate(names):
-        v.begin_segment(name)
-        path = layout.segments / name
+    files = layout.segment_files()
+    for i, (name, path) in enumerate(files):
+        v.begin_segment(name)  # the logical name, which the header record carries
         with _open(path) as fh:
             size, torn = v.records(fh, progress)
-        v.end_segment(size, torn, last=i == len(names) - 1)
+        v.end_segment(size, torn, last=i == len(files) - 1)
         if progress is not None:
             progress(-1)
     return v.finish()
@@ -71,8 +82,8 @@ class Located:
 
 def iter_lines(layout: Layout) -> Iterator[Located]:
     """Every complete record line, in sealing order (a torn last line is skipped)."""
-    for name in layout.segment_names():
-        with _open(layout.segments / name) as fh:
+    for name, path in layout.segment_files():
+        with _open(path) as fh:
             for n, raw in enumerate(fh, 1):
                 if raw[-1:] != b"\n":
                     break

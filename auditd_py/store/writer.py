@@ -45,6 +45,7 @@ from auditd_py.errors import (
     StateError,
 )
 from auditd_py.record import Position
+from auditd_py.store.compress import is_compressed, open_segment
 from auditd_py.store.layout import (
     SEGMENT_RE,
     Layout,
@@ -136,6 +137,10 @@ class ArchiveWriter:
         self.segment: str | None = None
         self._offset = 0
         self._head_at: tuple[str, int] | None = None
+        self.segment_opened_ns = 0
+        """The clock's time when the open segment was created (for rotation by age)."""
+        self.segment_first_epoch = 0
+        """The epoch the open segment started in (for rotation by epochs spanned)."""
         self.checkpoints_written: list[Checkpoint] = []
         self.positions: dict[str, Position] = {
             k: Position(v["pos"], bytes.fromhex(v["tail"]))
@@ -180,9 +185,13 @@ class ArchiveWriter:
                 )
             names = names[names.index(start_seg) :]
         for i, name in enumerate(names):
-            path = self.layout.segments / name
+            path = self.layout.segment_path(name)
             last = i == len(names) - 1
             off = start_off if (i == 0 and start_seg is not None) else 0
+            if is_compressed(path):
+                # closed before it was compressed: only rolled over, never cut
+                self._roll_compressed(name, path, off)
+                continue
             size = path.stat().st_size
             if size < off:
                 raise StateError(
@@ -217,6 +226,40 @@ class ArchiveWriter:
             self._head_at = (name, path.stat().st_size)
         self._finish_pending_epoch()
         return notes
+
+    def _roll_compressed(self, name: str, path: Path, off: int) -> None:
+        """Roll forward over a compressed (hence closed and complete) segment."""
+        s = self.sealer
+        pos = 0
+        with open_segment(path) as fh:
+            for raw in fh:
+                if pos < off:
+                    pos += len(raw)
+                    continue
+                pos += len(raw)
+                if not raw.endswith(b"\n"):
+                    raise StateError(
+                        f"compressed segment {name} ends with a torn line; refusing to write "
+                        "(run verify)",
+                        file=str(path),
+                    )
+                try:
+                    s.adopt(raw[:-1])
+                except (IntegrityError, FormatError) as exc:
+                    raise StateError(
+                        f"a line of compressed segment {name} does not continue the chain "
+                        f"({exc.message}); refusing to write (run verify)",
+                        file=str(path),
+                    ) from exc
+                if b'"pos":' in raw or b'"forget":' in raw:
+                    self._track_line(raw[:-1])
+        if pos < off:
+            raise StateError(
+                f"segment {name} holds {pos} bytes, but {off} bytes of it were sealed: "
+                "sealed records were removed (run verify)",
+                file=str(path),
+            )
+        self._head_at = (name, pos)
 
     def _track_line(self, line: bytes) -> None:
         """Take the source position out of a recovered record."""
@@ -278,10 +321,11 @@ class ArchiveWriter:
         names = self.layout.segment_names()
         nums = [int(m.group(1)) for n in names if (m := SEGMENT_RE.fullmatch(n))]
         prev = names[-1] if names else None
-        if prev is not None and (self.layout.segments / prev).stat().st_size == 0:
+        prev_path = self.layout.segment_path(prev) if prev is not None else None
+        if prev_path is not None and not is_compressed(prev_path) and prev_path.stat().st_size == 0:
             # Created, but a crash came before its header was written (or its only
             # line was torn and has been quarantined): it holds no sealed byte.
-            (self.layout.segments / prev).unlink()
+            prev_path.unlink()
             names.pop()
             prev = names[-1] if names else None
         n = max([*nums, int(self.sealer.extra.get("last_segment_no", -1))]) + 1
@@ -294,6 +338,8 @@ class ArchiveWriter:
         fsync_dir(self.layout.segments)
         self.segment = name
         self._offset = 0
+        self.segment_opened_ns = self.clock.now_ns()
+        self.segment_first_epoch = self.sealer.epoch
         self.sealer.extra["last_segment_no"] = n
         self._seal(
             Fields(
