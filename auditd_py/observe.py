@@ -212,6 +212,10 @@ def health(d: Daemon) -> tuple[bool, dict[str, Any]]:
             "sealed": sealer.stats.sealed if sealer is not None else 0,
             "bytes_sealed": sealer.stats.bytes_sealed if sealer is not None else 0,
             "commits": sealer.stats.commits if sealer is not None else 0,
+            "rotations": sealer.stats.rotations if sealer is not None else 0,
+            "max_rotation_pause_ms": (
+                round(sealer.stats.max_rotation_pause_ns / 1e6, 3) if sealer is not None else 0
+            ),
         },
         "queue_depth": d.queue.depth(),
         "queue_capacity": d.queue.capacity,
@@ -308,6 +312,16 @@ class DaemonCollector(Collector):
                 "Time from a batch entering the queue to the fsync that made it durable.",
                 buckets=buckets,
                 sum_value=total,
+            )
+            yield CounterMetricFamily(
+                "auditd_py_segment_rotations",
+                "Segments closed and continued in a new one by this process.",
+                value=sealer.stats.rotations,
+            )
+            yield GaugeMetricFamily(
+                "auditd_py_rotation_pause_max_seconds",
+                "The longest sealing pause a segment rotation caused in this process.",
+                value=sealer.stats.max_rotation_pause_ns / 1e9,
             )
             yield GaugeMetricFamily(
                 "auditd_py_sealer_heartbeat_age_seconds",

@@ -99,6 +99,8 @@ EXPECTED = (
     "auditd_py_seal_latency_seconds_sum",
     "auditd_py_seal_latency_seconds_bucket",
     "auditd_py_epoch",
+    "auditd_py_segment_rotations_total",
+    "auditd_py_rotation_pause_max_seconds",
     "auditd_py_last_checkpoint_timestamp_seconds",
     "auditd_py_last_checkpoint_seq",
     "auditd_py_segments",
