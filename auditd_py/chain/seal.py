@@ -137,6 +137,7 @@ class Sealer:
         leaf_copy, link_copy, node_copy = _LEAF.copy, _LINK.copy, _NODE.copy
         mac_copy = self._mac.copy
         hx = hexlify
+        join = b"".join  # one copy per line, not one per concatenation
         stop = limit if limit is not None else -1
         out: list[bytes] = []
         add = out.append
@@ -171,7 +172,7 @@ class Sealer:
                     k >>= 1
                 push(node)
                 seq += 1
-                add(body + _LINK_OPEN + hx(link) + _MAC_OPEN + hx(mac) + _CLOSE_NL)
+                add(join((body, _LINK_OPEN, hx(link), _MAC_OPEN, hx(mac), _CLOSE_NL)))
                 i += 1
         finally:
             self.seq, self.link, self.mac = seq, link, mac
