@@ -55,6 +55,9 @@ class SealerState:
         return cls(archive, 0, now, 0, mac_key, sign_seed, 0, genesis, ())
 
 
+_NEVER = 1 << 63  # a deadline no record time reaches
+
+
 def _unencodable(f: Fields, exc: FormatError) -> Fields:
     """The record with its attributes replaced by the reason they could not be sealed."""
     return Fields(
@@ -89,38 +92,9 @@ class Sealer:
         return self.seq - self.epoch_first_seq
 
     def seal(self, f: Fields) -> bytes:
-        """Seal one record; return its line (with newline).
-
-        The hashing of :func:`leaf_hash`, :func:`link_hash`, the MAC and the
-        Merkle append (:func:`merkle.append`) is inlined: this runs once per line.
-        """
-        seq = self.seq
-        body = encode_body(seq, self.epoch, f)
-        st = _LEAF.copy()
-        st.update(body)
-        leaf = st.digest()
-        st = _LINK.copy()
-        st.update(self.link)
-        st.update(self.mac)
-        st.update(leaf)
-        link = st.digest()
-        st = self._mac.copy()
-        st.update(link)
-        mac = st.digest()
-        stack = self.stack
-        node = leaf
-        k = seq
-        while k & 1:
-            st = _NODE.copy()
-            st.update(stack.pop())
-            st.update(node)
-            node = st.digest()
-            k >>= 1
-        stack.append(node)
-        self.seq = seq + 1
-        self.link = link
-        self.mac = mac
-        return body + _LINK_OPEN + hexlify(link) + _MAC_OPEN + hexlify(mac) + _CLOSE_NL
+        """Seal one record; return its line (with newline)."""
+        lines, _ = self.seal_many((f,), 0, _NEVER, None)
+        return lines
 
     def seal_many(
         self, batch: Sequence[Fields], start: int, deadline: int, limit: int | None

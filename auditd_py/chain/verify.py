@@ -492,16 +492,7 @@ class Verifier:
         i = body.find(b',"source":')
         if body.startswith(_META_MARK, i + 1):
             self._check_meta(line, seg)  # R7: recovery records account for what they cut
-        stack = self.stack  # merkle.append, inlined: once per record
-        node = leaf
-        k = seq
-        while k & 1:
-            st = _NODE.copy()
-            st.update(stack.pop())
-            st.update(node)
-            node = st.digest()
-            k >>= 1
-        stack.append(node)
+        merkle.append(self.stack, seq, leaf)  # the slow path; records() inlines this
         self.seq = seq + 1
         self.link = link
         self.mac = mac
