@@ -303,8 +303,12 @@ class Sealer:
                         queued_at.extend(t for t, _ in timed)
                         dirty = True
                     now = time.monotonic()
-                    if dirty and (now - last_commit >= self.commit_interval or not batches):
-                        self.writer.flush(sync=True)
+                    why = self.rotation.due(self.writer) if self.rotation is not None else None
+                    if why is not None:
+                        self.rotate(why)  # fsyncs what was sealed: a group commit too
+                    if dirty and (now - last_commit >= self.commit_interval or not batches or why):
+                        if why is None:
+                            self.writer.flush(sync=True)
                         done = time.monotonic()
                         self.stats.seal_latency.observe_many([done - t for t in queued_at])
                         queued_at.clear()
@@ -318,10 +322,6 @@ class Sealer:
                     if cp is not None:
                         self.stats.last_checkpoint_epoch = cp.epoch
                         self.stats.last_checkpoint_ns = cp.end
-                    if self.rotation is not None and not dirty:
-                        why = self.rotation.due(self.writer)
-                        if why is not None:
-                            self.rotate(why)
                 if stopping and not batches:
                     break
                 if not batches:

@@ -12,7 +12,13 @@ Runs the real daemon (``auditd-py run``) as a subprocess and measures:
 4. syslog over TCP (octet-counted, one connection): lines/s.
 
 It prints numbers and PASS/MISS against the goals; it asserts nothing.
-Usage: python benchmarks/bench_daemon.py [--lines N] [--quick]
+With ``--rotate-bytes SIZE`` the archive's open segment is rotated at SIZE
+(``segments.max_bytes``) and closed segments are compressed (``--compress``,
+zstd by default); the run also prints the longest rotation pause (from the
+daemon's /health) and the compressed size of the closed segments. Without it,
+segments are never rotated (the baseline).
+
+Usage: python benchmarks/bench_daemon.py [--lines N] [--quick] [--rotate-bytes SIZE]
 """
 
 from __future__ import annotations
@@ -28,7 +34,13 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from auditd_py.store.compress import open_segment
 
 CLI = [sys.executable, "-m", "auditd_py.cli"]
 TEXT = b"GET /api/v1/items?page=%d status=200 bytes=%d upstream=10.0.0.%d ua=Mozilla/5.0 "
@@ -52,7 +64,9 @@ def free_port() -> int:
 
 
 class Run:
-    def __init__(self, root: Path, port: int) -> None:
+    def __init__(
+        self, root: Path, port: int, rotate_bytes: str | None = None, compress: str = "zstd"
+    ) -> None:
         self.root = root
         self.arc = root / "archive"
         self.logs = root / "logs"
@@ -72,10 +86,18 @@ class Run:
             capture_output=True,
         )
         self.cfg = root / "c.yaml"
+        self.metrics_port = free_port()
+        if rotate_bytes is None:
+            segments = "segments: {max_bytes: 1000GiB, max_age: 3650d, compress: none}"
+        else:
+            segments = f"segments: {{max_bytes: {rotate_bytes}, compress: {compress}}}"
         self.cfg.write_text(
             f"""environment: bench
 archive:
   path: {self.arc}
+{segments}
+metrics:
+  listen: 127.0.0.1:{self.metrics_port}
 sources:
   - name: app
     type: file
@@ -100,27 +122,84 @@ sources:
             time.sleep(0.05)
 
     def segment(self) -> Path:
-        segs = sorted((self.arc / "segments").iterdir())
+        segs = sorted(p for p in (self.arc / "segments").iterdir() if p.suffix == ".jsonl")
         return segs[-1]
 
-    def wait_count(self, marker: bytes, n: int, timeout: float) -> float:
-        """Tail the open segment until ``n`` lines containing ``marker`` are in it."""
+    def health(self) -> dict[str, Any]:
+        url = f"http://127.0.0.1:{self.metrics_port}/health"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                doc: dict[str, Any] = orjson.loads(resp.read())
+        except OSError as exc:
+            body = getattr(exc, "read", None)
+            if body is None:
+                raise
+            doc = orjson.loads(body())
+        return doc
+
+    def wait_count(self, marker: bytes, n: int, timeout: float, start: Path | None = None) -> float:
+        """Tail the archive from ``start`` (taken before the lines were sent; default:
+        the open segment) on, following rotations, until ``n`` lines containing
+        ``marker`` have been sealed."""
         deadline = time.monotonic() + timeout
         seen = 0
         buf = b""
-        with self.segment().open("rb") as fh:
+        cur = start or self.segment()
+        fh: IO[bytes] = open_segment(self._file_of(cur))
+        try:
             while time.monotonic() < deadline:
                 data = fh.read(1 << 20)
                 if not data:
-                    time.sleep(0.01)
-                    continue
+                    nxt = self._next_segment(cur)
+                    if nxt is None:
+                        time.sleep(0.01)
+                        continue
+                    rest = fh.read()  # the closed segment's last bytes
+                    if rest:
+                        nxt[1].close()
+                        data = rest
+                    else:
+                        fh.close()
+                        cur, fh = nxt
+                        continue
                 buf += data
                 cut = buf.rfind(b"\n") + 1
                 seen += buf.count(marker, 0, cut)
                 buf = buf[cut:]
                 if seen >= n:
                     return time.monotonic()
+        finally:
+            fh.close()
         raise SystemExit(f"timed out waiting for {n} records (saw {seen})")
+
+    def _file_of(self, seg: Path) -> Path:
+        for p in (seg, seg.with_name(seg.name + ".zst"), seg.with_name(seg.name + ".gz")):
+            if p.exists():
+                return p
+        return seg
+
+    def _next_segment(self, cur: Path) -> tuple[Path, IO[bytes]] | None:
+        num = int(cur.name[4:14]) + 1
+        base = self.arc / "segments" / f"seg-{num:010d}.jsonl"
+        for p in (base, base.with_name(base.name + ".zst"), base.with_name(base.name + ".gz")):
+            try:
+                return base, open_segment(p)
+            except FileNotFoundError:
+                continue
+        return None
+
+    def compressed_ratio(self) -> tuple[int, int, int] | None:
+        """(closed segments compressed, their plain bytes, their compressed bytes)."""
+        files = [p for p in (self.arc / "segments").iterdir() if p.suffix in (".zst", ".gz")]
+        if not files:
+            return None
+        plain = comp = 0
+        for p in files:
+            comp += p.stat().st_size
+            with open_segment(p) as fh:
+                while chunk := fh.read(1 << 20):
+                    plain += len(chunk)
+        return len(files), plain, comp
 
     def status(self, key: str) -> int:
         for row in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -144,12 +223,13 @@ def throughput(r: Run, n: int) -> float:
         b"".join(line(i) for i in range(start, min(n, start + chunk)))
         for start in range(0, n, chunk)
     ]
+    start = r.segment()
     t0 = time.monotonic()
     with path.open("ab") as fh:
         for block in data:
             fh.write(block)
             fh.flush()
-    t1 = r.wait_count(b'"source":"app"', n, 600)
+    t1 = r.wait_count(b'"source":"app"', n, 600, start)
     print(f"  writer done in {time.monotonic() - t0:.2f}s; all sealed at {t1 - t0:.2f}s")
     return n / (t1 - t0)
 
@@ -161,11 +241,19 @@ def latency(r: Run, rate: int, seconds: float) -> list[float]:
     stop = threading.Event()
 
     def watch() -> None:
-        with seg.open("rb") as fh:
+        cur = seg
+        fh: IO[bytes] = seg.open("rb")
+        try:
             fh.seek(0, os.SEEK_END)
             buf = b""
             while not stop.is_set() or buf:
                 data = fh.read()
+                if not data:
+                    nxt = r._next_segment(cur)  # rotated: follow it
+                    if nxt is not None and not (data := fh.read()):
+                        fh.close()
+                        cur, fh = nxt
+                        continue
                 if not data:
                     if stop.is_set():
                         break
@@ -179,6 +267,8 @@ def latency(r: Run, rate: int, seconds: float) -> list[float]:
                     i = ln.find(b"LAT ")
                     if i >= 0:
                         seen[int(ln[i + 4 : i + 23])] = now
+        finally:
+            fh.close()
 
     w = threading.Thread(target=watch, daemon=True)
     w.start()
@@ -213,10 +303,11 @@ def syslog_tcp(r: Run, n: int) -> float:
         for i in range(n)
     ]
     frames = b"".join(b"%d %s" % (len(m), m) for m in msgs)
+    start = r.segment()
     t0 = time.monotonic()
     with socket.create_connection(("127.0.0.1", r.port)) as s:
         s.sendall(frames)
-    t1 = r.wait_count(b"SYSLOGTCP", n, 600)
+    t1 = r.wait_count(b"SYSLOGTCP", n, 600, start)
     return n / (t1 - t0)
 
 
@@ -229,10 +320,16 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--quick", action="store_true", help="100k lines, short phases")
+    ap.add_argument(
+        "--rotate-bytes", metavar="SIZE", help="segments.max_bytes (e.g. 10MB); default: never"
+    )
+    ap.add_argument("--compress", choices=["zstd", "gzip", "none"], default="zstd")
     a = ap.parse_args()
     n = 100_000 if a.quick else a.lines
     root = Path(tempfile.mkdtemp(prefix="adp-bench-daemon-"))
-    r = Run(root, free_port())
+    r = Run(root, free_port(), a.rotate_bytes, a.compress)
+    if a.rotate_bytes:
+        print(f"rotating segments at {a.rotate_bytes}, compression {a.compress}")
     try:
         print(f"auditd-py daemon benchmark ({os.cpu_count()} CPUs)")
         tput = throughput(r, n)
@@ -261,6 +358,20 @@ def main() -> int:
         print(f"syslog TCP (octet-counted, one connection, {sys_n:,} lines): {st:,.0f} lines/s")
         rss = r.status("VmHWM") / 1024
         print(f"daemon peak RSS: {rss:.0f} MB  (goal < 150 MB: {'PASS' if rss < 150 else 'MISS'})")
+        sealer = r.health().get("sealer", {})
+        print(
+            f"segment rotations: {sealer.get('rotations')}, longest rotation pause: "
+            f"{sealer.get('max_rotation_pause_ms')} ms"
+        )
+        if a.rotate_bytes:
+            time.sleep(3)  # let the compressor finish the last closed segment
+            cr = r.compressed_ratio()
+            if cr is not None:
+                k, plain, comp = cr
+                print(
+                    f"compressed segments ({a.compress}): {k}, {plain / 1e6:.1f} MB → "
+                    f"{comp / 1e6:.1f} MB ({100 * comp / plain:.1f}% of plain)"
+                )
     finally:
         r.stop()
         shutil.rmtree(root, ignore_errors=True)
