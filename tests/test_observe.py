@@ -274,8 +274,12 @@ def test_stuck_sealer_stops_the_watchdog_and_fails_health(tmp_path: Path) -> Non
             return code == 503 and "no progress" in reasons and "last checkpoint" in reasons
 
         assert wait_for(stuck_health, 10), get_health(port)
+
+        def read_all() -> bool:  # the tailer may wake a poll interval after the write
+            return metric(scrape(port), "auditd_py_records_read_total", source="app") == 50
+
+        assert wait_for(read_all, 10), scrape(port)
         m = scrape(port)
-        assert metric(m, "auditd_py_records_read_total", source="app") == 50
         assert metric(m, "auditd_py_records_sealed_total", source="app") == 0
         assert (metric(m, "auditd_py_queue_depth") or 0) >= 50
         assert d.proc.poll() is None
