@@ -288,8 +288,9 @@ def test_stuck_sealer_stops_the_watchdog_and_fails_health(tmp_path: Path) -> Non
         resumed = d.notify.during(2.0)
         assert any("WATCHDOG=1" in m for m in resumed), resumed
         assert wait_for(lambda: get_health(port)[0] == 200, 10), get_health(port)
-        m = scrape(port)
-        assert metric(m, "auditd_py_records_sealed_total", source="app") == 50
+        assert wait_for(
+            lambda: metric(scrape(port), "auditd_py_records_sealed_total", source="app") == 50, 10
+        ), scrape(port)
     finally:
         with contextlib.suppress(FileNotFoundError):
             stall.unlink()
