@@ -657,15 +657,6 @@ def effective(loaded: Loaded) -> dict[str, Any]:
     return loaded.config.model_dump(mode="json")
 
 
-def wait_until(pred: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
-
-
 __all__ = [
     "ConfigError",
     "Daemon",

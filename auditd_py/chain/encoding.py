@@ -252,10 +252,6 @@ def split_line(line: bytes) -> tuple[bytes, bytes, bytes]:
     return line[:s], link, mac
 
 
-def body_prefix(seq: int, epoch: int) -> bytes:
-    return b'{"seq":%d,"epoch":%d,' % (seq, epoch)
-
-
 def parse_record(line: bytes) -> dict[str, Any]:
     """Parse a whole record line as JSON (for display and diagnostics)."""
     try:

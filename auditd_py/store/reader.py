@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,7 +186,3 @@ def check_proof(proof: dict[str, Any], public_key: bytes) -> dict[str, Any]:
         raise ProofError(f"record in the proof has seq {obj.get('seq')}, proof says {seq}")
     merkle.verify_inclusion(seq, size, leaf_hash(body), path, last.merkle_root)
     return {"seq": seq, "epoch": last.epoch, "tree_size": size, "record": obj}
-
-
-def file_size(path: Path) -> int:
-    return os.stat(path).st_size

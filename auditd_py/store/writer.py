@@ -363,6 +363,11 @@ class ArchiveWriter:
         line = self.sealer.seal(f)
         self._fh.write(line)
         self._offset += len(line)
+        self._track(f)
+        return self.sealer.seq - 1
+
+    def _track(self, f: Fields) -> None:
+        """The source position a sealed record carries (or the one it tells to forget)."""
         attrs = f.attrs
         if f.pos is not None:
             self.positions[f.pos["k"]] = Position(f.pos, f.message[-32:])
@@ -372,7 +377,6 @@ class ArchiveWriter:
                 self.positions[pos["k"]] = Position(pos, f.message[-32:])
             elif "forget" in attrs:
                 self.positions.pop(str(attrs["forget"]), None)
-        return self.sealer.seq - 1
 
     def _track_raw(self, f: Fields) -> None:
         try:
@@ -418,7 +422,6 @@ class ArchiveWriter:
         s = self.sealer
         fh = self._fh
         assert fh is not None
-        positions = self.positions
         for f in batch:
             if f.source == META_SOURCE:
                 raise FormatError(f"source name {META_SOURCE!r} is reserved", field="source")
@@ -434,13 +437,11 @@ class ArchiveWriter:
             )
             fh.write(lines)
             self._offset += len(lines)
+            track = self._track
             for k in range(i, j):
                 f = batch[k]
-                if f.pos is not None:
-                    positions[f.pos["k"]] = Position(f.pos, f.message[-32:])
-                elif f.attrs and "pos" in f.attrs:
-                    pos = f.attrs["pos"]
-                    positions[pos["k"]] = Position(pos, f.message[-32:])
+                if f.pos is not None or f.attrs:
+                    track(f)
             if i < j < n and batch[j - 1].pos is None and batch[j - 1].raw_attrs:
                 # The epoch may end inside a source's batch, whose position rides on its
                 # last record only: take it from the last record sealed before the end.
