@@ -19,7 +19,7 @@ from typing import IO, Any, NoReturn
 
 import orjson
 
-from auditd_py import __version__
+from auditd_py import __version__, control
 from auditd_py.chain.encoding import META_SOURCE, Fields, format_ts, record_bytes
 from auditd_py.chain.keys import PublicKey, VerifyKey
 from auditd_py.chain.verify import Report
@@ -187,11 +187,39 @@ def _progress(layout: Layout, enabled: bool) -> tuple[Any, Any]:
     return bar, tick
 
 
+ACCESS_TIMEOUT = 1.0
+"""Seconds ``verify``, ``show`` and ``prove`` wait for the daemon to record their read."""
+
+
+def _record_read(archive: str, command: str, args: dict[str, Any]) -> None:
+    """Tell the archive's daemon, if one runs, that ``command`` reads the archive.
+
+    The daemon seals it as an ``archive.read`` meta record. Best effort: with no
+    daemon nothing happens; a daemon that cannot be told (no permission on its
+    socket, no answer) costs one line on stderr, and the command carries on.
+    """
+    try:
+        control.request(archive, {"op": "access", "command": command, "args": args}, ACCESS_TIMEOUT)
+    except control.ControlError as exc:
+        if exc.reason != control.ABSENT:
+            print(f"auditd-py: warning: this read was not recorded: {exc}", file=sys.stderr)
+
+
 def cmd_verify(a: argparse.Namespace) -> int:
     layout = Layout.at(a.archive)
     bar = None
     try:
         public_key, mac_key, _ = _load_keys(a)
+        _record_read(
+            a.archive,
+            "verify",
+            {
+                "mode": "key" if mac_key is not None else "public-key",
+                "anchor": bool(a.anchor),
+                "require_sealed": a.require_sealed,
+                "json": a.json,
+            },
+        )
         try:
             anchor = Path(a.anchor).read_bytes() if a.anchor else None
         except OSError as exc:
@@ -266,6 +294,19 @@ def cmd_show(a: argparse.Namespace) -> int:
         rx = re.compile(a.grep) if a.grep else None
     except re.error as exc:
         raise UsageError(f"invalid --grep pattern: {exc}") from exc
+    _record_read(
+        a.archive,
+        "show",
+        {
+            "meta": a.meta,
+            "all": a.all,
+            "json": a.json,
+            "since": a.since,
+            "until": a.until,
+            "source": a.source,
+            "grep": a.grep,
+        },
+    )
     out: IO[bytes] = sys.stdout.buffer
     for loc, obj in iter_records(layout):
         src = obj.get("source")
@@ -291,6 +332,7 @@ def cmd_show(a: argparse.Namespace) -> int:
 
 
 def cmd_prove(a: argparse.Namespace) -> int:
+    _record_read(a.archive, "prove", {"seq": a.seq})
     proof = build_proof(Layout.at(a.archive), a.seq)
     sys.stdout.buffer.write(orjson.dumps(proof, option=orjson.OPT_INDENT_2) + b"\n")
     return 0
@@ -333,6 +375,34 @@ def cmd_run(a: argparse.Namespace) -> int:
     if not a.once:
         d.install_signals()
     return d.run()
+
+
+def cmd_rotate(a: argparse.Namespace) -> int:
+    if bool(a.archive) == bool(a.config):
+        raise UsageError("give the archive DIR or --config FILE (its archive.path), one of them")
+    if not a.timeout > 0:
+        raise UsageError(f"--timeout must be positive, not {a.timeout:g}")
+    if a.config:
+        from auditd_py import config  # noqa: PLC0415 - only this command needs it
+
+        archive = str(config.load(a.config).config.archive.path)
+    else:
+        archive = a.archive
+    try:
+        r = control.request(archive, {"op": "rotate"}, a.timeout)
+    except control.ControlError as exc:
+        if exc.reason != control.ABSENT:
+            raise
+        raise control.ControlError(
+            f"no daemon is running for the archive {archive} (it would listen on "
+            f"{control.socket_path(archive)}); nothing was rotated",
+            reason=exc.reason,
+        ) from exc
+    print(
+        f"closed segments/{r.get('closed')} with checkpoint {r.get('checkpoint')}; "
+        f"now writing segments/{r.get('segment')}"
+    )
+    return 0
 
 
 _DURATIONS = frozenset(
@@ -516,6 +586,18 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="print the document as one JSON line")
     st.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS")
     st.set_defaults(func=cmd_status)
+
+    ro = sub.add_parser(
+        "rotate",
+        help="ask the running daemon to close its segment and start a new one",
+        description="Asks the daemon running for the archive (over DIR/.control.sock) to end "
+        "the epoch with a checkpoint and continue in a new segment, as SIGUSR1 does, and "
+        "prints the segments. Exits 2 if no daemon answers.",
+    )
+    ro.add_argument("archive", nargs="?", metavar="DIR", help="the archive directory")
+    ro.add_argument("--config", metavar="FILE", help="the daemon's config (archive.path)")
+    ro.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS")
+    ro.set_defaults(func=cmd_rotate)
 
     c = sub.add_parser("config", help="configuration tools")
     csub = c.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")

@@ -49,6 +49,10 @@ SEGMENT_COMPRESSED: Final = "segment.compressed"
 SEALER_STALLED: Final = "sealer.stalled"
 SEALER_RESUMED: Final = "sealer.resumed"
 METRICS_LISTENING: Final = "metrics.listening"
+CONTROL_LISTENING: Final = "control.listening"
+CONTROL_ROTATE: Final = "control.rotate"
+CONTROL_ERROR: Final = "control.error"
+ARCHIVE_READ: Final = "archive.read"
 CLOCK_JUMP: Final = "clock.jump"
 ERROR: Final = "daemon.error"
 
@@ -127,6 +131,7 @@ _WARN = frozenset(
         SOURCE_ERROR,
         CLOCK_JUMP,
         SEALER_RESUMED,
+        CONTROL_ERROR,
     }
 )
 _ERR = frozenset({ERROR, SEALER_STALLED})

@@ -10,6 +10,10 @@ on them:
   ``config.rejected``;
 * SIGUSR1: end the epoch and continue in a new segment.
 
+The control socket (:mod:`auditd_py.control`, ``ARCHIVE/.control.sock``) asks
+for the same rotation (``auditd-py rotate``), also run by the main loop, and
+seals the reads that ``verify``, ``show`` and ``prove`` announce.
+
 systemd is told ``READY=1`` only once every source is open and the archive is
 writable, ``RELOADING=1``/``READY=1`` around a reload, ``STOPPING=1`` at the
 end, a one-line ``STATUS=`` every tick, and ``WATCHDOG=1`` only while the
@@ -32,7 +36,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from auditd_py import config
+from auditd_py import config, control
 from auditd_py import metalog as ev
 from auditd_py.clock import Clock, SystemClock
 from auditd_py.config import Config, FileSource, JournaldSource, Loaded, SyslogSource
@@ -187,6 +191,8 @@ class Daemon:
         self.sealer: Sealer | None = None
         self.compressor: Compressor | None = None
         self.server: Any = None
+        self.control: control.Control | None = None
+        """The control socket (``auditd-py rotate``, recorded reads); not with --once."""
         self.rates = Rates()
         self.started = time.monotonic()
         self.stopping = False
@@ -279,6 +285,8 @@ class Daemon:
                 f"metrics and health on {self.server.url}",
                 url=self.server.url,
             )
+        if not self.once:  # last: nothing after it can fail and leave it running
+            self.control = control.serve(layout.root, self.meta, self._wake)
 
     def _rotated(self, prev: str, reason: str, epoch: int) -> None:
         """From the sealer thread, after a rotation: log it, compress the closed segment."""
@@ -342,6 +350,8 @@ class Daemon:
                 if self.flags.rotate and not self.flags.stop:
                     self.flags.rotate = False
                     self.rotate()
+                if self.control is not None and not self.flags.stop:
+                    self.control.run_pending(self.rotate)
                 self._check_health()
             self.stopping = True
             self.notify("STOPPING=1\nSTATUS=stopping: sealing what was read")
@@ -395,18 +405,21 @@ class Daemon:
             )
         self.notify(f"STATUS=sealer stalled for {age:.0f}s; {self.status_line()}")
 
-    # ------------------------------------------------------------ SIGUSR1
+    # ------------------------------------------------------------ SIGUSR1, `auditd-py rotate`
 
-    def rotate(self) -> None:
-        """End the epoch and continue in a new segment."""
+    def rotate(self, reason: str = "SIGUSR1") -> control.Rotated | None:
+        """End the epoch and continue in a new segment (None if the writer failed)."""
         sealer, w = self.sealer, self.writer
         if sealer is None or w is None:
-            return
+            return None
         try:
             with sealer.lock:
-                sealer.rotate("SIGUSR1")  # logged and compressed by _rotated
+                prev = w.segment
+                sealer.rotate(reason)  # logged and compressed by _rotated
+                return control.Rotated(prev, w.segment, sealer.stats.last_checkpoint_epoch)
         except BaseException as exc:  # the writer is unusable: stop as for a sealer failure
             self._sealer_failed(exc)
+            return None
 
     # ------------------------------------------------------------ SIGHUP
 
@@ -549,6 +562,8 @@ class Daemon:
     def shutdown(self) -> int:
         """Stop reading, seal what was read, checkpoint, close."""
         self.stopping = True
+        if self.control is not None:
+            self.control.stop()  # a rotation still asked for is answered "stopping"
         if self.server is not None:
             self.server.stop()
         if self.compressor is not None:
@@ -583,6 +598,9 @@ class Daemon:
         return self.sealer.stats.sealed if self.sealer is not None else 0
 
     def _abort(self) -> None:
+        if self.control is not None:
+            with contextlib.suppress(Exception):
+                self.control.stop()
         if self.server is not None:
             with contextlib.suppress(Exception):
                 self.server.stop()
