@@ -1,6 +1,7 @@
 """A second, minimal verifier of auditd-py format version 1.
 
-Written from docs/FORMAT.md alone, with hashlib and cryptography only: it does
+Written from docs/FORMAT.md alone, with hashlib, gzip, cryptography and
+zstandard only (the last two for Ed25519 and for ``.zst`` segments): it does
 not import auditd_py, so that a disagreement between the document and the
 reference implementation shows up as a disagreement between two verifiers.
 Section numbers below refer to docs/FORMAT.md.
@@ -11,22 +12,25 @@ Usage::
 
 ``KEY_FILE`` is either the verification key (key mode: MACs are checked too)
 or the public key (public-key mode). Exit status 0 means intact; a failure
-raises :class:`VerificationError` naming the check (``C1``…``F2``) and, where
+raises :class:`VerificationError` naming the check (``C1``…``F3``) and, where
 the document gives one, the ``what`` code.
 """
 
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import hmac
 import json
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
+import zstandard
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -42,6 +46,8 @@ SIG_SUFFIX_LEN = 144
 _SEAL_RE = re.compile(rb',"link":"([0-9a-f]{64})","mac":"([0-9a-f]{64})"\}')
 _SIG_RE = re.compile(rb',"signature":"([0-9a-f]{128})"\}')
 _SEGMENT_NAME = re.compile(r"seg-[0-9]{10}\.jsonl")
+_SEGMENT_FILE = re.compile(r"(seg-[0-9]{10}\.jsonl)(\.zst|\.gz)?")  # section 3
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 _CHECKPOINT_NAME = re.compile(r"cp-[0-9]{10}\.json")
 _SOURCE_KEY = b',"source":'
 _META_VALUE = b'"auditd-py",'
@@ -163,6 +169,25 @@ def root_from_path(index: int, size: int, leaf_hash: bytes, path: list[bytes]) -
 
 def _same(a: bytes, b: bytes) -> bool:
     return hmac.compare_digest(a, b)
+
+
+def _is_int(v: object) -> TypeGuard[int]:
+    """A JSON integer (not a boolean, not a float)."""
+    return type(v) is int
+
+
+def _is_hex64(v: object) -> TypeGuard[str]:
+    """64 lower-case hex digits (32 bytes)."""
+    return isinstance(v, str) and _HEX64.fullmatch(v) is not None
+
+
+def _is_range(v: object, size: int) -> TypeGuard[list[str]]:
+    """A compact range of a tree of ``size`` leaves: popcount(size) hex digests."""
+    return isinstance(v, list) and len(v) == size.bit_count() and all(_is_hex64(x) for x in v)
+
+
+def _segment_name(v: object) -> TypeGuard[str]:
+    return isinstance(v, str) and _SEGMENT_NAME.fullmatch(v) is not None
 
 
 def _sig_ok(public_key: bytes, message: bytes, signature: bytes) -> bool:
@@ -365,16 +390,48 @@ def check_checkpoints(
 class Result:
     mode: str
     records: int = 0
+    """Records read (those still present: from ``first_seq`` on)."""
     sealed_records: int = 0
+    """Records read that a checkpoint covers (up to the last checkpoint's ``seq_end``)."""
     segments: int = 0
     checkpoints: int = 0
+    first_seq: int = 0
+    """The seq the archive starts at: 0, or ``first_seq`` of a retained archive (16.2)."""
     anchor_epoch: int | None = None
     recovered: list[dict[str, Any]] = field(default_factory=list)
+    retention: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     @property
     def unsealed_records(self) -> int:
         return self.records - self.sealed_records
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """A segment read completely: what R7b and R8 case (a) compare with."""
+
+    length: int  # bytes up to and including the last 0x0A (15.6)
+    first_seq: int  # the seq of its first record (its header)
+    seq_end: int  # one past its last record
+    link: bytes  # link of its last record
+    mac: bytes  # MAC stored in its last record
+    stack: tuple[bytes, ...]  # the Merkle compact range after its last record
+
+
+_Fail = Callable[[str, str, str | None], VerificationError]
+
+
+@dataclass(frozen=True)
+class _Cut:
+    """Where a retained archive resumed (15.5): its first segment's header."""
+
+    segment: str
+    prev_segment: str
+    first_seq: int
+    prev_link: str
+    prev_mac: str
+    merkle_range: tuple[str, ...]
 
 
 def _first_int_after(body: bytes, key: bytes) -> int | None:
@@ -396,10 +453,14 @@ class _Walk:
         self.mac = ZERO  # MAC of the previous record; zeros before record 0
         self.stack: list[bytes] = []
         self.ci = 0
-        self.done: dict[str, int] = {}  # segment name -> length, once read completely
+        self.done: dict[str, _Segment] = {}  # segments read completely
         self.prev_segment: str | None = None
-        self.current: str | None = None  # the segment being read
+        self.first_seq = 0
+        self.cut: _Cut | None = None  # set when a retained archive resumes (15.5)
+        self.cut_accounted = False  # a case-(b) retention record was seen (16.3, F3)
         self.recovered: list[dict[str, Any]] = []
+        self.retention: list[dict[str, Any]] = []
+        self.warnings: list[str] = []
         self.close_epochs("")
 
     def close_epochs(self, file: str, line: int | None = None) -> None:
@@ -426,11 +487,19 @@ class _Walk:
         """Read one segment (section 15.1 step 5, then 15.6); returns a warning or None."""
         file = f"segments/{name}"
         *lines, torn = data.split(b"\n")
-        self.current = name
+        first_seq = self.seq
         for no, line in enumerate(lines, 1):
             self.record(name, no, line)
-        self.current = None
-        self.done[name] = len(data) - len(torn)
+            if no == 1:
+                first_seq = self.seq - 1  # after a resumption this is the resumed seq
+        self.done[name] = _Segment(
+            length=len(data) - len(torn),
+            first_seq=first_seq,
+            seq_end=self.seq,
+            link=self.head,
+            mac=self.mac,
+            stack=tuple(self.stack),
+        )
         self.prev_segment = name
         if not lines and not last:
             raise VerificationError("S", "segment is empty", what="segment_header", file=file)
@@ -443,6 +512,103 @@ class _Walk:
         if not lines:
             return f"{file}: empty last segment"
         return None
+
+    def resume(self, name: str, attrs: dict[str, Any], file: str) -> None:
+        """15.5: the first segment of a retained archive; start from its header's state."""
+
+        def fail(msg: str) -> VerificationError:
+            return VerificationError("R5", msg, what="missing_segment", file=file, line=1)
+
+        prev, first = attrs.get("prev_segment"), attrs.get("first_seq")
+        prev_link, prev_mac = attrs.get("prev_link"), attrs.get("prev_mac")
+        rng = attrs.get("merkle_range")
+        if not _segment_name(prev) or not prev < name:
+            raise fail("prev_segment of the first segment is not an earlier segment name")
+        if not _is_int(first) or first <= 0:
+            raise fail("first_seq of a retained archive is not a positive integer")
+        if not _is_hex64(prev_link) or not _is_hex64(prev_mac):
+            raise fail("the first segment's header does not state prev_link and prev_mac")
+        if not _is_range(rng, first):
+            raise fail("the first segment's header does not state the compact range at the cut")
+        if not any(cp.seq_end >= first for cp in self.cps):
+            raise fail("no checkpoint covers the records before the first segment")
+        self.seq = first
+        self.head = bytes.fromhex(prev_link)
+        self.mac = bytes.fromhex(prev_mac)
+        self.stack = [bytes.fromhex(x) for x in rng]
+        while self.ci < len(self.cps) and self.cps[self.ci].seq_end < first:
+            self.ci += 1  # checkpoints of deleted records only
+            if self.mac_key is not None:
+                self.mac_key = next_mac_key(self.mac_key)
+        self.close_epochs(file, 1)  # R6 once: a checkpoint ending at first_seq
+        self.first_seq = first
+        self.cut = _Cut(name, prev, first, prev_link, prev_mac, tuple(rng))
+
+    def check_retention(self, attrs: dict[str, Any], seq: int, fail: _Fail) -> None:
+        """R8: a ``retention.deleted`` record (section 16.3)."""
+        seg, seq_first, seq_end = attrs.get("segment"), attrs.get("seq_first"), attrs.get("seq_end")
+        last_link, last_mac, rng = (
+            attrs.get("last_link"),
+            attrs.get("last_mac"),
+            attrs.get("merkle_range"),
+        )
+        cpref = attrs.get("checkpoint")
+        # 1. well-formed
+        if not _segment_name(seg):
+            raise fail("R8", "retention record names no segment", "retention")
+        if not (_is_int(seq_first) and _is_int(seq_end) and 0 <= seq_first < seq_end <= seq):
+            raise fail("R8", "retention record seq range invalid", "retention")
+        if not _is_hex64(last_link) or not _is_hex64(last_mac) or not _is_range(rng, seq_end):
+            raise fail("R8", "retention record chain state malformed", "retention")
+        # 2. the checkpoint that covered the deleted records
+        e = cpref.get("epoch") if isinstance(cpref, dict) else None
+        if not _is_int(e) or not 0 <= e < self.ci:
+            raise fail("R8", "retention record names no closed checkpoint", "retention")
+        assert isinstance(cpref, dict) and isinstance(e, int)
+        if self.cps[e].seq_end < seq_end or (e > 0 and self.cps[e - 1].seq_end >= seq_end):
+            raise fail("R8", "retention record names the wrong checkpoint", "retention")
+        if cpref.get("digest") != cp_digest(self.cps[e].line).hex():
+            raise fail("R8", "retention record checkpoint digest differs", "retention")
+        # 3. which deletion it is
+        cut = self.cut
+        if seg in self.done:  # (a) still present: an interrupted deletion
+            s = self.done[seg]
+            if (
+                seq_first != s.first_seq
+                or seq_end != s.seq_end
+                or last_link != s.link.hex()
+                or last_mac != s.mac.hex()
+                or rng != [x.hex() for x in s.stack]
+            ):
+                raise fail("R8", f"retention record does not match {seg}", "retention")
+            self.warnings.append(
+                f"segments/{seg}: deleted by retention (record seq {seq}) but still present: "
+                "the deletion was interrupted"
+            )
+        elif cut is not None and seg == cut.prev_segment:  # (b) the cut
+            if (
+                seq_end != cut.first_seq
+                or last_link != cut.prev_link
+                or last_mac != cut.prev_mac
+                or rng != list(cut.merkle_range)
+            ):
+                raise fail("R8", "retention record does not match the cut", "retention")
+            self.cut_accounted = True
+        elif cut is not None and seg < cut.segment and seq_end <= cut.first_seq:
+            pass  # (c) an earlier deletion
+        else:
+            raise fail(
+                "R8", f"retention record names {seg}, neither present nor deleted", "retention"
+            )
+        self.retention.append(
+            {
+                "seq": seq,
+                "segment": seg,
+                "seq_first": seq_first,
+                "seq_end": seq_end,
+                "policy": attrs.get("policy"),
+            }
+        )
 
     def record(self, name: str, no: int, line: bytes) -> None:
         file, seq, e = f"segments/{name}", self.seq, self.ci
@@ -467,10 +633,18 @@ class _Walk:
                 raise fail("R5", "no segment header", "segment_header")
             if attrs.get("segment") != name:
                 raise fail("R5", "header names another segment", "segment_swapped")
-            if attrs.get("prev_segment") != self.prev_segment:
-                raise fail("R5", "previous segment differs", "missing_segment")
-            if attrs.get("prev_link") != self.head.hex():
-                raise fail("R5", "prev_link is not the chain head", "broken_link")
+            if self.prev_segment is None and attrs.get("prev_segment") is not None:
+                self.resume(name, attrs, file)  # 15.5: a retained archive
+                seq, e = self.seq, self.ci
+            else:
+                if attrs.get("prev_segment") != self.prev_segment:
+                    raise fail("R5", "previous segment differs", "missing_segment")
+                if attrs.get("prev_link") != self.head.hex():
+                    raise fail("R5", "prev_link is not the chain head", "broken_link")
+            if "prev_mac" in attrs and attrs["prev_mac"] != self.mac.hex():
+                raise fail("R5", "prev_mac is not the previous MAC", "broken_link")
+            if "merkle_range" in attrs and attrs["merkle_range"] != [x.hex() for x in self.stack]:
+                raise fail("R5", "merkle_range is not the Merkle stack", "checkpoint_mismatch")
         # R1
         n = len(line)
         m = _SEAL_RE.fullmatch(line, n - SEAL_LEN) if n > SEAL_LEN else None
@@ -510,11 +684,25 @@ class _Walk:
                 raise fail("R7", "segment header inside a segment", "segment_header")
             if event == "recovery.torn_tail":
                 cut, offset = attrs.get("segment"), attrs.get("offset")
-                # R7b: a segment whose only line was torn was cut to 0 bytes and removed.
-                removed = offset == 0 and cut not in self.done and cut != self.current
-                if not removed and (cut not in self.done or offset != self.done[cut]):
+                read = self.done.get(cut) if isinstance(cut, str) else None
+                # R7b: the cut segment was read earlier and has that length; or it held
+                # only a torn line, was cut to 0 bytes and removed (11.3); or retention
+                # deleted it before the first segment of a retained archive (16).
+                if not (
+                    (read is not None and _is_int(offset) and offset == read.length)
+                    or (
+                        _is_int(offset)
+                        and offset == 0
+                        and _segment_name(cut)
+                        and cut < name
+                        and read is None
+                    )
+                    or (self.cut is not None and _segment_name(cut) and cut < self.cut.segment)
+                ):
                     raise fail("R7", "torn-tail record does not match", "truncated")
-                self.recovered.append({"seq": seq, "segment": cut, "offset": attrs["offset"]})
+                self.recovered.append({"seq": seq, "segment": cut, "offset": offset})
+            if event == "retention.deleted":
+                self.check_retention(attrs, seq, fail)
         # accept, then R6
         merkle_append(self.stack, seq, leaf_hash)
         self.seq = seq + 1
@@ -562,23 +750,86 @@ def verify(
         result.anchor_epoch = a.epoch
     # 4.-5. records
     walk = _Walk(identity, cps, key.mac_key)
-    names = sorted(n for n in (p.name for p in seg_dir.iterdir()) if _SEGMENT_NAME.fullmatch(n))
-    for i, name in enumerate(names):
-        warning = walk.segment(name, (seg_dir / name).read_bytes(), last=i == len(names) - 1)
+    files = segment_files(seg_dir)
+    for i, (name, fname) in enumerate(files):
+        data = read_segment(seg_dir / fname)
+        warning = walk.segment(name, data, last=i == len(files) - 1)
+        result.warnings.extend(walk.warnings)
+        walk.warnings.clear()
         if warning is not None:
             result.warnings.append(warning)
-    # 6. final checks
+    # 6. final checks: F3, F1, F2 (15.7)
+    if walk.cut is not None and not walk.cut_accounted:
+        raise VerificationError(
+            "F3",
+            f"segments before {walk.cut.segment} are missing, and no retention record "
+            "accounts for them",
+            what="missing_segment",
+            file=f"segments/{walk.cut.segment}",
+            line=1,
+            seq=walk.cut.first_seq,
+        )
     if walk.ci < len(cps):
         raise VerificationError("F1", "checkpointed records are missing", what="truncated")
     sealed = cps[-1].seq_end if cps else 0
     if require_sealed and walk.seq > sealed:
         raise VerificationError("F2", "records after the last checkpoint", what="unsealed_tail")
-    result.records = walk.seq
-    result.sealed_records = sealed
-    result.segments = len(names)
+    result.records = walk.seq - walk.first_seq
+    result.first_seq = walk.first_seq
+    result.sealed_records = min(walk.seq, sealed) - walk.first_seq
+    result.segments = len(files)
     result.checkpoints = len(cps)
     result.recovered = walk.recovered
+    result.retention = walk.retention
     return result
+
+
+def segment_files(seg_dir: Path) -> list[tuple[str, str]]:
+    """(logical name, file name) of each segment, in name order (sections 3 and 11.4).
+
+    A plain file wins over a compressed copy of the same segment.
+    """
+    files: dict[str, str] = {}
+    for fname in sorted(p.name for p in seg_dir.iterdir()):
+        m = _SEGMENT_FILE.fullmatch(fname)
+        if m is None:
+            continue
+        name = m.group(1)
+        if m.group(2) is None or name not in files:
+            files[name] = fname
+    return sorted(files.items())
+
+
+def read_segment(path: Path) -> bytes:
+    """A segment's bytes; a compressed segment decompressed (11.4: all frames or members).
+
+    A stream that is corrupt or ends inside a frame or member is a failure to read
+    the segment (11.4), not a shorter segment.
+    """
+    raw = path.read_bytes()
+    try:
+        if path.name.endswith(".zst"):
+            return _unzstd(raw)
+        if path.name.endswith(".gz"):
+            return gzip.decompress(raw)  # every member; EOFError if one is cut short
+    except (zstandard.ZstdError, OSError, EOFError, ValueError) as exc:
+        raise VerificationError(
+            "S", f"cannot decompress: {exc}", file=f"segments/{path.name}"
+        ) from exc
+    return raw
+
+
+def _unzstd(data: bytes) -> bytes:
+    """Every zstd frame of ``data``, one after another (RFC 8878)."""
+    out = bytearray()
+    dctx = zstandard.ZstdDecompressor()
+    while data:
+        obj = dctx.decompressobj()
+        out += obj.decompress(data)
+        if not obj.eof:
+            raise ValueError("the stream ends inside a zstd frame")
+        data = obj.unused_data
+    return bytes(out)
 
 
 # ---------------------------------------------------------------- inclusion proofs (section 14)

@@ -9,7 +9,11 @@
     verifiers fail in both modes;
 (e) the corner cases of FORMAT.md (empty or torn-only last segment, a removed
     torn-only segment, meta-record detection, checkpoint windows and mac_head,
-    proofs) get the same verdict from both verifiers.
+    proofs) get the same verdict from both verifiers;
+(f) retention (FORMAT.md 16): the retained vector archive verifies, its proof
+    checks, and deleted segments, mismatched retention records, interrupted
+    deletions, torn-tail records naming deleted segments and forged header
+    states get the same verdict from both verifiers.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +52,18 @@ from auditd_py.chain.keys import (
     sign,
 )
 from auditd_py.clock import ManualClock
-from auditd_py.errors import FormatError, IntegrityError
+from auditd_py.errors import FormatError, IntegrityError, ProofError
+from auditd_py.store import writer as writer_module
 from auditd_py.store.layout import Layout
-from auditd_py.store.reader import check_proof, verify_archive
+from auditd_py.store.reader import build_proof, check_proof, verify_archive
+from auditd_py.store.retention import read_header
 from auditd_py.store.writer import ArchiveWriter, create_archive
 from tests import independent_verifier as iv
 from tests.vectors import generate
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
 BASIC = VECTORS / generate.BASIC
+RETAINED = VECTORS / generate.RETAINED
 MODES = ("key", "public-key")
 
 
@@ -70,14 +77,14 @@ def prim() -> dict[str, Any]:
     return data
 
 
-def _key_file(mode: str) -> bytes:
+def _key_file(mode: str, keys: Path = BASIC / "keys") -> bytes:
     name = "verify-key.json" if mode == "key" else "public-key.json"
-    return (BASIC / "keys" / name).read_bytes()
+    return (keys / name).read_bytes()
 
 
-def _reference_verify(archive: Path, mode: str) -> Any:
-    vk = VerifyKey.from_bytes(_key_file("key"))
-    pk = PublicKey.from_bytes(_key_file("public-key"))
+def _reference_verify(archive: Path, mode: str, keys: Path = BASIC / "keys") -> Any:
+    vk = VerifyKey.from_bytes(_key_file("key", keys))
+    pk = PublicKey.from_bytes(_key_file("public-key", keys))
     return verify_archive(
         Layout.at(archive),
         public_key=pk.public_key,
@@ -188,7 +195,7 @@ def test_reference_verifier_accepts(mode: str) -> None:
     assert (r.mode, r.records, r.sealed_records, r.unsealed_records) == (mode, 12, 12, 0)
     assert (r.segments, r.checkpoints, r.warnings) == (3, 6, ())
     assert [(x["seq"], x["segment"], x["offset"]) for x in r.recovered] == [
-        (10, "seg-0000000001.jsonl", 1055)
+        (10, "seg-0000000001.jsonl", 1284)
     ]
 
 
@@ -198,7 +205,7 @@ def test_independent_verifier_accepts(mode: str) -> None:
     assert (r.mode, r.records, r.sealed_records, r.unsealed_records) == (mode, 12, 12, 0)
     assert (r.segments, r.checkpoints, r.warnings) == (3, 6, [])
     assert [(x["seq"], x["segment"], x["offset"]) for x in r.recovered] == [
-        (10, "seg-0000000001.jsonl", 1055)
+        (10, "seg-0000000001.jsonl", 1284)
     ]
 
 
@@ -249,7 +256,7 @@ def test_vector_archive_content() -> None:
     ]
     # Checkpoint 0's window starts at the archive's creation (C8).
     assert cps[0].start == json.loads((BASIC / "archive.json").read_bytes())["created"]
-    tail = (BASIC / "quarantine" / "seg-0000000001.jsonl.1055.tail").read_bytes()
+    tail = (BASIC / "quarantine" / "seg-0000000001.jsonl.1284.tail").read_bytes()
     assert tail == generate.TORN
 
 
@@ -333,14 +340,17 @@ def _change_mac_digit(seg: Path, line_no: int, digit: int = 17) -> None:
     seg.write_bytes(bytes(data))
 
 
-def _both_fail_with(archive: Path, mode: str, what: str) -> None:
+def _both_fail_with(
+    archive: Path, mode: str, what: str, keys: Path = BASIC / "keys"
+) -> tuple[IntegrityError, iv.VerificationError]:
     """Both verifiers fail, with the same ``what`` code."""
     with pytest.raises(IntegrityError) as ref:
-        _reference_verify(archive, mode)
+        _reference_verify(archive, mode, keys)
     assert ref.value.where.get("what") == what, ref.value
     with pytest.raises(iv.VerificationError) as ind:
-        iv.verify(archive, _key_file(mode))
+        iv.verify(archive, _key_file(mode, keys))
     assert ind.value.what == what, ind.value
+    return ref.value, ind.value
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -386,8 +396,8 @@ def test_missing_first_segment_fails_both(copy: Path) -> None:
 # ---------------------------------------------------------------- (e) corner cases
 
 
-def _both_accept(archive: Path, mode: str) -> tuple[Any, iv.Result]:
-    return _reference_verify(archive, mode), iv.verify(archive, _key_file(mode))
+def _both_accept(archive: Path, mode: str, keys: Path = BASIC / "keys") -> tuple[Any, iv.Result]:
+    return _reference_verify(archive, mode, keys), iv.verify(archive, _key_file(mode, keys))
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -603,3 +613,391 @@ def test_unsealed_meta_record_that_is_not_json_fails_both(copy: Path) -> None:
         iv.verify(copy, _key_file("public-key"))
     assert (ind.value.check, ind.value.what) == ("R7", "format")
     _both_fail_with(copy, "key", "mac_mismatch")
+
+
+# ---------------------------------------------------------------- (f) retention
+
+RETAINED_KEYS = RETAINED / "keys"
+#: The retention records of v1-retained: (seq, segment, seq_first, seq_end, policy).
+RETAINED_DELETIONS = [
+    (10, "seg-0000000000.jsonl", 0, 4, "max_segments"),
+    (17, "seg-0000000001.jsonl", 4, 8, "max_age"),
+]
+
+
+def _deletions(items: Any) -> list[tuple[Any, ...]]:
+    return [(x["seq"], x["segment"], x["seq_first"], x["seq_end"], x["policy"]) for x in items]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_retained_vector_verifies_with_both(mode: str) -> None:
+    """v1-retained starts at seq 8 (FORMAT.md 16.2): 18 of 26 records are present."""
+    ref, ind = _both_accept(RETAINED, mode, RETAINED_KEYS)
+    assert (ref.mode, ref.first_seq, ref.records, ref.sealed_records, ref.unsealed_records) == (
+        mode,
+        8,
+        18,
+        18,
+        0,
+    )
+    assert (ind.mode, ind.first_seq, ind.records, ind.sealed_records, ind.unsealed_records) == (
+        mode,
+        8,
+        18,
+        18,
+        0,
+    )
+    assert (ref.segments, ref.checkpoints, ref.warnings, ref.recovered) == (3, 8, (), ())
+    assert (ind.segments, ind.checkpoints, ind.warnings, ind.recovered) == (3, 8, [], [])
+    assert _deletions(ref.retention) == _deletions(ind.retention) == RETAINED_DELETIONS
+
+
+def test_retained_vector_content() -> None:
+    """The archive holds what FORMAT.md section 17 says it does."""
+    assert sorted(p.name for p in (RETAINED / "segments").iterdir()) == [
+        "seg-0000000002.jsonl.zst",
+        "seg-0000000003.jsonl",
+        "seg-0000000004.jsonl",
+    ]
+    assert (RETAINED / "archive.json").read_bytes() == (BASIC / "archive.json").read_bytes()
+    assert len(list((RETAINED / "checkpoints").iterdir())) == 8
+    first = read_header(RETAINED / "segments" / "seg-0000000002.jsonl.zst", "seg-0000000002.jsonl")
+    assert (first.seq, first.prev_segment) == (8, "seg-0000000001.jsonl")
+    # The case-(b) record states the cut that the first header states (16.3).
+    line = (RETAINED / "segments" / "seg-0000000003.jsonl").read_bytes().split(b"\n")[3]
+    attrs = orjson.loads(line)["attrs"]
+    assert attrs["segment"] == first.prev_segment
+    assert (attrs["seq_end"], attrs["last_link"], attrs["last_mac"]) == (
+        first.seq,
+        first.prev_link,
+        first.prev_mac,
+    )
+    assert tuple(attrs["merkle_range"]) == first.merkle_range
+    cp1 = _cp(RETAINED, 1)
+    assert attrs["checkpoint"] == {"epoch": 1, "digest": cp1.digest.hex()}
+    assert cp1.seq_end == 8
+
+
+def test_retained_proof_checks_out() -> None:
+    """The proof of a record after the cut needs a compact-range node (16.2)."""
+    raw = (RETAINED / "proofs" / f"seq-{generate.RETAINED_PROOF_SEQ}.json").read_bytes()
+    proof = json.loads(raw)
+    pk = PublicKey.from_bytes(_key_file("public-key", RETAINED_KEYS)).public_key
+    res = check_proof(proof, pk)
+    assert (res["seq"], res["tree_size"], res["epoch"]) == (generate.RETAINED_PROOF_SEQ, 26, 7)
+    assert iv.check_proof(proof, pk) == 7
+    # The node of the deleted leaves [0, 8) is on the path.
+    first = read_header(RETAINED / "segments" / "seg-0000000002.jsonl.zst", "seg-0000000002.jsonl")
+    assert first.merkle_range is not None and first.merkle_range[0] in proof["path"]
+    # The same proof is built again from the archive (its first segment is compressed).
+    layout = Layout.at(RETAINED)
+    rebuilt = build_proof(layout, generate.RETAINED_PROOF_SEQ)
+    assert orjson.dumps(rebuilt, option=orjson.OPT_INDENT_2) + b"\n" == raw
+    assert iv.check_proof(build_proof(layout, 8), pk) == 7  # the first record present
+
+
+@pytest.mark.parametrize("seq", [0, 3, 7])
+def test_build_proof_of_a_deleted_record_raises(seq: int) -> None:
+    with pytest.raises(ProofError):
+        build_proof(Layout.at(RETAINED), seq)
+
+
+@pytest.fixture
+def retained(tmp_path: Path) -> Path:
+    dst = tmp_path / "v1-retained"
+    shutil.copytree(RETAINED, dst)
+    return dst
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("file", "check"),
+    [
+        # The first remaining segment: the archive would resume at seg-3, but no
+        # retention record accounts for the cut (F3; the records naming seg-0 and
+        # seg-1 are earlier deletions, case (c)).
+        ("seg-0000000002.jsonl.zst", "F3"),
+        # A middle segment: seg-4's header names seg-3 (R5).
+        ("seg-0000000003.jsonl", "R5"),
+    ],
+)
+def test_deleted_segment_of_retained_archive_fails_both(
+    retained: Path, mode: str, file: str, check: str
+) -> None:
+    (retained / "segments" / file).unlink()
+    _, ind = _both_fail_with(retained, mode, "missing_segment", RETAINED_KEYS)
+    assert ind.check == check
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("segment", "key", "what"),
+    [
+        ("seg-0000000003.jsonl", b'"prev_mac":"', "broken_link"),
+        ("seg-0000000004.jsonl", b'"merkle_range":["', "checkpoint_mismatch"),
+    ],
+)
+def test_tampered_header_state_fails_both(
+    retained: Path, mode: str, segment: str, key: bytes, what: str
+) -> None:
+    """R5 compares prev_mac and merkle_range of a non-first header (FORMAT.md 15.5)."""
+    seg = retained / "segments" / segment
+    data = bytearray(seg.read_bytes())
+    off = data.index(key) + len(key)
+    data[off] = ord("1" if data[off] == ord("0") else "0")
+    seg.write_bytes(bytes(data))
+    _, ind = _both_fail_with(retained, mode, what, RETAINED_KEYS)
+    assert (ind.check, ind.line) == ("R5", 1)
+
+
+def _rotated_archive(tmp: Path, segments: int = 3) -> tuple[Layout, ManualClock, ArchiveWriter]:
+    """An archive with ``segments`` closed segments of 3 records each, and an open one."""
+    layout, clock = _new_archive(tmp)
+    w = ArchiveWriter.open(layout, clock)
+    for n in range(segments):
+        for i in range(2):
+            clock.advance(1)
+            w.append(Fields(clock.now_ns(), "app", b"segment %d record %d" % (n, i)))
+        clock.advance(1)
+        w.rotate_segment("test")
+    return layout, clock, w
+
+
+def _retention_attrs(layout: Layout, w: ArchiveWriter) -> dict[str, Any]:
+    """The attrs ``retire_segment`` would seal for the oldest segment (FORMAT.md 16.3)."""
+    x, p = layout.segment_names()[:2]
+    head = read_header(layout.segment_path(x), x)
+    nxt = read_header(layout.segment_path(p), p)
+    assert nxt.merkle_range is not None
+    cp = w.covering_checkpoint(nxt.seq)
+    return {
+        "segment": x,
+        "file": x,
+        "bytes": layout.segment_path(x).stat().st_size,
+        "seq_first": head.seq,
+        "seq_end": nxt.seq,
+        "last_link": nxt.prev_link,
+        "last_mac": nxt.prev_mac,
+        "merkle_range": list(nxt.merkle_range),
+        "checkpoint": {"epoch": cp.epoch, "digest": cp.digest.hex()},
+        "policy": "max_segments",
+        "reason": "test",
+    }
+
+
+def _verify_tmp_both(tmp: Path) -> Iterator[tuple[str, Any, iv.Result]]:
+    for mode in MODES:
+        ref, ind = _verify_tmp(tmp, mode)
+        yield mode, ref, ind
+
+
+_ZERO_HEX = "00" * 32
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda a: {"seq_end": a["seq_end"] + 1}, id="seq_end"),
+        pytest.param(
+            lambda a: {"checkpoint": {**a["checkpoint"], "digest": _ZERO_HEX}}, id="digest"
+        ),
+        pytest.param(
+            lambda a: {"checkpoint": {**a["checkpoint"], "epoch": a["checkpoint"]["epoch"] + 1}},
+            id="epoch",
+        ),
+        pytest.param(lambda a: {"last_link": _ZERO_HEX}, id="last_link"),
+        pytest.param(lambda a: {"last_mac": _ZERO_HEX}, id="last_mac"),
+        pytest.param(
+            lambda a: {"merkle_range": [_ZERO_HEX] * len(a["merkle_range"])}, id="merkle_range"
+        ),
+        pytest.param(lambda a: {"segment": "seg-0000000009.jsonl"}, id="unknown_segment"),
+    ],
+)
+def test_mismatched_retention_record_fails_both(
+    tmp_path: Path, change: Callable[[dict[str, Any]], dict[str, Any]]
+) -> None:
+    """R8 (FORMAT.md 16.3): a sealed retention record must state the cut exactly.
+
+    ``append_meta`` refuses the reserved event, so the record is sealed with the
+    writer's internal ``_seal``, as a compromised writer could; then the segment is
+    deleted as ``retire_segment`` would.
+    """
+    layout, clock, w = _rotated_archive(tmp_path)
+    attrs = _retention_attrs(layout, w)
+    victim = attrs["segment"]
+    attrs.update(change(attrs))
+    clock.advance(1)
+    w._seal(Fields(clock.now_ns(), "auditd-py", b"deleted", "retention.deleted", attrs))
+    clock.advance(1)
+    w.close()
+    layout.segment_path(victim).unlink()
+    for mode in MODES:
+        _, ind = _both_fail_with(layout.root, mode, "retention", tmp_path / "keys")
+        assert ind.check == "R8"
+
+
+def test_matching_retention_record_sealed_by_hand_passes_both(tmp_path: Path) -> None:
+    """The control for the test above: the same record, unchanged, accounts for the cut."""
+    layout, clock, w = _rotated_archive(tmp_path)
+    attrs = _retention_attrs(layout, w)
+    clock.advance(1)
+    w._seal(Fields(clock.now_ns(), "auditd-py", b"deleted", "retention.deleted", attrs))
+    clock.advance(1)
+    w.close()
+    layout.segment_path(attrs["segment"]).unlink()
+    for _, ref, ind in _verify_tmp_both(tmp_path):
+        assert ref.first_seq == ind.first_seq == attrs["seq_end"]
+        assert ref.records == ind.records
+
+
+def test_retention_record_without_deletion_is_an_interrupted_deletion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """16.3 case (a): record sealed, crash before the unlink: both pass with a warning.
+
+    The next writer completes the deletion; then the archive is retained (16.2).
+    """
+    layout, clock, w = _rotated_archive(tmp_path)
+    monkeypatch.setattr(w, "_unlink_segment", lambda name: None)  # the crash comes first
+    clock.advance(1)
+    w.retire_segment("seg-0000000000.jsonl", policy="max_segments", detail="test")
+    w.abandon()
+    assert layout.segment_names()[0] == "seg-0000000000.jsonl"
+    for _, ref, ind in _verify_tmp_both(tmp_path):
+        assert ref.first_seq == ind.first_seq == 0
+        assert ref.records == ind.records == 14
+        assert len(ref.warnings) == len(ind.warnings) == 1
+        assert "seg-0000000000.jsonl" in ref.warnings[0] and "interrupted" in ref.warnings[0]
+        assert "seg-0000000000.jsonl" in ind.warnings[0] and "interrupted" in ind.warnings[0]
+        assert _deletions(ref.retention) == _deletions(ind.retention)
+    clock.advance(1)
+    ArchiveWriter.open(layout, clock).close()
+    assert layout.segment_names()[0] == "seg-0000000001.jsonl"
+    for _, ref, ind in _verify_tmp_both(tmp_path):
+        assert ref.first_seq == ind.first_seq == 3
+        assert ref.warnings == () and ind.warnings == []
+
+
+def test_torn_tail_record_naming_a_retired_segment_passes_both(tmp_path: Path) -> None:
+    """R7b: a recovery record may name a segment that retention deleted since."""
+    layout, clock = _new_archive(tmp_path)
+    w = ArchiveWriter.open(layout, clock)
+    clock.advance(1)
+    w.append(Fields(clock.now_ns(), "app", b"one"))
+    clock.advance(1)
+    w.close()
+    w = ArchiveWriter.open(layout, clock)
+    clock.advance(1)
+    w.append(Fields(clock.now_ns(), "app", b"two"))
+    w.abandon()
+    with open(layout.segments / "seg-0000000001.jsonl", "ab") as fh:
+        fh.write(b'{"seq":4,"epo')  # torn: seg-2 will start with a recovery record
+    clock.advance(1)
+    w = ArchiveWriter.open(layout, clock)
+    clock.advance(1)
+    w.append(Fields(clock.now_ns(), "app", b"three"))
+    clock.advance(1)
+    w.rotate_segment("test")
+    w.retire_segment("seg-0000000000.jsonl", policy="max_segments", detail="test")
+    w.retire_segment("seg-0000000001.jsonl", policy="max_segments", detail="test")
+    clock.advance(1)
+    w.close()
+    assert layout.segment_names() == ["seg-0000000002.jsonl", "seg-0000000003.jsonl"]
+    for _, ref, ind in _verify_tmp_both(tmp_path):
+        assert [x["segment"] for x in ref.recovered] == ["seg-0000000001.jsonl"]
+        assert [x["segment"] for x in ind.recovered] == ["seg-0000000001.jsonl"]
+        assert ref.first_seq == ind.first_seq == 4
+        assert ref.records == ind.records
+
+
+@pytest.mark.parametrize(
+    ("key", "forge", "non_first", "first"),
+    [
+        ("prev_mac", lambda v: _ZERO_HEX, "broken_link", "checkpoint_mismatch"),
+        (
+            "merkle_range",
+            lambda v: [_ZERO_HEX, *v[1:]],
+            "checkpoint_mismatch",
+            "checkpoint_mismatch",
+        ),
+    ],
+)
+def test_header_sealed_with_a_false_state_fails_both(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    key: str,
+    forge: Callable[[Any], Any],
+    non_first: str,
+    first: str,
+) -> None:
+    """A correctly linked, MAC'd and checkpointed header that states a false cut.
+
+    As a non-first segment R5 catches it; as the first segment of a retained
+    archive (the retention record copies the same false state) the next
+    checkpoint does (16.2: R6 once at the resumed state).
+    """
+    real = Fields  # the class the writer module imported
+
+    def fields(*args: Any, **kwargs: Any) -> Fields:
+        f = real(*args, **kwargs)
+        if f.event == "segment.opened" and f.attrs and f.attrs["segment"] == "seg-0000000001.jsonl":
+            f = dataclasses.replace(f, attrs={**f.attrs, key: forge(f.attrs[key])})
+        return f
+
+    monkeypatch.setattr(writer_module, "Fields", fields)
+    layout, clock, w = _rotated_archive(tmp_path)
+    for mode in MODES:
+        _, ind = _both_fail_with(layout.root, mode, non_first, tmp_path / "keys")
+        assert (ind.check, ind.file) == ("R5", "segments/seg-0000000001.jsonl")
+    w.retire_segment("seg-0000000000.jsonl", policy="max_segments", detail="test")
+    clock.advance(1)
+    w.close()
+    for mode in MODES:
+        _both_fail_with(layout.root, mode, first, tmp_path / "keys")
+
+
+def test_retention_record_naming_the_cut_must_match_it(tmp_path: Path) -> None:
+    """16.3: a record naming the cut segment is case (b) and must state the cut.
+
+    It cannot pass as an "earlier deletion" (case (c)) although the segment sorts
+    before the first one, even when another record has accounted for the cut.
+    """
+    layout, clock, w = _rotated_archive(tmp_path)
+    attrs = _retention_attrs(layout, w)
+    for a in (attrs, {**attrs, "last_link": _ZERO_HEX}):
+        clock.advance(1)
+        w._seal(Fields(clock.now_ns(), "auditd-py", b"deleted", "retention.deleted", a))
+    clock.advance(1)
+    w.close()
+    layout.segment_path(attrs["segment"]).unlink()
+    for mode in MODES:
+        _, ind = _both_fail_with(layout.root, mode, "retention", tmp_path / "keys")
+        assert ind.check == "R8"
+
+
+def test_header_without_the_cut_state_cannot_start_an_archive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """11.1: headers of older writers lack prev_mac and merkle_range.
+
+    They are checked only when present (R5), so such an archive verifies; but the
+    archive cannot start at such a segment (15.5: missing_segment at its header).
+    """
+
+    def fields(*args: Any, **kwargs: Any) -> Fields:
+        f = Fields(*args, **kwargs)
+        if f.event == "segment.opened" and f.attrs and f.attrs["segment"] == "seg-0000000001.jsonl":
+            attrs = {k: v for k, v in f.attrs.items() if k not in ("prev_mac", "merkle_range")}
+            f = dataclasses.replace(f, attrs=attrs)
+        return f
+
+    monkeypatch.setattr(writer_module, "Fields", fields)
+    layout, clock, w = _rotated_archive(tmp_path)
+    clock.advance(1)
+    w.close()
+    for _, ref, res in _verify_tmp_both(tmp_path):
+        assert ref.records == res.records == 13
+    (layout.segments / "seg-0000000000.jsonl").unlink()
+    for mode in MODES:
+        _, ind = _both_fail_with(layout.root, mode, "missing_segment", tmp_path / "keys")
+        assert (ind.check, ind.file, ind.line) == ("R5", "segments/seg-0000000001.jsonl", 1)

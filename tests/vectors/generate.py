@@ -14,6 +14,11 @@ Outputs:
 * ``v1-basic/``: an archive (``archive.json``, ``segments/``, ``checkpoints/``,
   ``quarantine/``; not the sealing state), its two key files under ``keys/``
   and an inclusion proof under ``proofs/`` as printed by ``auditd-py prove``;
+* ``v1-retained/``: the same for an archive whose two oldest segments were
+  deleted by retention (two ``retention.deleted`` records) and whose first
+  remaining segment is compressed with zstd (``ZSTD_LEVEL`` of
+  :mod:`auditd_py.store.compress`; the output is pinned by the zstandard
+  version the project installs);
 * ``v1-primitives.json``: individual hash, MAC, key-evolution, Merkle and
   record-body vectors.
 """
@@ -46,12 +51,14 @@ from auditd_py.chain.encoding import (
 )
 from auditd_py.chain.keys import evolve_mac_key, evolve_sign_seed, public_key_of, sign
 from auditd_py.clock import ManualClock
+from auditd_py.store.compress import compress_segment
 from auditd_py.store.layout import Layout
 from auditd_py.store.reader import build_proof
 from auditd_py.store.writer import NS, ArchiveWriter, EpochPolicy, create_archive
 
 VECTORS = Path(__file__).resolve().parent
 BASIC = "v1-basic"
+RETAINED = "v1-retained"
 PRIMITIVES = "v1-primitives.json"
 
 #: The 64 "random" bytes of keygen: MAC key m[0] = 00..1f, signing seed s[0] = 20..3f.
@@ -63,6 +70,9 @@ HOST = "vectors.example"
 POLICY = EpochPolicy(interval_ns=60 * NS, max_records=4)
 #: The record whose inclusion proof is written to ``proofs/``.
 PROOF_SEQ = 3
+#: The record of ``v1-retained`` whose inclusion proof is written to ``proofs/``: a data
+#: record in the compressed segment, whose path needs nodes of the compact range at the cut.
+RETAINED_PROOF_SEQ = 13
 #: Bytes left without a final newline at the end of segment 1 (a torn write).
 TORN = b'{"seq":9,"epoch":4,"time":17641337'
 
@@ -152,22 +162,101 @@ def _build_archive(work: Path) -> Layout:
     return layout
 
 
-def _copy_archive(work: Path, layout: Layout, out: Path) -> None:
+def _build_retained(work: Path) -> Layout:
+    """Seal the retained vector archive under ``work``; returns its layout.
+
+    One writer session, 26 records (seq 0..25), 5 segments created, 3 left:
+
+    * ``seg-0`` (seq 0..3) and ``seg-1`` (seq 4..7): header and data records,
+      each closed by a rotation (a ``close`` checkpoint);
+    * ``seg-2`` (seq 8..13): header, ``segment.rotated``, the
+      ``retention.deleted`` record of ``seg-0`` (policy ``max_segments``; case
+      (c) of FORMAT.md 16.3 once ``seg-1`` is gone too), three data records;
+      after the next rotation it is compressed with zstd;
+    * ``seg-3`` (seq 14..20): header, ``segment.rotated``, a
+      ``segment.compressed`` record, the ``retention.deleted`` record of
+      ``seg-1`` (policy ``max_age``; case (b): the archive now starts at
+      ``seg-2``, seq 8), three data records;
+    * ``seg-4`` (seq 21..25): header, ``segment.rotated``, three data records,
+      then the session closes.
+    """
+    layout = Layout.at(work / "archive", work / "state")
+    create_archive(
+        layout,
+        work / "keys" / "verify-key.json",
+        work / "keys" / "public-key.json",
+        host=HOST,
+        now_ns=T0,
+        random=RANDOM,
+    )
+    clock = ManualClock(T0)
+    w = ArchiveWriter.open(layout, clock, POLICY)
+    n = 0
+
+    def data(count: int) -> None:
+        nonlocal n
+        for _ in range(count):
+            clock.advance(1)
+            w.append(Fields(clock.now_ns(), "app", b"retained record %d" % n))
+            n += 1
+
+    data(3)  # seg-0: seq 1..3
+    clock.advance(1)
+    w.rotate_segment("size")
+    data(2)  # seg-1: seq 6..7
+    clock.advance(1)
+    w.rotate_segment("size")
+    clock.advance(1)
+    w.retire_segment("seg-0000000000.jsonl", policy="max_segments", detail="4 segments > 3")
+    data(3)  # seg-2: seq 11..13
+    clock.advance(1)
+    w.rotate_segment("size")
+    done = compress_segment(layout, "seg-0000000002.jsonl", "zstd")
+    w.append_meta(
+        "segment.compressed",
+        f"compressed segment {done.segment} to {done.file}",
+        {
+            "segment": done.segment,
+            "file": done.file,
+            "method": done.method,
+            "plain_bytes": done.plain_bytes,
+            "compressed_bytes": done.compressed_bytes,
+            "ratio_permille": done.compressed_bytes * 1000 // done.plain_bytes,
+            "duration_ms": 0,  # the real duration would make the vector nondeterministic
+        },
+    )
+    clock.advance(1)
+    w.retire_segment(
+        "seg-0000000001.jsonl", policy="max_age", detail="closed 2700000s ago > 2592000s"
+    )
+    data(3)  # seg-3: seq 18..20
+    clock.advance(1)
+    w.rotate_segment("size")
+    data(3)  # seg-4: seq 23..25
+    clock.advance(1)
+    w.close()
+    return layout
+
+
+def _copy_archive(work: Path, layout: Layout, out: Path, proof_seq: int) -> None:
     """Copy identity, segments, checkpoints, quarantine, keys and a proof to ``out``."""
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     shutil.copyfile(layout.identity, out / "archive.json")
     for sub in ("segments", "checkpoints", "quarantine"):
+        files = sorted((layout.root / sub).iterdir())
+        if not files and sub == "quarantine":
+            continue  # an empty directory would not survive version control
         (out / sub).mkdir()
-        for p in sorted((layout.root / sub).iterdir()):
+        for p in files:
             shutil.copyfile(p, out / sub / p.name)
     (out / "keys").mkdir()
     for name in ("verify-key.json", "public-key.json"):
         shutil.copyfile(work / "keys" / name, out / "keys" / name)
     (out / "proofs").mkdir()
-    proof = build_proof(layout, PROOF_SEQ)  # exactly what `auditd-py prove` prints
-    (out / "proofs" / f"seq-{PROOF_SEQ}.json").write_bytes(
+    proof = build_proof(layout, proof_seq)  # exactly what `auditd-py prove` prints
+    (out / "proofs" / f"seq-{proof_seq}.json").write_bytes(
         orjson.dumps(proof, option=orjson.OPT_INDENT_2) + b"\n"
     )
 
@@ -312,13 +401,17 @@ def primitives(identity_bytes: bytes) -> dict[str, Any]:
 
 
 def generate(out: Path) -> None:
-    """Write ``v1-basic/`` and ``v1-primitives.json`` into ``out``."""
+    """Write ``v1-basic/``, ``v1-retained/`` and ``v1-primitives.json`` into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="auditd-vectors-") as tmp:
         work = Path(tmp)
         layout = _build_archive(work)
-        _copy_archive(work, layout, out / BASIC)
+        _copy_archive(work, layout, out / BASIC, PROOF_SEQ)
         identity_bytes = layout.identity.read_bytes()
+    with tempfile.TemporaryDirectory(prefix="auditd-vectors-") as tmp:
+        work = Path(tmp)
+        layout = _build_retained(work)
+        _copy_archive(work, layout, out / RETAINED, RETAINED_PROOF_SEQ)
     text = json.dumps(primitives(identity_bytes), indent=2, ensure_ascii=False)
     (out / PRIMITIVES).write_text(text + "\n", encoding="utf-8")
 
@@ -334,7 +427,7 @@ def tree(root: Path) -> dict[str, bytes]:
 
 def vector_files(root: Path) -> dict[str, bytes]:
     """The generated files under a vectors directory (not this script)."""
-    files = {f"{BASIC}/{k}": v for k, v in tree(root / BASIC).items()}
+    files = {f"{name}/{k}": v for name in (BASIC, RETAINED) for k, v in tree(root / name).items()}
     files[PRIMITIVES] = (root / PRIMITIVES).read_bytes()
     return files
 
@@ -346,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if not a.check:
         generate(a.out)
-        print(f"wrote {a.out / BASIC} and {a.out / PRIMITIVES}")
+        print(f"wrote {a.out / BASIC}, {a.out / RETAINED} and {a.out / PRIMITIVES}")
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         generate(Path(tmp))
