@@ -112,6 +112,11 @@ class SegmentSettings(_Model):
     max_age: Duration = 3600 * NS
     max_epochs: int | None = Field(default=None, gt=0)
     compress: Literal["zstd", "gzip", "none"] = "zstd"
+    immutable: Annotated[
+        Literal["auto", "off"], BeforeValidator(lambda v: "off" if v is False else v)
+    ] = "auto"
+    """chattr +a on the open segment and +i on closed ones, where the daemon may (auto).
+    YAML reads a bare ``off`` as false, which means ``off`` here too."""
 
 
 class FileSource(_Model):

@@ -45,6 +45,7 @@ from auditd_py.metalog import MetaLog
 from auditd_py.pipeline import Barrier, BatchQueue, RotationPolicy, Sealer
 from auditd_py.sources.base import Source
 from auditd_py.store.compress import Compressed, Compressor, finish_pending
+from auditd_py.store.immutable import Worm
 from auditd_py.store.layout import Layout
 from auditd_py.store.writer import ArchiveWriter, EpochPolicy
 
@@ -227,7 +228,8 @@ class Daemon:
         cfg = self.cfg
         layout = Layout.at(cfg.archive.path, cfg.archive.state)
         policy = EpochPolicy(cfg.sealing.epoch_interval, cfg.sealing.epoch_records)
-        self.writer = ArchiveWriter.open(layout, self.clock, policy)
+        worm = Worm.detect(layout.segments, cfg.segments.immutable)  # never an error
+        self.writer = ArchiveWriter.open(layout, self.clock, policy, worm=worm)
         self.meta.event(
             ev.DAEMON_STARTED,
             f"auditd-py started ({'once' if self.once else 'daemon'}) for {cfg.environment}",
@@ -243,10 +245,11 @@ class Daemon:
             config_hash=self.loaded.digest,
             sources=[s.name for s in cfg.sources],
         )
+        self._worm_event(worm, layout)
         self.meta.attach(self.queue)
         seg = cfg.segments
         # an interrupted compression: before the sealer runs (it may rotate at once)
-        closed = finish_pending(layout, self.writer.segment)
+        closed = finish_pending(layout, self.writer.segment, worm)
         self.sealer = Sealer(
             self.writer,
             self.queue,
@@ -258,7 +261,7 @@ class Daemon:
         self.sealer.start()
         if seg.compress != "none":
             self.compressor = Compressor(
-                layout, seg.compress, self._compressed, self._compress_failed
+                layout, seg.compress, self._compressed, self._compress_failed, worm
             )
             self.compressor.start()
             for name in closed:
@@ -287,6 +290,30 @@ class Daemon:
             )
         if not self.once:  # last: nothing after it can fail and leave it running
             self.control = control.serve(layout.root, self.meta, self._wake)
+
+    def _worm_event(self, worm: Worm, layout: Layout) -> None:
+        """Whether segments are append-only/immutable this run (a notice, never an error)."""
+        where = str(layout.segments)
+        if worm.enabled:
+            self.meta.event(
+                ev.WORM_ENABLED,
+                f"segments in {where} are append-only while open and immutable once closed",
+                directory=where,
+            )
+        elif self.cfg.segments.immutable == "off":
+            self.meta.event(
+                ev.WORM_DISABLED,
+                "segments are not made append-only/immutable (segments.immutable: off)",
+                directory=where,
+            )
+        else:
+            self.meta.event(
+                ev.WORM_UNAVAILABLE,
+                f"segments cannot be made append-only/immutable: {worm.reason}; "
+                "sealing without inode flags",
+                directory=where,
+                reason=worm.reason,
+            )
 
     def _rotated(self, prev: str, reason: str, epoch: int) -> None:
         """From the sealer thread, after a rotation: log it, compress the closed segment."""

@@ -5,6 +5,8 @@
   journal-remote cannot look green.
 * Tests start their own servers and must leave nothing running: after the
   session, no child process of the test run may remain.
+* Temp dirs stay deletable: append-only/immutable flags that daemons set on
+  their segments are cleared after each test and at the end of the session.
 """
 
 from __future__ import annotations
@@ -15,7 +17,41 @@ from pathlib import Path
 
 import pytest
 
+from tests.worm_helpers import release_tree
+
 ALLOW_SKIP = os.environ.get("AUDITD_ALLOW_SKIP") == "1"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """Before the fixtures' teardown: clear chattr +a/+i that a daemon set below tmp_path.
+
+    Tests run as root, so daemons they start make segments append-only/immutable,
+    which no one can delete (not even pytest's temp-dir cleanup) until cleared.
+    """
+    tmp = getattr(item, "funcargs", {}).get("tmp_path")
+    if isinstance(tmp, Path):
+        release_tree(tmp)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _release_inode_flags_at_end(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Generator[None, None, None]:
+    """The same for every temp dir of the session, after every test and fixture is done.
+
+    Also, first, for the older sessions' dirs that pytest deletes (it keeps the
+    last 3), in case one was killed before its own teardown ran.
+    """
+    base = tmp_path_factory.getbasetemp()
+    num = base.name.removeprefix("pytest-")
+    if num.isdigit():  # numbered (no --basetemp, which pytest empties itself)
+        for d in base.parent.iterdir():
+            old = d.name.removeprefix("pytest-")
+            if d.name.startswith("garbage-") or (old.isdigit() and int(old) <= int(num) - 3):
+                release_tree(d)
+    yield
+    release_tree(base)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -193,6 +193,38 @@ def test_unit_exposure_at_most_2_0() -> None:
         assert below.returncode != 0, "--threshold did not fail a unit above it"
 
 
+def test_the_one_capability_is_cap_linux_immutable_and_costs_what_the_unit_says(
+    tmp_path: Path,
+) -> None:
+    """CAP_LINUX_IMMUTABLE (chattr +a/+i on segments) is granted, bounded and ambient.
+
+    The unit states the exposure with and without it; both numbers are measured
+    here, the second on a copy with the drop-in the unit describes applied.
+    """
+    assert one("CapabilityBoundingSet") == "CAP_LINUX_IMMUTABLE"
+    assert one("AmbientCapabilities") == "CAP_LINUX_IMMUTABLE"
+    assert one("NoNewPrivileges") == "yes"
+    with_cap = exposure(UNIT)
+    caps = [i for i in with_cap.open_items if "Capabilit" in i or "CAP_" in i]
+    assert len(caps) == 2, caps  # AmbientCapabilities= and ~CAP_LINUX_IMMUTABLE, nothing else
+    assert all("AmbientCapabilities=" in i or "CAP_LINUX_IMMUTABLE" in i for i in caps), caps
+
+    unit = tmp_path / UNIT.name  # the drop-in, merged: both sets reset to empty
+    unit.write_text(
+        UNIT.read_text()
+        .replace("CapabilityBoundingSet=CAP_LINUX_IMMUTABLE", "CapabilityBoundingSet=")
+        .replace("AmbientCapabilities=CAP_LINUX_IMMUTABLE", "AmbientCapabilities=")
+    )
+    without = exposure(unit)
+    print(f"\nexposure with CAP_LINUX_IMMUTABLE {with_cap.score}, without {without.score}")
+    assert without.score < with_cap.score <= MAX_EXPOSURE
+    said = re.search(
+        r"exposure (\d+\.\d) with it, (\d+\.\d) without", " ".join(UNIT.read_text().split())
+    )
+    assert said, "the unit no longer states the exposure with and without the capability"
+    assert (float(said.group(1)), float(said.group(2))) == (with_cap.score, without.score)
+
+
 # ---------------------------------------------------------------- sysusers.d / tmpfiles.d
 
 
@@ -339,7 +371,7 @@ def test_shipped_config_fits_the_sandbox(name: str) -> None:
     for p in (archive, state):
         assert p.is_relative_to(state_dir), f"{name}: {p} is not writable under the unit"
 
-    assert one("CapabilityBoundingSet") == ""
+    assert one("CapabilityBoundingSet") == one("AmbientCapabilities") == "CAP_LINUX_IMMUTABLE"
     assert one("IPAddressAllow") == "localhost"
     inet: list[tuple[str, str, int]] = []
     for src in cfg.sources:

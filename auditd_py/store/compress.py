@@ -27,6 +27,7 @@ from typing import IO, Literal
 
 import zstandard
 
+from auditd_py.store.immutable import OFF, Worm
 from auditd_py.store.layout import SEGMENT_RE, Layout, fsync_dir
 
 Method = Literal["zstd", "gzip", "none"]
@@ -81,6 +82,7 @@ def compress_segment(
     *,
     stop: threading.Event | None = None,
     crash_after: str | None = None,
+    worm: Worm = OFF,
 ) -> Compressed:
     """Replace the closed plain segment ``name`` by its compressed copy.
 
@@ -121,21 +123,24 @@ def compress_segment(
         return Compressed(name, tmp.name, method, plain, tmp.stat().st_size, 0.0)
     os.rename(tmp, final)
     fsync_dir(seg_dir)
+    worm.immutable(final)  # chattr +i, as the plain file had
     size = final.stat().st_size
     if crash_after == "rename":
         return Compressed(name, final.name, method, plain, size, 0.0)
+    worm.release(src)  # chattr -i, or it cannot be unlinked
     src.unlink()
     fsync_dir(seg_dir)
     return Compressed(name, final.name, method, plain, size, time.monotonic() - t0)
 
 
-def finish_pending(layout: Layout, open_segment_name: str | None) -> list[str]:
+def finish_pending(layout: Layout, open_segment_name: str | None, worm: Worm = OFF) -> list[str]:
     """Clean up after interrupted compressions; return the plain closed segments.
 
     Temp files are removed; a compressed copy next to its plain file is removed
     (the plain file wins; the compression is redone). The result lists every
     plain segment other than ``open_segment_name``, oldest first: those still
-    to compress.
+    to compress. A crash may have left the compressed copy immutable (its flag
+    is cleared first) or the plain file without its flag (``worm`` sets it).
     """
     seg_dir = layout.segments
     names = set(os.listdir(seg_dir))
@@ -147,11 +152,15 @@ def finish_pending(layout: Layout, open_segment_name: str | None) -> list[str]:
         elif n.endswith((".zst", ".gz")):
             plain = n.rsplit(".", 1)[0]
             if plain in names and SEGMENT_RE.fullmatch(plain):
+                worm.release(seg_dir / n)
                 (seg_dir / n).unlink(missing_ok=True)
                 removed = True
     if removed:
         fsync_dir(seg_dir)
-    return sorted(n for n in names if SEGMENT_RE.fullmatch(n) and n != open_segment_name)
+    closed = sorted(n for n in names if SEGMENT_RE.fullmatch(n) and n != open_segment_name)
+    for n in closed:
+        worm.immutable(seg_dir / n)
+    return closed
 
 
 class Compressor:
@@ -163,9 +172,11 @@ class Compressor:
         method: Method,
         on_done: Callable[[Compressed], None],
         on_error: Callable[[str, BaseException], None],
+        worm: Worm = OFF,
     ) -> None:
         self.layout = layout
         self.method = method
+        self.worm = worm
         self.on_done = on_done
         self.on_error = on_error
         self._q: queue.Queue[str | None] = queue.Queue()
@@ -196,7 +207,9 @@ class Compressor:
                 break
             try:
                 if (self.layout.segments / name).exists():
-                    res = compress_segment(self.layout, name, self.method, stop=self._stop)
+                    res = compress_segment(
+                        self.layout, name, self.method, stop=self._stop, worm=self.worm
+                    )
                     self.done += 1
                     self.on_done(res)
             except Aborted:

@@ -46,6 +46,7 @@ from auditd_py.errors import (
 )
 from auditd_py.record import Position
 from auditd_py.store.compress import is_compressed, open_segment
+from auditd_py.store.immutable import OFF, Worm
 from auditd_py.store.layout import (
     SEGMENT_RE,
     Layout,
@@ -58,6 +59,11 @@ from auditd_py.store.state import StateFile
 
 NS = 1_000_000_000
 RESERVED_EVENTS = frozenset({"segment.opened", "recovery.torn_tail", "retention.deleted"})
+
+
+def _append_opener(path: str, flags: int) -> int:
+    """O_APPEND: the only way an append-only (chattr +a) segment may be written."""
+    return os.open(path, flags | os.O_APPEND, 0o666)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +132,11 @@ class ArchiveWriter:
         sealer: Sealer,
         clock: Clock,
         policy: EpochPolicy,
+        worm: Worm = OFF,
     ) -> None:
         self.layout = layout
+        self.worm = worm
+        """Whether segments are made append-only (open) and immutable (closed)."""
         self.identity = identity
         self._statefile = statefile
         self.sealer = sealer
@@ -150,7 +159,14 @@ class ArchiveWriter:
     # ------------------------------------------------------------ opening
 
     @classmethod
-    def open(cls, layout: Layout, clock: Clock, policy: EpochPolicy | None = None) -> ArchiveWriter:
+    def open(
+        cls,
+        layout: Layout,
+        clock: Clock,
+        policy: EpochPolicy | None = None,
+        *,
+        worm: Worm = OFF,
+    ) -> ArchiveWriter:
         ident_bytes = layout.read_identity()
         identity = Identity.from_bytes(ident_bytes, file=str(layout.identity))
         statefile, state = StateFile.open(layout.state)
@@ -160,7 +176,9 @@ class ArchiveWriter:
                     f"sealing state belongs to archive {state.archive}, not {identity.archive}",
                     file=str(statefile.path),
                 )
-            w = cls(layout, identity, statefile, Sealer(state), clock, policy or EpochPolicy())
+            w = cls(
+                layout, identity, statefile, Sealer(state), clock, policy or EpochPolicy(), worm
+            )
             notes = w._recover()
             w._open_segment()
             for f in notes:
@@ -281,6 +299,7 @@ class ArchiveWriter:
             tail = fh.read()
         qname = f"{path.name}.{pos}.tail"
         write_atomic(self.layout.quarantine / qname, tail, 0o600)
+        self.worm.release(path)  # append-only (chattr +a) while it was open; made +i on reopen
         with open(path, "r+b") as fh:
             fh.truncate(pos)
             os.fsync(fh.fileno())
@@ -325,16 +344,27 @@ class ArchiveWriter:
         if prev_path is not None and not is_compressed(prev_path) and prev_path.stat().st_size == 0:
             # Created, but a crash came before its header was written (or its only
             # line was torn and has been quarantined): it holds no sealed byte.
+            self.worm.release(prev_path)
             prev_path.unlink()
             names.pop()
             prev = names[-1] if names else None
+        if prev is not None:  # closed for good (rotated, or left open by a crash)
+            self.worm.immutable(self.layout.segment_path(prev))
         n = max([*nums, int(self.sealer.extra.get("last_segment_no", -1))]) + 1
         name = segment_name(n)
         path = self.layout.segments / name
         try:
-            self._fh = open(path, "xb", buffering=1 << 20)  # noqa: SIM115 - held open for appends
+            self._fh = open(  # noqa: SIM115 - held open for appends
+                path, "xb", buffering=1 << 20, opener=_append_opener
+            )
         except OSError as exc:
             raise ArchiveError(f"cannot create segment: {exc.strerror}", file=str(path)) from exc
+        try:
+            self.worm.append_only(path)  # before the first byte: chattr +a
+        except BaseException:
+            self._fh.close()
+            self._fh = None
+            raise
         fsync_dir(self.layout.segments)
         self.segment = name
         self._offset = 0
@@ -535,6 +565,8 @@ class ArchiveWriter:
             assert self._fh is not None
             self._fh.close()
             self._fh = None
+            if self.segment is not None:
+                self.worm.immutable(self.layout.segments / self.segment)  # chattr -a +i
             return cp
         finally:
             self._statefile.release()
