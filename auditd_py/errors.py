@@ -80,6 +80,14 @@ class StateError(ArchiveError):
     """The sealing state is unreadable or does not match the archive."""
 
 
+class DiskFullError(ArchiveError):
+    """The archive's file system refused a write (ENOSPC/EDQUOT).
+
+    Nothing sealed is lost by it: the writer keeps the sealed bytes it could not
+    write and writes them, unchanged, when space returns.
+    """
+
+
 class FormatError(AuditdError):
     """Bytes that do not follow the archive format."""
 

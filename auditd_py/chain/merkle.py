@@ -76,20 +76,71 @@ def path_ranges(index: int, size: int) -> list[tuple[int, int]]:
     return out
 
 
-class PathBuilder:
-    """Builds an inclusion proof for one leaf from the stream of all leaves."""
+def compact_ranges(size: int) -> list[tuple[int, int]]:
+    """The leaf ranges of the compact range of a tree of ``size`` leaves, largest first."""
+    out: list[tuple[int, int]] = []
+    lo = 0
+    for bit in range(size.bit_length() - 1, -1, -1):
+        if size >> bit & 1:
+            out.append((lo, lo + (1 << bit)))
+            lo += 1 << bit
+    return out
 
-    def __init__(self, index: int, size: int) -> None:
+
+class PathBuilder:
+    """Builds an inclusion proof for one leaf from the stream of all leaves.
+
+    With ``start`` > 0 the leaves before ``start`` are not available (deleted by
+    retention): ``start_stack`` is the compact range of the tree of ``start``
+    leaves, and the first leaf fed is leaf ``start``. Every subtree an inclusion
+    path of a later leaf needs from before ``start`` is a node of that compact
+    range or is built from such nodes and later leaves (docs/FORMAT.md 16.2).
+    """
+
+    def __init__(
+        self, index: int, size: int, start: int = 0, start_stack: Sequence[bytes] = ()
+    ) -> None:
+        if not 0 <= start <= index:
+            raise ProofError(
+                f"leaf {index} was deleted by retention (the archive now starts at {start})"
+            )
         self.index = index
         self.size = size
         self._ranges = path_ranges(index, size)
-        self._order = sorted(range(len(self._ranges)), key=lambda i: self._ranges[i][0])
+        nodes = compact_ranges(start)
+        if len(nodes) != len(start_stack):
+            raise ProofError(
+                f"the compact range at {start} must have {len(nodes)} nodes, not {len(start_stack)}"
+            )
+        self._prefix = list(zip(nodes, start_stack, strict=True))
+        known = dict(self._prefix)
         self._roots: list[bytes | None] = [None] * len(self._ranges)
+        self._order: list[int] = []
+        for ri in sorted(range(len(self._ranges)), key=lambda i: self._ranges[i][0]):
+            lo, hi = self._ranges[ri]
+            if hi <= start:
+                node = known.get((lo, hi))
+                if node is None:  # cannot happen for a well-formed compact range
+                    raise ProofError(f"subtree [{lo}, {hi}) is not in the compact range")
+                self._roots[ri] = node
+            else:
+                self._order.append(ri)
+        self._start = start
         self._cur = 0
         self._stack: list[bytes] = []
         self._count = 0
-        self._pos = 0
+        self._pos = start
         self.leaf: bytes | None = None
+        self._enter()
+
+    def _enter(self) -> None:
+        """Start the current range: from the compact range if it begins before ``start``."""
+        self._stack, self._count = [], 0
+        if self._cur < len(self._order):
+            lo, _ = self._ranges[self._order[self._cur]]
+            if lo < self._start:
+                self._stack = [n for (a, _b), n in self._prefix if a >= lo]
+                self._count = self._start - lo
 
     def feed(self, leaf: bytes) -> None:
         i = self._pos
@@ -100,15 +151,13 @@ class PathBuilder:
             self.leaf = leaf
             return
         ri = self._order[self._cur]
-        lo, hi = self._ranges[ri]
+        hi = self._ranges[ri][1]
         append(self._stack, self._count, leaf)
         self._count += 1
         if i + 1 == hi:
             self._roots[ri] = root(self._stack)
-            self._stack = []
-            self._count = 0
             self._cur += 1
-        del lo
+            self._enter()
 
     def path(self) -> list[bytes]:
         if self._pos < self.size or self.leaf is None:

@@ -42,6 +42,7 @@ from auditd_py.chain.keys import evolve_mac_key, same
 from auditd_py.errors import FormatError, IntegrityError
 
 SEGMENT_NAME = re.compile(r"seg-[0-9]{10}\.jsonl")
+_HEX32 = re.compile(r"[0-9a-f]{64}")
 _META_MARK = b'"source":"' + META_SOURCE.encode() + b'",'
 
 
@@ -132,6 +133,10 @@ class Report:
     anchor_epoch: int | None
     recovered: tuple[dict[str, Any], ...] = ()
     warnings: tuple[str, ...] = ()
+    first_seq: int = 0
+    """The seq the archive starts at: records before it were deleted by retention."""
+    retention: tuple[dict[str, Any], ...] = ()
+    """The ``retention.deleted`` records read (segments deleted by policy)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -147,6 +152,8 @@ class Report:
             "anchor_epoch": self.anchor_epoch,
             "recovered": list(self.recovered),
             "warnings": list(self.warnings),
+            "first_seq": self.first_seq,
+            "retention": list(self.retention),
         }
 
 
@@ -155,6 +162,21 @@ class _Segment:
     name: str
     line: int = 0
     size: int | None = None
+    first_seq: int = 0
+    end: tuple[int, bytes, bytes, tuple[bytes, ...]] | None = None
+    """(seq_end, last link, last MAC, compact range) once the segment was read."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Cut:
+    """Where a retained archive starts (its first segment's header, 16.2)."""
+
+    prev_segment: str
+    seq: int
+    link: bytes
+    mac: bytes
+    stack: tuple[bytes, ...]
+    where: dict[str, Any]
 
 
 class Verifier:
@@ -199,6 +221,10 @@ class Verifier:
         self._boundary = -1
         self.recovered: list[dict[str, Any]] = []
         self.warnings: list[str] = []
+        self.first_seq = 0
+        self._cut: _Cut | None = None
+        self._cut_accounted = False
+        self.retention: list[dict[str, Any]] = []
         self._close_epochs()
 
     # ------------------------------------------------------------ checkpoints
@@ -324,13 +350,14 @@ class Verifier:
         return {"file": f"segments/{self._seg.name}", "line": self._seg.line or None}
 
     def begin_segment(self, name: str) -> None:
-        self._seg = _Segment(name)
+        self._seg = _Segment(name, first_seq=self.seq)
         self.segments.append(self._seg)
 
     def end_segment(self, size: int, torn_bytes: int = 0, *, last: bool = False) -> None:
         seg = self._seg
         assert seg is not None
         seg.size = size
+        seg.end = (self.seq, self.link, self.mac, tuple(self.stack))
         if seg.line == 0 and last and not torn_bytes:
             self.warnings.append(
                 f"segments/{seg.name}: empty last segment (a writer stopped before its "
@@ -482,9 +509,9 @@ class Verifier:
         return size, 0
 
     def _record(self, line: bytes, seg: _Segment) -> None:
-        seq = self.seq
         if seg.line == 1:
             self._check_header(line)  # R5: segment header names its place
+        seq = self.seq  # (a retained archive's first header moves it to the cut)
         epoch = self.ci
         if epoch == len(self.cps) and self._unsealed_at is None:
             self._unsealed_at = self._where()
@@ -520,6 +547,9 @@ class Verifier:
                 what="segment_swapped",
                 field="attrs.segment",
             )
+        if prev is None and attrs.get("prev_segment") is not None:
+            self._resume(attrs, seg)  # the segments before this one were deleted (16.2)
+            return
         if attrs.get("prev_segment") != prev:
             raise IntegrityError(
                 f"segment says it follows {attrs.get('prev_segment')!r}, but the segment "
@@ -533,6 +563,72 @@ class Verifier:
                 what="broken_link",
                 field="attrs.prev_link",
             )
+        # Optional in archives written before retention existed; checked when present,
+        # so that a segment that verifies can always become the first one (16.1).
+        if "prev_mac" in attrs and attrs["prev_mac"] != self.mac.hex():
+            raise IntegrityError(
+                "segment header's prev_mac is not the MAC of the previous record",
+                what="broken_link",
+                field="attrs.prev_mac",
+            )
+        if "merkle_range" in attrs and attrs["merkle_range"] != [n.hex() for n in self.stack]:
+            raise IntegrityError(
+                "segment header's merkle_range is not the compact range of the records before it",
+                what="checkpoint_mismatch",
+                field="attrs.merkle_range",
+            )
+
+    def _resume(self, attrs: dict[str, Any], seg: _Segment) -> None:
+        """Start a retained archive at its first segment's header (docs/FORMAT.md 16.2).
+
+        The header states the chain state at the cut; it is trusted here and
+        authenticated twice later: the next checkpoint's chain head, MAC head and
+        Merkle root are computed from it (R6), and a sealed ``retention.deleted``
+        record must state the same cut (F3).
+        """
+        prev = attrs.get("prev_segment")
+        first = attrs.get("first_seq")
+        link, mac, rng = attrs.get("prev_link"), attrs.get("prev_mac"), attrs.get("merkle_range")
+        if not (
+            isinstance(prev, str)
+            and SEGMENT_NAME.fullmatch(prev)
+            and prev < seg.name
+            and type(first) is int
+            and first > 0
+            and isinstance(link, str)
+            and _HEX32.fullmatch(link)
+            and isinstance(mac, str)
+            and _HEX32.fullmatch(mac)
+            and isinstance(rng, list)
+            and len(rng) == first.bit_count()
+            and all(isinstance(n, str) and _HEX32.fullmatch(n) for n in rng)
+        ):
+            raise IntegrityError(
+                f"the first segment says it follows {prev!r}, which is missing, and its "
+                "header does not state where the chain resumes (first_seq, prev_link, "
+                "prev_mac, merkle_range): segments were deleted",
+                what="missing_segment",
+                field="attrs.prev_segment",
+            )
+        if not self.cps or self.cps[-1].seq_end < first:
+            raise IntegrityError(
+                f"records before seq {first} are missing and no checkpoint covers them: "
+                "retention deletes only checkpointed records",
+                what="missing_segment",
+                field="attrs.first_seq",
+            )
+        while self.ci < len(self.cps) and self.cps[self.ci].seq_end < first:
+            self.ci += 1  # epochs that ended inside the deleted range
+            if self._mac_key is not None:
+                self._mac_key = evolve_mac_key(self._mac_key)
+                self._mac = mac_state(self._mac_key)
+        self.seq = self.first_seq = seg.first_seq = first
+        self.link, self.mac = bytes.fromhex(link), bytes.fromhex(mac)
+        self.stack[:] = [bytes.fromhex(n) for n in rng]  # in place: records() aliases it
+        self._cut = _Cut(
+            prev, first, self.link, self.mac, tuple(self.stack), {**self._where(), "seq": first}
+        )
+        self._close_epochs()  # R6 at the cut, when an epoch ended exactly there
 
     def _check_meta(self, line: bytes, seg: _Segment) -> None:
         obj = parse_record(line)
@@ -552,7 +648,7 @@ class Verifier:
                 and name not in done
                 and SEGMENT_NAME.fullmatch(name) is not None
                 and name < seg.name
-            )
+            ) or self._before_cut(name)
             if not removed and (name not in done or attrs.get("offset") != done[name]):
                 raise IntegrityError(
                     f"torn-tail record names {name!r} at offset {attrs.get('offset')}, which "
@@ -569,10 +665,118 @@ class Verifier:
                     "kept_in": attrs.get("quarantine"),
                 }
             )
+        elif event == "retention.deleted":
+            self._check_retention(attrs)
+
+    def _before_cut(self, name: object) -> bool:
+        """A segment name from before a retained archive's first segment (deleted)."""
+        return (
+            self._cut is not None
+            and isinstance(name, str)
+            and SEGMENT_NAME.fullmatch(name) is not None
+            and name < self.segments[0].name
+        )
+
+    def _check_retention(self, attrs: dict[str, Any]) -> None:
+        """R8: a deletion record is consistent with what it deleted (docs/FORMAT.md 16.3)."""
+        name = attrs.get("segment")
+        first, end = attrs.get("seq_first"), attrs.get("seq_end")
+        link, mac, rng = attrs.get("last_link"), attrs.get("last_mac"), attrs.get("merkle_range")
+        cp = attrs.get("checkpoint")
+
+        def bad(why: str, field: str) -> IntegrityError:
+            return IntegrityError(
+                f"retention record for {name!r}: {why}", what="retention", field=field
+            )
+
+        if not (isinstance(name, str) and SEGMENT_NAME.fullmatch(name)):
+            raise bad("not a segment name", "attrs.segment")
+        if not (type(first) is int and type(end) is int and 0 <= first < end <= self.seq):
+            raise bad(
+                f"seq range [{first}, {end}) is not a range of earlier records", "attrs.seq_end"
+            )
+        if not (isinstance(link, str) and _HEX32.fullmatch(link)):
+            raise bad("last_link is not 64 lower-case hex digits", "attrs.last_link")
+        if not (isinstance(mac, str) and _HEX32.fullmatch(mac)):
+            raise bad("last_mac is not 64 lower-case hex digits", "attrs.last_mac")
+        if not (
+            isinstance(rng, list)
+            and len(rng) == end.bit_count()
+            and all(isinstance(n, str) and _HEX32.fullmatch(n) for n in rng)
+        ):
+            raise bad(
+                f"merkle_range is not the compact range of {end} leaves", "attrs.merkle_range"
+            )
+        e = cp.get("epoch") if isinstance(cp, dict) else None
+        if not (
+            isinstance(cp, dict)
+            and type(e) is int
+            and 0 <= e < self.ci
+            and self.cps[e].seq_end >= end
+            and (e == 0 or self.cps[e - 1].seq_end < end)
+            and cp.get("digest") == self.cps[e].digest.hex()
+        ):
+            raise bad(
+                "does not name the checkpoint that sealed the deleted records before the "
+                "deletion (epoch and digest)",
+                "attrs.checkpoint",
+            )
+        stated = (end, link, mac, rng)
+        read = {s.name: s for s in self.segments}
+        cut = self._cut
+        if name in read:
+            s = read[name]
+            if (
+                s.end is None
+                or stated
+                != (
+                    s.end[0],
+                    s.end[1].hex(),
+                    s.end[2].hex(),
+                    [n.hex() for n in s.end[3]],
+                )
+                or first != s.first_seq
+            ):
+                raise bad("does not match the segment, which is still present", "attrs.seq_end")
+            self.warnings.append(
+                f"segments/{name}: still present although a retention record deleted it "
+                "(the deletion was interrupted; the daemon completes it on its next start)"
+            )
+        elif cut is not None and name == cut.prev_segment:
+            if stated != (cut.seq, cut.link.hex(), cut.mac.hex(), [n.hex() for n in cut.stack]):
+                raise bad(
+                    "does not state the cut the archive's first segment resumes from",
+                    "attrs.last_link",
+                )
+            self._cut_accounted = True
+        elif not (self._before_cut(name) and cut is not None and end <= cut.seq):
+            raise bad(
+                "names a segment that is neither present nor before the first one",
+                "attrs.segment",
+            )
+        self.retention.append(
+            {
+                "seq": self.seq,
+                "segment": name,
+                "seq_first": first,
+                "seq_end": end,
+                "policy": attrs.get("policy"),
+            }
+        )
 
     # ------------------------------------------------------------ end
 
     def finish(self) -> Report:
+        cut = self._cut
+        if cut is not None and not self._cut_accounted:  # F3: a gap only by retention
+            raise IntegrityError(
+                f"records 0..{cut.seq - 1} are missing (the archive starts after "
+                f"{cut.prev_segment}) and no sealed retention record accounts for them: "
+                "segments were deleted outside the retention policy",
+                what="missing_segment",
+                field="attrs.prev_segment",
+                **cut.where,
+            )
         if self.ci < len(self.cps):  # F1: every checkpointed record is present
             cp = self.cps[self.ci]
             raise IntegrityError(
@@ -597,8 +801,8 @@ class Verifier:
         return Report(
             mode=self.mode,
             archive=self.identity.archive,
-            records=self.seq,
-            sealed_records=sealed,
+            records=self.seq - self.first_seq,
+            sealed_records=max(0, sealed - self.first_seq),
             unsealed_records=unsealed,
             segments=len(self.segments),
             checkpoints=len(self.cps),
@@ -607,4 +811,6 @@ class Verifier:
             anchor_epoch=self.anchor_epoch,
             recovered=tuple(self.recovered),
             warnings=tuple(self.warnings),
+            first_seq=self.first_seq,
+            retention=tuple(self.retention),
         )

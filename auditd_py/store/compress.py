@@ -20,6 +20,7 @@ import os
 import queue
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,15 @@ SUFFIX = {"zstd": ".zst", "gzip": ".gz"}
 _CHUNK = 1 << 20
 ZSTD_LEVEL = 3
 GZIP_LEVEL = 6
+
+
+CORRUPT: tuple[type[BaseException], ...] = (
+    zstandard.ZstdError,
+    EOFError,
+    gzip.BadGzipFile,
+    zlib.error,
+)
+"""What reading a damaged compressed segment raises (mapped to a format failure by readers)."""
 
 
 class Aborted(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,9 @@ from auditd_py.chain.checkpoint import Checkpoint
 from auditd_py.chain.encoding import leaf_hash, parse_record, split_line
 from auditd_py.chain.verify import Report, Verifier
 from auditd_py.errors import ArchiveError, FormatError, IntegrityError, ProofError
-from auditd_py.store.compress import open_segment
+from auditd_py.store.compress import CORRUPT, open_segment
 from auditd_py.store.layout import SEGMENTS, Layout
+from auditd_py.store.retention import read_header
 
 Progress = Callable[[int], None]
 _CHUNK = 1 << 20
@@ -41,6 +43,19 @@ def _open(path: Path) -> Any:
         raise ArchiveError(f"cannot read: {exc.strerror}", file=str(path)) from exc
 
 
+@contextmanager
+def _decompressing(path: Path) -> Iterator[None]:
+    """A damaged compressed segment is a format failure naming the file, not a traceback."""
+    try:
+        yield
+    except CORRUPT as exc:
+        raise IntegrityError(
+            f"compressed segment cannot be decompressed: {exc or type(exc).__name__}",
+            what="format",
+            file=f"{SEGMENTS}/{path.name}",
+        ) from exc
+
+
 def verify_archive(
     layout: Layout,
     *,
@@ -62,7 +77,7 @@ def verify_archive(
     files = layout.segment_files()
     for i, (name, path) in enumerate(files):
         v.begin_segment(name)  # the logical name, which the header record carries
-        with _open(path) as fh:
+        with _open(path) as fh, _decompressing(path):
             size, torn = v.records(fh, progress)
         v.end_segment(size, torn, last=i == len(files) - 1)
         if progress is not None:
@@ -82,7 +97,7 @@ class Located:
 def iter_lines(layout: Layout) -> Iterator[Located]:
     """Every complete record line, in sealing order (a torn last line is skipped)."""
     for name, path in layout.segment_files():
-        with _open(path) as fh:
+        with _open(path) as fh, _decompressing(path):
             for n, raw in enumerate(fh, 1):
                 if raw[-1:] != b"\n":
                     break
@@ -106,6 +121,33 @@ def latest_checkpoint(layout: Layout) -> tuple[str, bytes]:
     return cps[-1]
 
 
+def archive_start(layout: Layout) -> tuple[int, list[bytes]]:
+    """The first seq present and the Merkle compact range before it (16.2).
+
+    ``(0, [])`` unless retention deleted the first segments, in which case the
+    first remaining segment's header states both.
+    """
+    files = layout.segment_files()
+    if not files:
+        return 0, []
+    name, path = files[0]
+    try:
+        head = read_header(path, name)
+    except ArchiveError:
+        return 0, []  # an archive whose only segment has no header yet
+    if head.prev_segment is None:
+        return 0, []
+    if head.merkle_range is None:
+        raise IntegrityError(
+            f"the archive starts at {name}, whose header does not state the Merkle "
+            "compact range at the cut",
+            what="missing_segment",
+            file=f"{SEGMENTS}/{name}",
+            line=1,
+        )
+    return head.seq, [bytes.fromhex(n) for n in head.merkle_range]
+
+
 def build_proof(layout: Layout, seq: int) -> dict[str, Any]:
     """An inclusion proof of record ``seq`` against the latest checkpoint.
 
@@ -121,9 +163,10 @@ def build_proof(layout: Layout, seq: int) -> dict[str, Any]:
         raise ArchiveError(
             f"seq {seq} is not covered by the latest checkpoint (it covers 0..{size - 1})"
         )
-    builder = merkle.PathBuilder(seq, size)
+    start, start_stack = archive_start(layout)
+    builder = merkle.PathBuilder(seq, size, start, start_stack)
     record_line: bytes | None = None
-    n = 0
+    n = start
     for loc in iter_lines(layout):
         if n >= size:
             break

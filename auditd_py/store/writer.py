@@ -14,13 +14,14 @@ what makes crashes harmless (docs/FORMAT.md, "Writer"):
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import socket
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import orjson
 
@@ -40,6 +41,7 @@ from auditd_py.clock import Clock
 from auditd_py.errors import (
     ArchiveError,
     ArchiveExistsError,
+    DiskFullError,
     FormatError,
     IntegrityError,
     StateError,
@@ -59,11 +61,13 @@ from auditd_py.store.state import StateFile
 
 NS = 1_000_000_000
 RESERVED_EVENTS = frozenset({"segment.opened", "recovery.torn_tail", "retention.deleted"})
+_SPILL = 4 << 20
+"""Sealed bytes kept in memory before they are handed to the kernel between commits."""
+_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
-def _append_opener(path: str, flags: int) -> int:
-    """O_APPEND: the only way an append-only (chattr +a) segment may be written."""
-    return os.open(path, flags | os.O_APPEND, 0o666)
+def _disk_full(exc: OSError, path: object) -> DiskFullError:
+    return DiskFullError(f"file system full: {exc.strerror}", file=str(path))
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +146,11 @@ class ArchiveWriter:
         self.sealer = sealer
         self.clock = clock
         self.policy = policy
-        self._fh: BinaryIO | None = None
+        self._fd: int | None = None
+        self._pending = bytearray()
+        """Sealed bytes not yet written to the open segment (see :meth:`flush`)."""
+        self.disk_full = False
+        """The last write was refused for lack of space (cleared by a successful flush)."""
         self.segment: str | None = None
         self._offset = 0
         self._head_at: tuple[str, int] | None = None
@@ -151,6 +159,8 @@ class ArchiveWriter:
         self.segment_first_epoch = 0
         """The epoch the open segment started in (for rotation by epochs spanned)."""
         self.checkpoints_written: list[Checkpoint] = []
+        self._retired: list[str] = []
+        """Segments that rolled-forward ``retention.deleted`` records name."""
         self.positions: dict[str, Position] = {
             k: Position(v["pos"], bytes.fromhex(v["tail"]))
             for k, v in sealer.extra.get("positions", {}).items()
@@ -180,6 +190,7 @@ class ArchiveWriter:
                 layout, identity, statefile, Sealer(state), clock, policy or EpochPolicy(), worm
             )
             notes = w._recover()
+            w._complete_deletions(w._retired)
             w._open_segment()
             for f in notes:
                 w._seal(f)
@@ -228,6 +239,8 @@ class ArchiveWriter:
                             pos += len(raw)
                             if b'"pos":' in raw or b'"forget":' in raw:
                                 self._track_line(raw[:-1])
+                            if b'"retention.deleted"' in raw:
+                                self._note_retired(raw[:-1])
                             continue
                         except (IntegrityError, FormatError) as exc:
                             bad = f"does not continue the chain ({exc.message})"
@@ -271,6 +284,8 @@ class ArchiveWriter:
                     ) from exc
                 if b'"pos":' in raw or b'"forget":' in raw:
                     self._track_line(raw[:-1])
+                if b'"retention.deleted"' in raw:
+                    self._note_retired(raw[:-1])
         if pos < off:
             raise StateError(
                 f"segment {name} holds {pos} bytes, but {off} bytes of it were sealed: "
@@ -278,6 +293,17 @@ class ArchiveWriter:
                 file=str(path),
             )
         self._head_at = (name, pos)
+
+    def _note_retired(self, line: bytes) -> None:
+        obj = parse_record(line)
+        attrs = obj.get("attrs")
+        if (
+            obj.get("source") == META_SOURCE
+            and obj.get("event") == "retention.deleted"
+            and isinstance(attrs, dict)
+            and isinstance(attrs.get("segment"), str)
+        ):
+            self._retired.append(attrs["segment"])
 
     def _track_line(self, line: bytes) -> None:
         """Take the source position out of a recovered record."""
@@ -354,16 +380,18 @@ class ArchiveWriter:
         name = segment_name(n)
         path = self.layout.segments / name
         try:
-            self._fh = open(  # noqa: SIM115 - held open for appends
-                path, "xb", buffering=1 << 20, opener=_append_opener
+            self._fd = os.open(
+                path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644
             )
         except OSError as exc:
+            if exc.errno in _FULL:
+                raise _disk_full(exc, path) from exc
             raise ArchiveError(f"cannot create segment: {exc.strerror}", file=str(path)) from exc
         try:
             self.worm.append_only(path)  # before the first byte: chattr +a
         except BaseException:
-            self._fh.close()
-            self._fh = None
+            os.close(self._fd)
+            self._fd = None
             raise
         fsync_dir(self.layout.segments)
         self.segment = name
@@ -382,6 +410,8 @@ class ArchiveWriter:
                     "prev_segment": prev,
                     "prev_link": self.sealer.link.hex(),
                     "first_seq": self.sealer.seq,
+                    "prev_mac": self.sealer.mac.hex(),
+                    "merkle_range": [n.hex() for n in self.sealer.stack],
                 },
             )
         )
@@ -389,9 +419,9 @@ class ArchiveWriter:
     # ------------------------------------------------------------ sealing
 
     def _seal(self, f: Fields) -> int:
-        assert self._fh is not None
+        assert self._fd is not None
         line = self.sealer.seal(f)
-        self._fh.write(line)
+        self._pending += line
         self._offset += len(line)
         self._track(f)
         return self.sealer.seq - 1
@@ -440,7 +470,7 @@ class ArchiveWriter:
         if f.time_ns - s.epoch_start >= self.policy.interval_ns or (
             limit is not None and s.seq - s.epoch_first_seq >= limit
         ):
-            self.maybe_end_epoch()
+            self._end_epoch_if_due()
         return self._seal(f)
 
     def append_many(self, batch: Sequence[Fields]) -> int:
@@ -450,8 +480,8 @@ class ArchiveWriter:
         falls due inside the batch is ended between the two records around it.
         """
         s = self.sealer
-        fh = self._fh
-        assert fh is not None
+        assert self._fd is not None
+        pending = self._pending
         for f in batch:
             if f.source == META_SOURCE:
                 raise FormatError(f"source name {META_SOURCE!r} is reserved", field="source")
@@ -465,7 +495,7 @@ class ArchiveWriter:
                 s.epoch_start + self.policy.interval_ns,
                 s.epoch_first_seq + limit if limit is not None else None,
             )
-            fh.write(lines)
+            pending += lines
             self._offset += len(lines)
             track = self._track
             for k in range(i, j):
@@ -476,20 +506,36 @@ class ArchiveWriter:
                 # The epoch may end inside a source's batch, whose position rides on its
                 # last record only: take it from the last record sealed before the end.
                 self._track_raw(batch[j - 1])
-            if j < n and self.maybe_end_epoch() is None:
+            if j < n and self._end_epoch_if_due() is None:
                 self._seal(batch[j])  # due by the record's time only: not by the clock's
                 j += 1
             i = j
+        if len(pending) >= _SPILL:
+            self._spill()
         return n
 
     def append_meta(self, event: str, message: str, attrs: dict[str, object]) -> int:
         """Seal one of the daemon's own events (source ``auditd-py``)."""
         if event in RESERVED_EVENTS:
             raise FormatError(f"event {event!r} is written by the archive itself", field="event")
-        self.maybe_end_epoch()
+        self._end_epoch_if_due()
         return self._seal(
             Fields(self.clock.now_ns(), META_SOURCE, message.encode(), event, dict(attrs))
         )
+
+    def _end_epoch_if_due(self) -> Checkpoint | None:
+        """:meth:`maybe_end_epoch` inside an append: a full disk only postpones the end.
+
+        The records are sealed into the current epoch instead (an epoch may run
+        longer than its interval); the caller's next :meth:`flush` reports the
+        full disk. Nothing taken from a source is dropped on the way.
+        """
+        if self.disk_full:
+            return None
+        try:
+            return self.maybe_end_epoch()
+        except DiskFullError:
+            return None
 
     def maybe_end_epoch(self) -> Checkpoint | None:
         s = self.sealer
@@ -501,16 +547,52 @@ class ArchiveWriter:
         return None
 
     def flush(self, *, sync: bool = True) -> None:
-        if self._fh is not None:
-            self._fh.flush()
+        """Write the sealed bytes kept in memory, and fsync them with ``sync``.
+
+        On a full disk this raises :class:`DiskFullError` and keeps every byte
+        that was not written: part of a line may have reached the file, and the
+        next ``flush`` continues from exactly there, so the segment ends up
+        byte-identical to an uninterrupted write (and a crash meanwhile leaves a
+        torn tail that recovery quarantines, like any crash).
+        """
+        fd = self._fd
+        if fd is None:
+            return
+        try:
+            while self._pending:
+                n = os.write(fd, self._pending)
+                del self._pending[:n]
             if sync:
-                os.fsync(self._fh.fileno())
+                os.fsync(fd)
+        except OSError as exc:
+            if exc.errno in _FULL:
+                self.disk_full = True
+                raise _disk_full(exc, self.layout.segments / (self.segment or "")) from exc
+            raise
+        self.disk_full = False
+
+    def _spill(self) -> None:
+        """Hand a large backlog to the kernel between commits; a full disk waits for flush."""
+        with contextlib.suppress(DiskFullError):
+            self.flush(sync=False)
+
+    @property
+    def unwritten(self) -> int:
+        """Sealed bytes held in memory because the file system refused them."""
+        return len(self._pending)
 
     def end_epoch(self, reason: str) -> Checkpoint:
         """Checkpoint, then evolve the keys and erase the old ones."""
         self.flush(sync=True)
         cp = self.sealer.checkpoint(self.clock.now_ns(), reason)
-        write_atomic(self.layout.checkpoint(cp.epoch), cp.line + b"\n", 0o644)
+        path = self.layout.checkpoint(cp.epoch)
+        try:
+            write_atomic(path, cp.line + b"\n", 0o644)
+        except OSError as exc:  # nothing changed: the epoch ends when it can be written
+            if exc.errno in _FULL:
+                self.disk_full = True
+                raise _disk_full(exc, path) from exc
+            raise
         self.sealer.evolve(cp)
         self._save_state()
         self.checkpoints_written.append(cp)
@@ -526,11 +608,16 @@ class ArchiveWriter:
         its ``segment.opened`` header, followed by a ``segment.rotated`` record.
         """
         cp = self.end_epoch("close")  # the format's reasons are a closed set; this is one
-        assert self._fh is not None
+        assert self._fd is not None
         prev = self.segment
-        self._fh.close()
-        self._fh = None
-        self._open_segment()
+        os.close(self._fd)
+        self._fd = None
+        try:
+            self._open_segment()
+        except DiskFullError:
+            assert prev is not None
+            self._reopen(prev)  # no room for a new file: go on in this one, rotate later
+            raise
         self._seal(
             Fields(
                 time_ns=self.clock.now_ns(),
@@ -548,6 +635,127 @@ class ArchiveWriter:
         self.flush(sync=True)
         return cp
 
+    # ------------------------------------------------------------ retention
+
+    def covering_checkpoint(self, seq_end: int) -> Checkpoint:
+        """The first checkpoint whose range ends at or after ``seq_end`` (written already)."""
+        lo, hi = 0, self.sealer.epoch  # epochs [0, epoch) have checkpoint files
+        found: Checkpoint | None = None
+        while lo < hi:
+            mid = (lo + hi) // 2
+            path = self.layout.checkpoint(mid)
+            cp = Checkpoint.from_line(path.read_bytes(), file=str(path))
+            if cp.seq_end >= seq_end:
+                found, hi = cp, mid
+            else:
+                lo = mid + 1
+        if found is None:
+            raise ArchiveError(f"no checkpoint covers the records before seq {seq_end} yet")
+        return found
+
+    def retire_segment(self, name: str, *, policy: str, detail: str) -> dict[str, object]:
+        """Delete the oldest segment under a retention policy (docs/FORMAT.md 16).
+
+        First a ``retention.deleted`` record is sealed and made durable, naming the
+        segment, its seq range, the chain state at the cut (which the next
+        segment's header states too), the checkpoint that covered it and the
+        policy; then the file is unlinked. A crash in between leaves the record
+        and the segment: the next :meth:`open` completes the deletion.
+        """
+        from auditd_py.store.retention import read_header  # noqa: PLC0415 - no cycle at import
+
+        names = self.layout.segment_names()
+        if len(names) < 2 or names[0] != name or name == self.segment:
+            raise ArchiveError(
+                f"only the oldest closed segment can be deleted, not {name}",
+                file=str(self.layout.segments),
+            )
+        path = self.layout.segment_path(name)
+        head = read_header(path, name)
+        nxt = read_header(self.layout.segment_path(names[1]), names[1])
+        if not nxt.resumable or nxt.prev_segment != name or nxt.merkle_range is None:
+            raise ArchiveError(
+                f"{names[1]} does not state the chain state at the cut; {name} is kept",
+                file=str(self.layout.segment_path(names[1])),
+            )
+        cp = self.covering_checkpoint(nxt.seq)
+        size = path.stat().st_size
+        if self.sealer.extra.get("segment") == name:
+            # The state must not name a segment that is gone, and the record below
+            # must lie where the next writer rolls forward (it completes the deletion).
+            self.flush(sync=True)
+            self._save_state()
+        self._seal(
+            Fields(
+                time_ns=self.clock.now_ns(),
+                source=META_SOURCE,
+                message=(
+                    f"retention deleted segment {name} (seq {head.seq}..{nxt.seq - 1}, "
+                    f"sealed by checkpoint {cp.epoch}): {policy}: {detail}"
+                ).encode(),
+                event="retention.deleted",
+                attrs={
+                    "segment": name,
+                    "file": path.name,
+                    "bytes": size,
+                    "seq_first": head.seq,
+                    "seq_end": nxt.seq,
+                    "last_link": nxt.prev_link,
+                    "last_mac": nxt.prev_mac,
+                    "merkle_range": list(nxt.merkle_range),
+                    "checkpoint": {"epoch": cp.epoch, "digest": cp.digest.hex()},
+                    "policy": policy,
+                    "reason": detail,
+                },
+            )
+        )
+        self.flush(sync=True)
+        self._unlink_segment(name)
+        return {
+            "segment": name,
+            "file": path.name,
+            "bytes": size,
+            "seq_first": head.seq,
+            "seq_end": nxt.seq,
+            "checkpoint": cp.epoch,
+            "policy": policy,
+            "reason": detail,
+        }
+
+    def _unlink_segment(self, name: str) -> None:
+        """Remove every file of a segment (plain, compressed, a compression's temp)."""
+        seg_dir = self.layout.segments
+        for fname in (name, f"{name}.zst", f"{name}.gz", f".{name}.zst.tmp", f".{name}.gz.tmp"):
+            p = seg_dir / fname
+            if p.exists():
+                self._release_flags(p)
+                p.unlink(missing_ok=True)
+        fsync_dir(seg_dir)
+
+    def _release_flags(self, path: Path) -> None:
+        """Lift append-only/immutable flags before a deletion (retention only)."""
+        try:
+            from auditd_py.store import immutable  # noqa: PLC0415
+        except ImportError:  # pragma: no cover - the module ships with the package
+            return
+        immutable.release(path)
+
+    def _complete_deletions(self, names: list[str]) -> None:
+        """Finish deletions whose record was sealed before a crash (see retire_segment)."""
+        present = self.layout.segment_names()
+        for name in names:
+            if name in present and name != present[-1]:
+                self._unlink_segment(name)
+
+    def _reopen(self, name: str) -> None:
+        """Continue appending to ``name`` after a rotation could not create the next one."""
+        path = self.layout.segment_path(name)
+        self.worm.release(path)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        self.worm.append_only(path)
+        self.segment = name
+        self._offset = os.fstat(self._fd).st_size
+
     def _save_state(self) -> None:
         """Persist keys and chain head with the byte position the head is at."""
         at = (self.segment, self._offset) if self.segment is not None else self._head_at
@@ -562,9 +770,9 @@ class ArchiveWriter:
         """End the epoch with a checkpoint, close the segment, release the lock."""
         try:
             cp = self.end_epoch("close")
-            assert self._fh is not None
-            self._fh.close()
-            self._fh = None
+            assert self._fd is not None
+            os.close(self._fd)
+            self._fd = None
             if self.segment is not None:
                 self.worm.immutable(self.layout.segments / self.segment)  # chattr -a +i
             return cp
@@ -573,10 +781,12 @@ class ArchiveWriter:
 
     def abandon(self) -> None:
         """Release without a checkpoint (as a crash would), for error paths."""
-        if self._fh is not None:
+        if self._fd is not None:
             try:
-                self._fh.flush()
+                self.flush(sync=False)
+            except ArchiveError:
+                pass  # a full disk: what could not be written is lost, as in a crash
             finally:
-                self._fh.close()
-                self._fh = None
+                os.close(self._fd)
+                self._fd = None
         self._statefile.release()

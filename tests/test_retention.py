@@ -1,0 +1,481 @@
+"""Retention: policies, sealed deletions, verification across the cut, proofs."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from auditd_py.chain.encoding import Fields
+from auditd_py.errors import ArchiveError, IntegrityError, ProofError
+from auditd_py.store.layout import Layout
+from auditd_py.store.reader import build_proof, check_proof, iter_records, verify_archive
+from auditd_py.store.retention import (
+    Header,
+    RetentionPolicy,
+    SegmentInfo,
+    plan,
+)
+from auditd_py.store.writer import NS, ArchiveWriter, EpochPolicy
+from tests.test_daemon import CLI, Daemon, show, verify_both, wait_for
+from tests.test_segments import syslog_line
+from tests.util import Arc
+
+
+def build(arc: Arc, n: int = 300, every: int = 60, max_records: int | None = 7) -> ArchiveWriter:
+    """An open writer after ``n`` records, rotating every ``every``."""
+    w = arc.writer(EpochPolicy(max_records=max_records))
+    for i in range(n):
+        arc.clock.advance(0.001)
+        w.append(Fields(arc.clock.now_ns(), "test", b"line %d" % i))
+        if i % every == every - 1:
+            w.rotate_segment("test")
+    return w
+
+
+def both(arc: Arc, **kw: object) -> None:
+    for key in (True, False):
+        arc.verify(key=key, **kw)
+
+
+def fails(arc: Arc, what: str) -> IntegrityError:
+    err: IntegrityError | None = None
+    for key in (True, False):
+        with pytest.raises(IntegrityError) as ei:
+            arc.verify(key=key)
+        assert ei.value.where.get("what") == what, ei.value
+        err = ei.value
+    assert err is not None
+    return err
+
+
+def data(arc: Arc) -> list[str]:
+    return [str(o["message"]) for _, o in iter_records(arc.layout) if o["source"] == "test"]
+
+
+# ---------------------------------------------------------------- the writer and verify
+
+
+def test_retired_archive_verifies_and_keeps_proofs(tmp_path: Path) -> None:
+    arc = Arc(tmp_path)
+    w = build(arc)
+    first, second = arc.layout.segment_names()[:2]
+    a = w.retire_segment(first, policy="max_segments", detail="test")
+    b = w.retire_segment(second, policy="max_age", detail="test")
+    w.close()
+    assert a["seq_first"] == 0 and a["seq_end"] == b["seq_first"]
+    assert not (arc.layout.segments / first).exists()
+    for key in (True, False):
+        rep = arc.verify(key=key)
+        assert rep.first_seq == b["seq_end"]
+        assert [r["segment"] for r in rep.retention] == [first, second]
+        assert [r["policy"] for r in rep.retention] == ["max_segments", "max_age"]
+    # every record still present has a proof against the latest checkpoint
+    start = int(str(b["seq_end"]))
+    last = int(orjson.loads(arc.layout.checkpoint_files()[-1][1])["seq_end"])
+    for seq in (start, start + 1, (start + last) // 2, last - 1):
+        assert check_proof(build_proof(arc.layout, seq), arc.pk.public_key)["seq"] == seq
+    with pytest.raises(ProofError, match="deleted by retention"):
+        build_proof(arc.layout, start - 1)
+    assert data(arc)[0] == "line 120"  # two segments of 60 lines each are gone
+
+
+def test_deletion_is_sealed_before_the_file_goes(tmp_path: Path) -> None:
+    arc = Arc(tmp_path)
+    w = build(arc, n=130)
+    name = arc.layout.segment_names()[0]
+    w.retire_segment(name, policy="max_segments", detail="3 segments > 2")
+    w.abandon()  # as a crash right after: the record must already be durable
+    recs = [o for _, o in iter_records(arc.layout) if o.get("event") == "retention.deleted"]
+    assert len(recs) == 1
+    attrs = recs[0]["attrs"]
+    assert attrs["segment"] == name and attrs["policy"] == "max_segments"
+    assert attrs["reason"] == "3 segments > 2"
+    assert set(attrs) >= {"seq_first", "seq_end", "last_link", "last_mac", "merkle_range"}
+    assert attrs["checkpoint"]["epoch"] >= 0 and len(attrs["checkpoint"]["digest"]) == 64
+    w2 = arc.writer()  # recovery rolls over the record; the archive stays valid
+    w2.close()
+    both(arc)
+
+
+def test_interrupted_deletion_is_completed_on_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    arc = Arc(tmp_path)
+    w = build(arc, n=130)
+    name = arc.layout.segment_names()[0]
+    monkeypatch.setattr(ArchiveWriter, "_unlink_segment", lambda self, n: None)
+    w.retire_segment(name, policy="max_segments", detail="crash before unlink")
+    w.abandon()
+    monkeypatch.undo()
+    assert (arc.layout.segments / name).exists()
+    rep = arc.verify()
+    assert any("deletion was interrupted" in x for x in rep.warnings), rep.warnings
+    w2 = arc.writer()
+    assert not (arc.layout.segments / name).exists()  # completed by the next writer
+    w2.close()
+    both(arc)
+
+
+def test_only_the_oldest_closed_segment_can_go(tmp_path: Path) -> None:
+    arc = Arc(tmp_path)
+    w = build(arc, n=130)
+    names = arc.layout.segment_names()
+    with pytest.raises(ArchiveError, match="oldest closed"):
+        w.retire_segment(names[1], policy="max_segments", detail="x")
+    with pytest.raises(ArchiveError, match="oldest closed"):
+        w.retire_segment(names[-1], policy="max_segments", detail="x")
+    w.close()
+
+
+def test_reserved_event_cannot_be_forged_through_append_meta(tmp_path: Path) -> None:
+    arc = Arc(tmp_path)
+    w = build(arc, n=10)
+    with pytest.raises(Exception, match="written by the archive itself"):
+        w.append_meta("retention.deleted", "x", {"segment": "seg-0000000000.jsonl"})
+    w.close()
+
+
+# ---------------------------------------------------------------- attacks
+
+
+def test_deleting_the_oldest_segment_without_a_record_fails(tmp_path: Path) -> None:
+    arc = Arc(tmp_path)
+    build(arc).close()
+    first = arc.layout.segment_names()[0]
+    (arc.layout.segments / first).unlink()
+    err = fails(arc, "missing_segment")
+    assert err.where["file"].endswith(arc.layout.segment_names()[0])
+    assert err.where["line"] == 1
+    assert "no sealed retention record" in err.message
+
+
+def test_deleting_more_than_retention_did_fails(tmp_path: Path) -> None:
+    arc = Arc(tmp_path)
+    w = build(arc)
+    w.retire_segment(arc.layout.segment_names()[0], policy="max_segments", detail="x")
+    w.close()
+    both(arc)
+    (arc.layout.segments / arc.layout.segment_names()[0]).unlink()
+    fails(arc, "missing_segment")
+
+
+def test_deleting_a_middle_segment_of_a_retained_archive_fails(tmp_path: Path) -> None:
+    arc = Arc(tmp_path)
+    w = build(arc)
+    w.retire_segment(arc.layout.segment_names()[0], policy="max_segments", detail="x")
+    w.close()
+    (arc.layout.segments / arc.layout.segment_names()[2]).unlink()
+    fails(arc, "missing_segment")
+
+
+def test_truncating_the_newest_epochs_of_a_retained_archive_fails(tmp_path: Path) -> None:
+    arc = Arc(tmp_path)
+    w = build(arc)
+    w.retire_segment(arc.layout.segment_names()[0], policy="max_segments", detail="x")
+    w.rotate_segment("test")  # the deletion record stays in a segment that is kept
+    for i in range(20):
+        arc.clock.advance(0.001)
+        w.append(Fields(arc.clock.now_ns(), "test", b"more %d" % i))
+    w.close()
+    last = arc.layout.segments / arc.layout.segment_names()[-1]
+    last.unlink()
+    fails(arc, "truncated")
+
+
+def test_rewritten_cut_in_the_first_header_fails(tmp_path: Path) -> None:
+    """An attacker who deletes records and edits the first kept header to resume elsewhere."""
+    arc = Arc(tmp_path)
+    w = build(arc)
+    w.retire_segment(arc.layout.segment_names()[0], policy="max_segments", detail="x")
+    w.close()
+    path = arc.layout.segments / arc.layout.segment_names()[0]
+    lines = path.read_bytes().split(b"\n")
+    hdr = orjson.loads(lines[0])
+    hdr["attrs"]["prev_mac"] = "00" * 32
+    body = orjson.dumps({k: v for k, v in hdr.items() if k not in ("link", "mac")})
+    lines[0] = body[:-1] + lines[0][-148:]
+    path.write_bytes(b"\n".join(lines))
+    for key in (True, False):
+        with pytest.raises(IntegrityError):
+            arc.verify(key=key)
+
+
+def test_retention_record_for_a_present_segment_must_match_it(tmp_path: Path) -> None:
+    arc = Arc(tmp_path)
+    w = build(arc, n=130)
+    first = arc.layout.segment_names()[0]
+    cp = w.covering_checkpoint(1)
+    w._seal(  # a writer bug (or forgery with the current key): a record that lies
+        Fields(
+            arc.clock.now_ns(),
+            "auditd-py",
+            b"retention deleted",
+            "retention.deleted",
+            {
+                "segment": first,
+                "file": first,
+                "bytes": 1,
+                "seq_first": 0,
+                "seq_end": 5,
+                "last_link": "00" * 32,
+                "last_mac": "00" * 32,
+                "merkle_range": ["00" * 32, "00" * 32],
+                "checkpoint": {"epoch": cp.epoch, "digest": cp.digest.hex()},
+                "policy": "max_segments",
+                "reason": "x",
+            },
+        )
+    )
+    w.close()
+    fails(arc, "retention")
+
+
+# ---------------------------------------------------------------- plan (pure)
+
+
+def _segs(
+    n: int, *, size: int = 100, step_ns: int = NS, resumable: bool = True
+) -> list[SegmentInfo]:
+    out = []
+    for i in range(n):
+        name = f"seg-{i:010d}.jsonl"
+        h = Header(
+            name,
+            seq=i * 10,
+            time_ns=i * step_ns,
+            prev_segment=f"seg-{i - 1:010d}.jsonl" if i else None,
+            prev_link="00" * 32,
+            prev_mac="00" * 32 if resumable else None,
+            merkle_range=() if resumable else None,
+        )
+        out.append(SegmentInfo(name, Path(name), size, h))
+    return out
+
+
+def test_plan_limits() -> None:
+    segs = _segs(6)
+    kw = {"now_ns": 10 * NS, "sealed_end": 1000}
+    todo, blocked = plan(segs, RetentionPolicy(max_segments=4), **kw)  # type: ignore[arg-type]
+    assert [d.name for d in todo] == [segs[0].name, segs[1].name] and blocked is None
+    assert {d.policy for d in todo} == {"max_segments"}
+    todo, _ = plan(segs, RetentionPolicy(max_total_bytes=350), **kw)  # type: ignore[arg-type]
+    assert len(todo) == 3 and todo[0].policy == "max_total_bytes"
+    # max_age: closed = the next segment's header time; now = 10 s
+    todo, _ = plan(segs, RetentionPolicy(max_age_ns=7 * NS), **kw)  # type: ignore[arg-type]
+    assert [d.name for d in todo] == [segs[0].name, segs[1].name]
+    todo, _ = plan(segs, RetentionPolicy(min_free_bytes=1000), free_bytes=750, **kw)  # type: ignore[arg-type]
+    assert len(todo) == 3 and todo[-1].policy == "min_free_bytes"
+    todo, _ = plan(segs, RetentionPolicy(), free_bytes=0, need_free_bytes=150, **kw)  # type: ignore[arg-type]
+    assert len(todo) == 2 and todo[0].policy == "disk_pressure"
+    todo, _ = plan(segs, RetentionPolicy(), **kw)  # type: ignore[arg-type]
+    assert todo == []
+    # the open segment is never deleted, whatever the limit says
+    todo, _ = plan(segs, RetentionPolicy(max_segments=1, max_total_bytes=1), **kw)  # type: ignore[arg-type]
+    assert len(todo) == 5
+
+
+def test_plan_stops_at_the_first_segment_it_may_not_delete() -> None:
+    segs = _segs(6)
+    pol = RetentionPolicy(max_segments=1)
+    todo, blocked = plan(segs, pol, now_ns=0, sealed_end=25)
+    assert [d.name for d in todo] == [segs[0].name, segs[1].name]
+    assert blocked is not None and blocked.name == segs[2].name
+    assert "not all checkpointed" in blocked.reason
+    todo, blocked = plan(segs, pol, now_ns=0, sealed_end=1000, floor=15)
+    assert [d.name for d in todo] == [segs[0].name]
+    assert blocked is not None and "forwarder" in blocked.reason
+    todo, blocked = plan(segs, pol, now_ns=0, sealed_end=1000, busy=lambda n: n == segs[1].name)
+    assert len(todo) == 1 and blocked is not None and "compressed" in blocked.reason
+    old = _segs(3, resumable=False)
+    todo, blocked = plan(old, pol, now_ns=0, sealed_end=1000)
+    assert todo == [] and blocked is not None and "header" in blocked.reason
+    todo, blocked = plan(
+        segs, RetentionPolicy(max_segments=1, keep_forever=True), now_ns=0, sealed_end=1000
+    )
+    assert todo == [] and blocked is None
+
+
+# ---------------------------------------------------------------- properties
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    n=st.integers(min_value=20, max_value=160),
+    every=st.integers(min_value=5, max_value=40),
+    max_records=st.one_of(st.none(), st.integers(min_value=1, max_value=9)),
+    drop=st.integers(min_value=0, max_value=6),
+    extra=st.booleans(),
+)
+def test_any_retained_prefix_verifies_and_only_it(
+    tmp_path_factory: pytest.TempPathFactory,
+    n: int,
+    every: int,
+    max_records: int | None,
+    drop: int,
+    extra: bool,
+) -> None:
+    arc = Arc(tmp_path_factory.mktemp("p"))
+    w = build(arc, n=n, every=every, max_records=max_records)
+    w.end_epoch("interval")
+    closed = arc.layout.segment_names()[:-1]
+    for name in closed[:drop]:
+        w.retire_segment(name, policy="max_segments", detail="property")
+    w.close()
+    rep = arc.verify()
+    dropped = min(drop, len(closed))
+    assert len(rep.retention) == dropped
+    assert rep.first_seq == (0 if dropped == 0 else rep.retention[-1]["seq_end"])
+    arc.verify(key=False)
+    last = int(orjson.loads(arc.layout.checkpoint_files()[-1][1])["seq_end"])
+    for seq in {rep.first_seq, (rep.first_seq + last) // 2, last - 1}:
+        check_proof(build_proof(arc.layout, seq), arc.pk.public_key)
+    if extra and len(arc.layout.segment_names()) > 1:
+        (arc.layout.segments / arc.layout.segment_names()[0]).unlink()
+        for key in (True, False):
+            with pytest.raises(IntegrityError):
+                arc.verify(key=key)
+
+
+# ---------------------------------------------------------------- the daemon
+
+
+def retention_config(arc: Arc, logs: Path, path: Path, extra: str = "") -> Path:
+    path.write_text(
+        f"""environment: test
+archive:
+  path: {arc.layout.root}
+sealing:
+  epoch_interval: 1h
+  commit_interval: 20ms
+segments:
+  max_bytes: 32KiB
+  compress: zstd
+retention:
+  max_segments: 4
+  check_interval: 200ms
+sources:
+  - name: app
+    type: file
+    paths: ["{logs}/*.log"]
+    poll_interval: 100ms
+{extra}"""
+    )
+    return path
+
+
+def app_messages(arc: Arc) -> list[str]:
+    return [str(r["message"]) for r in show(arc) if r["source"] == "app"]
+
+
+def assert_suffix_exactly_once(got: list[str], n: int) -> None:
+    """Retention removes the oldest lines; what is left is the rest, each once, in order."""
+    want = [syslog_line(i).decode() for i in range(n)]
+    assert got, "nothing left"
+    k = want.index(got[0])
+    assert got == want[k:], "lost, duplicated or reordered lines after the retention cut"
+
+
+@pytest.mark.integration
+def test_daemon_applies_retention_and_seals_each_deletion(tmp_path: Path) -> None:
+    arc = Arc(tmp_path, random=None)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    cfg = retention_config(arc, logs, tmp_path / "d.yaml")
+    d = Daemon(tmp_path, cfg)
+    n = 3000
+    try:
+        d.ready()
+        with (logs / "app.log").open("ab") as fh:
+            for k in range(0, n, 300):
+                fh.write(b"".join(syslog_line(i) + b"\n" for i in range(k, k + 300)))
+                fh.flush()
+                time.sleep(0.05)
+
+        def settled() -> bool:
+            got = app_messages(arc)
+            return (
+                bool(got)
+                and got[-1] == syslog_line(n - 1).decode()
+                and len(arc.layout.segment_names()) <= 4
+            )
+
+        assert wait_for(settled, 40), arc.layout.segment_names()
+    finally:
+        code = d.stop()
+    assert code == 0, (tmp_path / "daemon.stderr").read_text()[-2000:]
+    assert len(arc.layout.segment_names()) <= 5  # the stop may have rotated once more
+    assert_suffix_exactly_once(app_messages(arc), n)
+    meta = show(arc, "--meta")
+    deleted = [r for r in meta if r["event"] == "retention.deleted"]
+    assert deleted and all(r["attrs"]["policy"] == "max_segments" for r in deleted)  # type: ignore[index]
+    verify_both(arc, "--require-sealed")
+    r = subprocess.run(
+        [*CLI, "verify", str(arc.layout.root), "--key", str(arc.vk_path), "--json"],
+        capture_output=True,
+        check=True,
+    )
+    rep = orjson.loads(r.stdout)
+    assert rep["first_seq"] > 0 and len(rep["retention"]) >= 1
+    log = (tmp_path / "daemon.stderr").read_text()
+    assert '"retention.deleted"' in log
+
+
+@pytest.mark.integration
+@pytest.mark.soak
+def test_kill9_during_rotation_compression_and_retention_soak(tmp_path: Path) -> None:
+    kill_loop(tmp_path, rounds=40)
+
+
+@pytest.mark.integration
+def test_kill9_during_rotation_compression_and_retention(tmp_path: Path) -> None:
+    kill_loop(tmp_path, rounds=6)
+
+
+def kill_loop(tmp_path: Path, rounds: int) -> None:
+    """SIGKILL at random moments while segments rotate, compress and are deleted."""
+    import random
+
+    rng = random.Random(7)
+    arc = Arc(tmp_path, random=None)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    cfg = retention_config(arc, logs, tmp_path / "d.yaml")
+    n = 0
+    for _ in range(rounds):
+        d = Daemon(tmp_path, cfg)
+        d.ready()
+        for _ in range(rng.randint(1, 6)):
+            with (logs / "app.log").open("ab") as fh:
+                fh.write(b"".join(syslog_line(i) + b"\n" for i in range(n, n + 300)))
+            n += 300
+            time.sleep(rng.uniform(0.01, 0.15))
+        d.stop(signal.SIGKILL)
+    subprocess.run([*CLI, "run", "--config", str(cfg), "--once"], check=True, capture_output=True)
+    assert_suffix_exactly_once(app_messages(arc), n)
+    assert not any(p.name.endswith(".tmp") for p in arc.layout.segments.iterdir())
+    meta = show(arc, "--meta")
+    assert sum(r["event"] == "retention.deleted" for r in meta) >= 3
+    assert sum(r["event"] == "segment.compressed" for r in meta) >= 1
+    assert len(arc.layout.segment_names()) <= 5
+    verify_both(arc)
+
+
+def test_layout_helpers_see_a_retained_archive(tmp_path: Path) -> None:
+    arc = Arc(tmp_path)
+    w = build(arc, n=130)
+    w.retire_segment(arc.layout.segment_names()[0], policy="max_segments", detail="x")
+    w.close()
+    copy = tmp_path / "copy"
+    shutil.copytree(arc.layout.root, copy)
+    rep = verify_archive(Layout.at(copy), public_key=arc.pk.public_key)
+    assert rep.first_seq > 0 and rep.records == rep.sealed_records
