@@ -2,7 +2,9 @@
 
 Exit codes: 0 success (archive intact), 1 integrity failure (``status``: the
 daemon reports itself unhealthy), 2 usage or I/O error (``status``: no daemon
-answers). Every AuditdError becomes one line on stderr (or a JSON report).
+answers), 3 (``run``) a disk action halted the daemon, or it stopped on a full
+disk with sealed records it could not write. Every AuditdError becomes one
+line on stderr (or a JSON report).
 """
 
 from __future__ import annotations
@@ -263,6 +265,13 @@ def _print_report(layout: Layout, r: Report) -> None:
         f"last checkpoint), {r.segments} segments, {r.checkpoints} checkpoints"
     )
     print(f"  time range {_fmt_time(r.first_time)} .. {_fmt_time(r.last_time)}")
+    if r.first_seq:
+        policies = sorted({str(x["policy"]) for x in r.retention})
+        print(
+            f"  retention: records 0..{r.first_seq - 1} were deleted by policy "
+            f"({', '.join(policies)}; {len(r.retention)} sealed deletion record(s) read); "
+            f"the archive starts at seq {r.first_seq}"
+        )
     if r.unsealed_records:
         how = "MAC-verified" if r.mode == "key" else "hash-linked only"
         print(f"  note: the last {r.unsealed_records} record(s) are not yet checkpointed ({how})")
@@ -406,14 +415,23 @@ def cmd_rotate(a: argparse.Namespace) -> int:
 
 
 _DURATIONS = frozenset(
-    {"epoch_interval", "commit_interval", "partial_line_timeout", "poll_interval"}
+    {
+        "epoch_interval",
+        "commit_interval",
+        "partial_line_timeout",
+        "poll_interval",
+        "max_age",
+        "check_interval",
+    }
 )
 
 
 def _human(obj: Any) -> Any:
+    if isinstance(obj, dict) and set(obj) == {"bytes", "percent"}:  # a config.Space
+        return f"{obj['percent']:g}%" if obj["percent"] is not None else obj["bytes"]
     if isinstance(obj, dict):
         return {
-            k: (f"{v / 1e9:g}s" if k in _DURATIONS and isinstance(v, int) else _human(v))
+            k: (f"{v / 1e9:.12g}s" if k in _DURATIONS and isinstance(v, int) else _human(v))
             for k, v in obj.items()
         }
     if isinstance(obj, list):

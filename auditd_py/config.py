@@ -88,6 +88,42 @@ Duration = Annotated[int, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 
 
+@dataclass(frozen=True, slots=True)
+class Space:
+    """An amount of disk space: bytes, or a percentage of the file system's size."""
+
+    bytes: int | None = None
+    percent: float | None = None
+
+    def of(self, total: int) -> int:
+        """In bytes, for a file system of ``total`` bytes."""
+        if self.bytes is not None:
+            return self.bytes
+        assert self.percent is not None
+        return int(total * self.percent / 100)
+
+    def __str__(self) -> str:
+        return f"{self.percent:g}%" if self.percent is not None else f"{self.bytes} bytes"
+
+
+def parse_space(value: Any) -> Space:
+    """``10%`` of the file system, or a size (``512MiB``)."""
+    if isinstance(value, Space):
+        return value
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            pct = float(value.strip()[:-1])
+        except ValueError:
+            raise ValueError(f"invalid percentage {value!r} (use e.g. 10%)") from None
+        if not 0 < pct < 100:
+            raise ValueError(f"percentage {value!r} must be between 0% and 100%")
+        return Space(percent=pct)
+    return Space(bytes=parse_size(value))
+
+
+SpaceLimit = Annotated[Space, BeforeValidator(parse_space)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
@@ -117,6 +153,64 @@ class SegmentSettings(_Model):
     ] = "auto"
     """chattr +a on the open segment and +i on closed ones, where the daemon may (auto).
     YAML reads a bare ``off`` as false, which means ``off`` here too."""
+
+
+class RetentionSettings(_Model):
+    """When closed segments are deleted (oldest first, each deletion sealed).
+
+    Every limit is off unless set; with none set nothing is ever deleted.
+    """
+
+    max_age: Duration | None = None
+    max_total_bytes: Size | None = None
+    max_segments: int | None = Field(default=None, ge=1)
+    min_free: SpaceLimit | None = None
+    keep_forever: bool = False
+    check_interval: Duration = 60 * NS
+
+    @model_validator(mode="after")
+    def _forever(self) -> RetentionSettings:
+        if self.keep_forever:
+            set_ = [
+                k
+                for k in ("max_age", "max_total_bytes", "max_segments", "min_free")
+                if getattr(self, k) is not None
+            ]
+            if set_:
+                raise ValueError(
+                    f"keep_forever: true contradicts {', '.join(set_)}: remove one or the other"
+                )
+        return self
+
+
+DiskAction = Literal["rotate", "suspend", "halt", "exec"]
+
+
+class DiskSettings(_Model):
+    """auditd's ladder: warn at space_left, act at admin_space_left, and on a full disk."""
+
+    space_left: SpaceLimit = Space(percent=5.0)
+    admin_space_left: SpaceLimit = Space(percent=2.0)
+    admin_space_left_action: DiskAction = "suspend"
+    disk_full_action: DiskAction = "suspend"
+    exec: list[str] | None = Field(default=None, min_length=1)
+    """Command and arguments for the ``exec`` action (no shell)."""
+    check_interval: Duration = 5 * NS
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DiskSettings:
+        uses_exec = "exec" in (self.admin_space_left_action, self.disk_full_action)
+        if uses_exec and not self.exec:
+            raise ValueError("the exec action needs disk.exec: [command, args...]")
+        a, b = self.space_left, self.admin_space_left
+        if (a.bytes is not None and b.bytes is not None and b.bytes > a.bytes) or (
+            a.percent is not None and b.percent is not None and b.percent > a.percent
+        ):
+            raise ValueError(
+                f"admin_space_left ({b}) must not be more than space_left ({a}): "
+                "the warning comes first"
+            )
+        return self
 
 
 class FileSource(_Model):
@@ -234,6 +328,8 @@ class Config(_Model):
     archive: ArchiveSettings
     sealing: SealingSettings = SealingSettings()
     segments: SegmentSettings = SegmentSettings()
+    retention: RetentionSettings = RetentionSettings()
+    disk: DiskSettings = DiskSettings()
     sources: list[Source] = []
     metrics: MetricsSettings | None = None
 
@@ -246,6 +342,14 @@ class Config(_Model):
             if s.name == "auditd-py":
                 raise ValueError("source name 'auditd-py' is reserved for the daemon's own log")
             seen.add(s.name)
+        if self.retention.keep_forever and "rotate" in (
+            self.disk.admin_space_left_action,
+            self.disk.disk_full_action,
+        ):
+            raise ValueError(
+                "disk action 'rotate' deletes the oldest segments, but retention.keep_forever "
+                "is true: use suspend, halt or exec"
+            )
         return self
 
 

@@ -46,6 +46,13 @@ EPOCH_ADVANCED: Final = "epoch.advanced"
 CHECKPOINT_WRITTEN: Final = "checkpoint.written"
 SEGMENT_ROTATED: Final = "segment.rotated"
 SEGMENT_COMPRESSED: Final = "segment.compressed"
+RETENTION_DELETED: Final = "retention.deleted"
+RETENTION_BLOCKED: Final = "retention.blocked"
+DISK_SPACE_LEFT: Final = "disk.space_left"
+DISK_ADMIN_SPACE_LEFT: Final = "disk.admin_space_left"
+DISK_FULL: Final = "disk.full"
+DISK_OK: Final = "disk.ok"
+DISK_ACTION: Final = "disk.action"
 WORM_ENABLED: Final = "worm.enabled"
 WORM_UNAVAILABLE: Final = "worm.unavailable"
 WORM_DISABLED: Final = "worm.disabled"
@@ -135,9 +142,11 @@ _WARN = frozenset(
         CLOCK_JUMP,
         SEALER_RESUMED,
         CONTROL_ERROR,
+        RETENTION_BLOCKED,
+        DISK_SPACE_LEFT,
     }
 )
-_ERR = frozenset({ERROR, SEALER_STALLED})
+_ERR = frozenset({ERROR, SEALER_STALLED, DISK_ADMIN_SPACE_LEFT, DISK_FULL})
 
 
 def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:

@@ -161,6 +161,11 @@ def _archive_stats(d: Daemon) -> tuple[int, int, int]:
     return len(names), size, free
 
 
+def _suspended(d: Daemon) -> bool:
+    s = d.sealer
+    return s is not None and (s.suspended.is_set() or s.disk_full_since is not None)
+
+
 def health(d: Daemon) -> tuple[bool, dict[str, Any]]:
     """(healthy, the document served at /health and printed by ``status``)."""
     reasons: list[str] = []
@@ -187,6 +192,12 @@ def health(d: Daemon) -> tuple[bool, dict[str, Any]]:
             reasons.append(f"{what}, more than two epoch intervals ({2 * interval:g}s)")
     if d.stopping:
         reasons.append("stopping")
+    if sealer is not None and sealer.disk_full_since is not None:
+        held = d.writer.unwritten if d.writer is not None else 0
+        reasons.append(
+            f"the archive's file system is full for "
+            f"{time.monotonic() - sealer.disk_full_since:.0f}s ({held} sealed bytes held)"
+        )
     total_rate, _ = d.rates.rates()
     segments, size, free = _archive_stats(d)
     doc: dict[str, Any] = {
@@ -203,6 +214,9 @@ def health(d: Daemon) -> tuple[bool, dict[str, Any]]:
         "segments": segments,
         "archive_bytes": size,
         "disk_free_bytes": free,
+        "disk_level": d.disk.level.name.lower() if d.disk is not None else "ok",
+        "reading_suspended": _suspended(d),
+        "unwritten_bytes": d.writer.unwritten if d.writer is not None else 0,
         "epoch": d.writer.sealer.epoch if d.writer is not None else None,
         "epoch_interval_seconds": interval,
         "last_checkpoint": cp,
@@ -216,6 +230,7 @@ def health(d: Daemon) -> tuple[bool, dict[str, Any]]:
             "max_rotation_pause_ms": (
                 round(sealer.stats.max_rotation_pause_ns / 1e6, 3) if sealer is not None else 0
             ),
+            "retention_deleted": sealer.stats.retention_deleted if sealer is not None else 0,
         },
         "queue_depth": d.queue.depth(),
         "queue_capacity": d.queue.capacity,
@@ -352,10 +367,36 @@ class DaemonCollector(Collector):
         segments, size, free = _archive_stats(d)
         yield GaugeMetricFamily("auditd_py_segments", "Segment files.", value=segments)
         yield GaugeMetricFamily("auditd_py_archive_bytes", "Bytes in segment files.", value=size)
+        st = d.sealer.stats if d.sealer is not None else None
         yield CounterMetricFamily(
             "auditd_py_retention_deletions",
-            "Segments deleted by retention (no retention yet: always 0).",
-            value=0,
+            "Segments deleted by retention by this process (each one sealed).",
+            value=st.retention_deleted if st is not None else 0,
+        )
+        yield CounterMetricFamily(
+            "auditd_py_retention_deleted_bytes",
+            "Bytes of segment files deleted by retention by this process.",
+            value=st.retention_deleted_bytes if st is not None else 0,
+        )
+        yield CounterMetricFamily(
+            "auditd_py_disk_full_events",
+            "Times a write to the archive was refused for lack of space.",
+            value=st.disk_full_events if st is not None else 0,
+        )
+        yield GaugeMetricFamily(
+            "auditd_py_disk_level",
+            "Disk pressure: 0 ok, 1 below space_left, 2 below admin_space_left, 3 full.",
+            value=int(d.disk.level) if d.disk is not None else 0,
+        )
+        yield GaugeMetricFamily(
+            "auditd_py_reading_suspended",
+            "1 while the disk action 'suspend' (or a full disk) holds the sources.",
+            value=1 if _suspended(d) else 0,
+        )
+        yield GaugeMetricFamily(
+            "auditd_py_unwritten_bytes",
+            "Sealed bytes held in memory because the file system refused them.",
+            value=d.writer.unwritten if d.writer is not None else 0,
         )
         yield GaugeMetricFamily(
             "auditd_py_disk_free_bytes",

@@ -23,7 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from auditd_py.chain.checkpoint import Checkpoint
+from auditd_py.errors import DiskFullError
 from auditd_py.record import META_SOURCE, Fields
+from auditd_py.store.reserve import Reserve
+from auditd_py.store.retention import Blocked, Retainer
 from auditd_py.store.writer import ArchiveWriter
 
 
@@ -187,6 +191,9 @@ class Stats:
     max_rotation_pause_ns: int = 0
     """The longest time spent inside ``rotate_segment`` (sealing paused meanwhile)."""
     last_rotation_pause_ns: int = 0
+    retention_deleted: int = 0
+    retention_deleted_bytes: int = 0
+    disk_full_events: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,10 +231,37 @@ class Sealer:
         on_commit: Callable[[], None] | None = None,
         rotation: RotationPolicy | None = None,
         on_rotated: Callable[[str, str, int], None] | None = None,
+        retainer: Retainer | None = None,
+        retention_interval_ns: int = 60 * 10**9,
+        on_retired: Callable[[dict[str, object]], None] | None = None,
+        on_retention_blocked: Callable[[Blocked], None] | None = None,
+        reserve: Reserve | None = None,
+        on_disk_full: Callable[[DiskFullError], None] | None = None,
+        on_disk_ok: Callable[[float], None] | None = None,
+        on_checkpoint: Callable[[Checkpoint], None] | None = None,
     ) -> None:
         self.writer = writer
         self.rotation = rotation
         self.on_rotated = on_rotated
+        self.retainer = retainer
+        self.retention_interval = retention_interval_ns / 1e9
+        self.on_retired = on_retired
+        self.on_retention_blocked = on_retention_blocked
+        self.reserve = reserve
+        self.on_disk_full = on_disk_full
+        self.on_disk_ok = on_disk_ok
+        self.on_checkpoint = on_checkpoint
+        """Called (lock held) for each checkpoint written: the daemon meta-logs it."""
+        self._last_retention = 0.0
+        self._need_free: int | None = None
+        self._blocked: Blocked | None = None
+        self.suspended = threading.Event()
+        """Set by the daemon's disk action ``suspend``: nothing is taken from the queue
+        (sources wait on it), epochs still end so keys keep evolving."""
+        self.disk_full_since: float | None = None
+        self._dirty = False
+        self._last_commit = time.monotonic()
+        self._queued_at: list[float] = []  # of the batches sealed since the last fsync
         """Called (closed segment, reason, checkpoint epoch) after each rotation, lock held."""
         self.queue = queue
         self.commit_interval = commit_interval_ns / 1e9
@@ -285,43 +319,136 @@ class Sealer:
         while os.path.exists(path) and not self._stop.is_set():
             time.sleep(0.05)
 
+    def request_retention(self, need_free: int | None = None) -> None:
+        """Run retention at the next turn of the loop (``need_free``: the disk action)."""
+        with self.lock:
+            if need_free is not None:
+                self._need_free = max(need_free, self._need_free or 0)
+            self._last_retention = 0.0
+
+    def _retain(self) -> None:
+        """Retention under the lock: delete, report, and say what is blocked (once)."""
+        assert self.retainer is not None
+        need, self._need_free = self._need_free, None
+        owed = self.reserve.missing if self.reserve is not None else 0
+        done, blocked = self.retainer.run(self.writer, need_free=need, owed=owed)
+        self._last_retention = time.monotonic()
+        for info in done:
+            self.stats.retention_deleted += 1
+            self.stats.retention_deleted_bytes += int(str(info["bytes"]))
+            if self.on_retired is not None:
+                self.on_retired(info)
+        if blocked is not None and blocked != self._blocked and self.on_retention_blocked:
+            self.on_retention_blocked(blocked)
+        self._blocked = blocked
+
+    def _disk_full(self, exc: DiskFullError) -> None:
+        """A write was refused: hold everything sealed in memory until space returns."""
+        if self.disk_full_since is None:
+            self.disk_full_since = time.monotonic()
+            self.stats.disk_full_events += 1
+            if self.on_disk_full is not None:
+                self.on_disk_full(exc)
+
+    def _wait_for_space(self) -> bool:
+        """While the disk is full (lock held): free what the action allows, retry the write.
+
+        Returns True once everything held in memory is durable again.
+        """
+        w = self.writer
+        if self._need_free is not None and self.retainer is not None:
+            # The deletion record must be durable before anything is deleted: give
+            # back the reserve so that it (and the records before it) fit.
+            if self.reserve is not None:
+                self.reserve.release()
+            try:
+                w.flush(sync=True)
+                self._retain()
+            except DiskFullError:
+                return False
+        try:
+            w.flush(sync=True)
+        except DiskFullError:
+            return False
+        since = self.disk_full_since
+        self.disk_full_since = None
+        if self.on_disk_ok is not None and since is not None:
+            self.on_disk_ok(time.monotonic() - since)
+        return True
+
+    def _turn(self, timed: list[tuple[float, list[Item]]], batches: list[list[Item]]) -> None:
+        """One turn of the loop (lock held): seal, rotate, commit, retain, end the epoch."""
+        if batches:
+            self._seal_batches(batches)
+            self._queued_at.extend(t for t, _ in timed)
+            self._dirty = True
+        now = time.monotonic()
+        why = self.rotation.due(self.writer) if self.rotation is not None else None
+        if why is not None:
+            self.rotate(why)  # fsyncs what was sealed: a group commit too
+        if self._dirty and (now - self._last_commit >= self.commit_interval or not batches or why):
+            if why is None:
+                self.writer.flush(sync=True)
+            done = time.monotonic()
+            self.stats.seal_latency.observe_many([done - t for t in self._queued_at])
+            self._queued_at.clear()
+            self.stats.commits += 1
+            self.stats.last_commit_ns = time.time_ns()
+            self._dirty = False
+            self._last_commit = now
+            if self.on_commit is not None:
+                self.on_commit()
+        if self.retainer is not None and (
+            why is not None
+            or self._need_free is not None
+            or now - self._last_retention >= self.retention_interval
+        ):
+            self._retain()
+        cp = self.writer.maybe_end_epoch()
+        if cp is not None:
+            self.stats.last_checkpoint_epoch = cp.epoch
+            self.stats.last_checkpoint_ns = cp.end
+        self._report_checkpoints()
+
+    def _report_checkpoints(self) -> None:
+        """Hand every checkpoint written since the last turn to ``on_checkpoint``."""
+        cps = self.writer.checkpoints_written
+        if cps and self.on_checkpoint is not None:
+            for c in cps:
+                self.on_checkpoint(c)
+            cps.clear()  # the daemon keeps none: one per epoch, for as long as it runs
+
     def _run(self) -> None:
-        dirty = False
-        last_commit = time.monotonic()
-        queued_at: list[float] = []  # of the batches sealed since the last fsync
         try:
             while True:
                 if self._stall_path is not None:
                     self._stall(self._stall_path)
                 self.heartbeat = time.monotonic()
                 stopping = self._stop.is_set()
+                if self.disk_full_since is not None:
+                    with self.lock:
+                        ok = self._wait_for_space()
+                    if not ok:
+                        if stopping:
+                            break  # the daemon reports what could not be written
+                        self._stop.wait(0.25)
+                        continue
+                if self.suspended.is_set() and not stopping:
+                    with self.lock:
+                        try:
+                            self.writer.maybe_end_epoch()  # keys keep evolving meanwhile
+                        except DiskFullError as exc:
+                            self._disk_full(exc)
+                    self._idle.set()
+                    self._stop.wait(min(0.25, self.commit_interval))
+                    continue
                 timed = self.queue.get_timed(timeout=0 if stopping else self.commit_interval)
                 batches = [b for _, b in timed]
                 with self.lock:
-                    if batches:
-                        self._seal_batches(batches)
-                        queued_at.extend(t for t, _ in timed)
-                        dirty = True
-                    now = time.monotonic()
-                    why = self.rotation.due(self.writer) if self.rotation is not None else None
-                    if why is not None:
-                        self.rotate(why)  # fsyncs what was sealed: a group commit too
-                    if dirty and (now - last_commit >= self.commit_interval or not batches or why):
-                        if why is None:
-                            self.writer.flush(sync=True)
-                        done = time.monotonic()
-                        self.stats.seal_latency.observe_many([done - t for t in queued_at])
-                        queued_at.clear()
-                        self.stats.commits += 1
-                        self.stats.last_commit_ns = time.time_ns()
-                        dirty = False
-                        last_commit = now
-                        if self.on_commit is not None:
-                            self.on_commit()
-                    cp = self.writer.maybe_end_epoch()
-                    if cp is not None:
-                        self.stats.last_checkpoint_epoch = cp.epoch
-                        self.stats.last_checkpoint_ns = cp.end
+                    try:
+                        self._turn(timed, batches)
+                    except DiskFullError as exc:
+                        self._disk_full(exc)  # everything taken is sealed, held in memory
                 if stopping and not batches:
                     break
                 if not batches:

@@ -36,20 +36,25 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from auditd_py import config, control
+from auditd_py import config, control, diskwatch
 from auditd_py import metalog as ev
+from auditd_py.chain.checkpoint import Checkpoint
 from auditd_py.clock import Clock, SystemClock
 from auditd_py.config import Config, FileSource, JournaldSource, Loaded, SyslogSource
-from auditd_py.errors import AuditdError, ConfigError
+from auditd_py.errors import AuditdError, ConfigError, DiskFullError
 from auditd_py.metalog import MetaLog
 from auditd_py.pipeline import Barrier, BatchQueue, RotationPolicy, Sealer
 from auditd_py.sources.base import Source
 from auditd_py.store.compress import Compressed, Compressor, finish_pending
 from auditd_py.store.immutable import Worm
 from auditd_py.store.layout import Layout
+from auditd_py.store.reserve import Reserve
+from auditd_py.store.retention import Blocked, Retainer, RetentionPolicy, free_space
 from auditd_py.store.writer import ArchiveWriter, EpochPolicy
 
 SourceSettings = FileSource | SyslogSource | JournaldSource
+CLOCK_JUMP_NS = 2 * 10**9
+"""A wall-clock step (either way) beyond the monotonic clock's that is meta-logged."""
 NOTIFY_TIMEOUT = 2.0
 DEFAULT_WATCHDOG_S = 10.0
 """How fresh the sealer's heartbeat must be for ``WATCHDOG=1`` without $WATCHDOG_USEC."""
@@ -205,6 +210,13 @@ class Daemon:
         self._stalled_since: float | None = None
         self._failed: BaseException | None = None
         self._wake = threading.Event()
+        self.reserve: Reserve | None = None
+        self.disk: diskwatch.Reading | None = None
+        self._disk_checked = 0.0
+        self._disk_suspended = False
+        self._halted: str | None = None
+        self._runner = diskwatch.Runner()
+        self._clock_ref = (time.time_ns(), time.monotonic_ns())
 
     # ------------------------------------------------------------ signals
 
@@ -250,6 +262,10 @@ class Daemon:
         seg = cfg.segments
         # an interrupted compression: before the sealer runs (it may rotate at once)
         closed = finish_pending(layout, self.writer.segment, worm)
+        ret = cfg.retention
+        min_free = ret.min_free
+        self.reserve = Reserve(layout.root)
+        self.reserve.ensure(free_space(layout.root)[0])
         self.sealer = Sealer(
             self.writer,
             self.queue,
@@ -257,6 +273,21 @@ class Daemon:
             on_error=self._sealer_failed,
             rotation=RotationPolicy(seg.max_bytes, seg.max_age, seg.max_epochs),
             on_rotated=self._rotated,
+            retainer=Retainer(
+                layout,
+                RetentionPolicy(
+                    ret.max_age, ret.max_total_bytes, ret.max_segments, None, ret.keep_forever
+                ),
+                min_free=min_free.of if min_free is not None else None,
+                busy=self._compressing,
+            ),
+            retention_interval_ns=ret.check_interval,
+            on_retired=self._retired,
+            on_retention_blocked=self._retention_blocked,
+            reserve=self.reserve,
+            on_disk_full=self._disk_full,
+            on_disk_ok=self._disk_ok,
+            on_checkpoint=self._checkpointed,
         )
         self.sealer.start()
         if seg.compress != "none":
@@ -344,6 +375,181 @@ class Daemon:
             duration_ms=round(c.seconds * 1000),
         )
 
+    def _checkpointed(self, cp: Checkpoint) -> None:
+        """From the sealer thread: an epoch ended; sealed in order in the next epoch."""
+        self.meta.event(
+            ev.CHECKPOINT_WRITTEN,
+            f"checkpoint {cp.epoch} ({cp.reason}) seals seq {cp.seq_first}..{cp.seq_end - 1}",
+            epoch=cp.epoch,
+            reason=cp.reason,
+            seq_first=cp.seq_first,
+            seq_end=cp.seq_end,
+            digest=cp.digest.hex(),
+        )
+        self.meta.log_only(
+            ev.EPOCH_ADVANCED,
+            f"epoch {cp.epoch + 1} started; the keys of epoch {cp.epoch} are erased",
+            epoch=cp.epoch + 1,
+        )
+
+    # ------------------------------------------------------------ retention and disk
+
+    def _compressing(self, name: str) -> bool:
+        c = self.compressor
+        return c is not None and name in c.pending
+
+    def _retired(self, info: dict[str, object]) -> None:
+        """From the sealer thread: the writer sealed ``retention.deleted`` itself."""
+        self.meta.log_only(
+            ev.RETENTION_DELETED,
+            f"segment {info['segment']} deleted by retention ({info['policy']}: "
+            f"{info['reason']}); seq {info['seq_first']}..{int(str(info['seq_end'])) - 1}",
+            **info,
+        )
+
+    def _retention_blocked(self, b: Blocked) -> None:
+        self.meta.event(
+            ev.RETENTION_BLOCKED,
+            f"retention ({b.policy}) keeps {b.name} for now: {b.reason}",
+            segment=b.name,
+            policy=b.policy,
+            reason=b.reason,
+        )
+
+    def _disk_full(self, exc: DiskFullError) -> None:
+        """From the sealer thread: a write was refused; the main loop acts at once."""
+        self._disk_checked = 0.0
+        self._wake.set()
+
+    def _disk_ok(self, seconds: float) -> None:
+        self.meta.event(
+            ev.DISK_OK,
+            f"writes succeed again after {seconds:.1f}s; everything held in memory is sealed",
+            held_ms=int(seconds * 1000),
+        )
+        self._disk_checked = 0.0
+        self._wake.set()
+
+    def _check_disk(self) -> None:
+        """Every ``disk.check_interval``: the level, its event and action (edge-triggered)."""
+        sealer, cfg = self.sealer, self.cfg.disk
+        if sealer is None or self.once:
+            return
+        now = time.monotonic()
+        for argv, rc in self._runner.reap():
+            self.meta.event(
+                ev.DISK_ACTION, f"disk action command {argv[0]} exited {rc}", argv=argv, status=rc
+            )
+        if now - self._disk_checked < cfg.check_interval / 1e9:
+            return
+        self._disk_checked = now
+        refused = sealer.disk_full_since is not None
+        r = diskwatch.read(self.cfg.archive.path, cfg, writes_refused=refused)
+        old = self.disk.level if self.disk is not None else diskwatch.Level.OK
+        self.disk = r
+        if r.level != old:
+            self._disk_changed(old, r)
+        action = diskwatch.action_for(r.level, cfg)
+        if action == "rotate":  # keeps deleting the oldest while the level stays bad
+            sealer.request_retention(need_free=r.space_left)
+        if r.level <= diskwatch.Level.LOW:
+            if self._disk_suspended:
+                self._disk_suspended = False
+                sealer.suspended.clear()
+                self.meta.event(
+                    ev.DISK_ACTION,
+                    f"resumed reading: {r.free} bytes free (admin_space_left {r.admin_space_left})",
+                    action="resume",
+                    free=r.free,
+                )
+            if self.reserve is not None:
+                self.reserve.ensure(r.free, r.space_left)
+
+    def _disk_changed(self, old: diskwatch.Level, r: diskwatch.Reading) -> None:
+        cfg = self.cfg.disk
+        L = diskwatch.Level
+        facts = {
+            "free": r.free,
+            "total": r.total,
+            "space_left": r.space_left,
+            "admin_space_left": r.admin_space_left,
+        }
+        if r.level == L.OK:
+            self.meta.event(ev.DISK_OK, f"disk space is back: {r.free} bytes free", **facts)
+            return
+        if r.level < old:
+            self.meta.event(
+                ev.DISK_OK,
+                f"disk level eased to {r.level.name.lower()}: {r.free} bytes free",
+                **facts,
+            )
+            return
+        action = diskwatch.action_for(r.level, cfg)
+        name, text = {
+            L.LOW: (ev.DISK_SPACE_LEFT, f"below space_left ({cfg.space_left})"),
+            L.ADMIN: (ev.DISK_ADMIN_SPACE_LEFT, f"below admin_space_left ({cfg.admin_space_left})"),
+            L.FULL: (ev.DISK_FULL, "the archive's file system is full"),
+        }[r.level]
+        self.meta.event(
+            name,
+            f"{text}: {r.free} of {r.total} bytes free" + (f"; action {action}" if action else ""),
+            action=action,
+            **facts,
+        )
+        if action == "suspend" and not self._disk_suspended:
+            self._disk_suspended = True
+            assert self.sealer is not None
+            self.sealer.suspended.set()
+            self.meta.event(
+                ev.DISK_ACTION,
+                "suspended reading: sources wait (file and journald lose nothing) until "
+                "space is back above admin_space_left",
+                action="suspend",
+            )
+        elif action == "halt":
+            self._halted = f"{name}: {text}"
+            self.meta.event(ev.DISK_ACTION, f"halting: {text}", action="halt")
+            self.flags.stop = True
+            self._wake.set()
+        elif action == "exec":
+            assert cfg.exec is not None
+            try:
+                child = self._runner.start(
+                    list(cfg.exec),
+                    {
+                        "AUDITD_PY_DISK_LEVEL": r.level.name.lower(),
+                        "AUDITD_PY_DISK_FREE": str(r.free),
+                        "AUDITD_PY_DISK_TOTAL": str(r.total),
+                        "AUDITD_PY_ARCHIVE": str(self.cfg.archive.path),
+                    },
+                )
+            except OSError as exc:
+                self.meta.event(
+                    ev.ERROR, f"disk action command {cfg.exec[0]} failed to start: {exc}"
+                )
+            else:
+                self.meta.event(
+                    ev.DISK_ACTION,
+                    f"ran {cfg.exec[0]} (pid {child.pid})",
+                    action="exec",
+                    argv=list(cfg.exec),
+                    pid=child.pid,
+                )
+
+    def _check_clock(self) -> None:
+        """Meta-log the wall clock jumping (backwards, or forward beyond the tick)."""
+        wall, mono = time.time_ns(), time.monotonic_ns()
+        w0, m0 = self._clock_ref
+        self._clock_ref = (wall, mono)
+        skew = (wall - w0) - (mono - m0)
+        if abs(skew) >= CLOCK_JUMP_NS:
+            self.meta.event(
+                ev.CLOCK_JUMP,
+                f"the wall clock jumped {'back' if skew < 0 else 'forward'} by "
+                f"{abs(skew) / 1e9:.3f}s; sealing goes on (record times are as the clock says)",
+                jump_ns=skew,
+            )
+
     def _compress_failed(self, name: str, exc: BaseException) -> None:
         self.meta.event(
             ev.ERROR, f"compressing {name} failed (kept uncompressed): {exc!r}", segment=name
@@ -379,6 +585,8 @@ class Daemon:
                     self.rotate()
                 if self.control is not None and not self.flags.stop:
                     self.control.run_pending(self.rotate)
+                self._check_disk()
+                self._check_clock()
                 self._check_health()
             self.stopping = True
             self.notify("STOPPING=1\nSTATUS=stopping: sealing what was read")
@@ -580,6 +788,7 @@ class Daemon:
                 # the next start resumes every source from its sealed position.
                 if self.flags.stop or self._failed is not None or not sealer.alive():
                     return None
+                self._check_disk()  # a suspended sealer is resumed from here too
                 self._check_health()
         with sealer.lock:
             return dict(w.positions)
@@ -618,8 +827,21 @@ class Daemon:
             if isinstance(err, AuditdError):
                 raise err
             raise RuntimeError(f"sealer failed: {err!r}") from err
-        w.close()
-        return 0
+        self._runner.stop()
+        try:
+            w.close()
+        except DiskFullError as exc:
+            held = w.unwritten
+            w.abandon()  # as a crash: file and journald sources re-read what was not written
+            self.meta.log_only(
+                ev.DISK_FULL,
+                f"stopped with {held} bytes of sealed records unwritten (disk full): "
+                "file and journald sources read them again on the next start",
+                unwritten=held,
+                file=exc.where.get("file"),
+            )
+            return diskwatch.EXIT_HALTED
+        return diskwatch.EXIT_HALTED if self._halted is not None else 0
 
     def _sealed(self) -> int:
         return self.sealer.stats.sealed if self.sealer is not None else 0
@@ -667,6 +889,10 @@ def fixed_changes(old: Config, new: Config) -> list[str]:
         out.append("segments settings cannot change on reload; restart the daemon")
     if old.metrics != new.metrics:
         out.append("metrics cannot change on reload; restart the daemon")
+    if old.retention != new.retention:
+        out.append("retention settings cannot change on reload; restart the daemon")
+    if old.disk != new.disk:
+        out.append("disk settings cannot change on reload; restart the daemon")
     return out
 
 
