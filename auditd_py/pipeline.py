@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from auditd_py.chain.checkpoint import Checkpoint
-from auditd_py.errors import DiskFullError
+from auditd_py.errors import ArchiveError, DiskFullError
 from auditd_py.record import META_SOURCE, Fields
 from auditd_py.store.reserve import Reserve
 from auditd_py.store.retention import Blocked, Retainer
@@ -331,8 +331,17 @@ class Sealer:
         assert self.retainer is not None
         need, self._need_free = self._need_free, None
         owed = self.reserve.missing if self.reserve is not None else 0
-        done, blocked = self.retainer.run(self.writer, need_free=need, owed=owed)
         self._last_retention = time.monotonic()
+        try:
+            done, blocked = self.retainer.run(self.writer, need_free=need, owed=owed)
+        except DiskFullError:
+            raise
+        except (ArchiveError, OSError) as exc:
+            # e.g. an immutable flag that this process may not lift: sealing goes on,
+            # retention tries again at the next interval (an already sealed record
+            # for a segment still present is accepted by verify, 16.3 case a)
+            where = exc.where.get("file") if isinstance(exc, ArchiveError) else exc.filename
+            done, blocked = [], Blocked(str(where or "?"), "error", f"retention failed: {exc}")
         for info in done:
             self.stats.retention_deleted += 1
             self.stats.retention_deleted_bytes += int(str(info["bytes"]))

@@ -479,3 +479,37 @@ def test_layout_helpers_see_a_retained_archive(tmp_path: Path) -> None:
     shutil.copytree(arc.layout.root, copy)
     rep = verify_archive(Layout.at(copy), public_key=arc.pk.public_key)
     assert rep.first_seq > 0 and rep.records == rep.sealed_records
+
+
+def test_a_failing_deletion_does_not_stop_sealing(tmp_path: Path) -> None:
+    """Retention that cannot delete (say, a flag it may not lift) is reported, not fatal."""
+    from auditd_py.pipeline import BatchQueue, Sealer
+    from auditd_py.store.retention import Blocked, Retainer
+
+    class Refusing(Retainer):
+        def run(self, writer: ArchiveWriter, **kw: object) -> tuple[list[dict[str, object]], None]:
+            raise ArchiveError("cannot unlink: Operation not permitted", file="segments/x")
+
+    arc = Arc(tmp_path)
+    w = arc.writer()
+    q = BatchQueue(1000)
+    seen: list[Blocked] = []
+    errors: list[BaseException] = []
+    s = Sealer(
+        w,
+        q,
+        commit_interval_ns=10**7,
+        on_error=errors.append,
+        retainer=Refusing(arc.layout, RetentionPolicy(max_segments=1)),
+        retention_interval_ns=10**8,
+        on_retention_blocked=seen.append,
+    )
+    s.start()
+    q.put([Fields(arc.clock.now_ns(), "test", b"one")])
+    assert wait_for(lambda: bool(seen), 5)
+    q.put([Fields(arc.clock.now_ns(), "test", b"two")])
+    s.stop()
+    w.close()
+    assert not errors and s.stats.sealed == 2
+    assert seen[0].policy == "error" and "not permitted" in seen[0].reason
+    arc.verify()
