@@ -733,12 +733,8 @@ class ArchiveWriter:
         fsync_dir(seg_dir)
 
     def _release_flags(self, path: Path) -> None:
-        """Lift append-only/immutable flags before a deletion (retention only)."""
-        try:
-            from auditd_py.store import immutable  # noqa: PLC0415
-        except ImportError:  # pragma: no cover - the module ships with the package
-            return
-        immutable.release(path)
+        """Lift append-only/immutable flags before a deletion (even if set by an earlier run)."""
+        self.worm.release(path)
 
     def _complete_deletions(self, names: list[str]) -> None:
         """Finish deletions whose record was sealed before a crash (see retire_segment)."""
