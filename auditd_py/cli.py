@@ -347,6 +347,36 @@ def cmd_prove(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_collect(a: argparse.Namespace) -> int:
+    from auditd_py.forward.collect import collect  # noqa: PLC0415
+
+    out = Path(a.out)
+    got = collect([Path(f) for f in a.files], out)
+    if not got:
+        raise UsageError("no auditd-py messages ([auditd@32473 …]) in the given files")
+    for arc, c in sorted(got.items()):
+        seqs = sorted(c.records)
+        info = {
+            "archive": arc,
+            "dir": str(out / arc),
+            "records": len(seqs),
+            "first_seq": seqs[0] if seqs else None,
+            "last_seq": seqs[-1] if seqs else None,
+            "checkpoints": len(c.checkpoints),
+            "duplicates_dropped": c.duplicates,
+        }
+        if a.json:
+            print(orjson.dumps(info).decode())
+        else:
+            span = f"seq {info['first_seq']}..{info['last_seq']}" if seqs else "no records"
+            print(
+                f"{out / arc}: {len(seqs)} records ({span}), {len(c.checkpoints)} checkpoints, "
+                f"{c.duplicates} duplicate(s) dropped; now: auditd-py verify {out / arc} "
+                "--public-key FILE"
+            )
+    return 0
+
+
 def cmd_check_proof(a: argparse.Namespace) -> int:
     pk = PublicKey.from_bytes(read_public(Path(a.public_key)), file=a.public_key)
     try:
@@ -627,6 +657,15 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("proof", metavar="FILE")
     cp.add_argument("--public-key", required=True, metavar="FILE")
     cp.set_defaults(func=cmd_check_proof)
+
+    co = sub.add_parser(
+        "collect",
+        help="rebuild archives from a syslog collector's files (then verify them)",
+    )
+    co.add_argument("files", nargs="+", metavar="FILE")
+    co.add_argument("--out", required=True, metavar="DIR", help="one archive per id under DIR")
+    co.add_argument("--json", action="store_true")
+    co.set_defaults(func=cmd_collect)
     return p
 
 

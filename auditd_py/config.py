@@ -323,6 +323,74 @@ class MetricsSettings(_Model):
         return v
 
 
+class ForwardTLS(_Model):
+    """Client side TLS to a collector (RFC 5425): the server is always verified."""
+
+    ca: Path | None = None
+    """CA bundle for the server's certificate (default: the system's)."""
+    cert: Path | None = None
+    key: Path | None = None
+    server_name: str | None = None
+    """Name to check the server's certificate against (default: the target's host)."""
+
+    @model_validator(mode="after")
+    def _pair(self) -> ForwardTLS:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("a client certificate needs both cert and key")
+        return self
+
+
+class SyslogForward(_Model):
+    """Each sealed record, checkpoint and the identity to a syslog collector."""
+
+    name: str
+    type: Literal["syslog"]
+    target: str
+    """``tcp://HOST:PORT`` or ``tls://HOST:PORT`` (RFC 5424, RFC 6587 octet counting)."""
+    tls: ForwardTLS | None = None
+    batch_records: int = Field(default=500, gt=0)
+    ack_timeout: Duration = 30 * NS
+    """How long the collector may take to acknowledge a batch at the TCP level."""
+    retry_max: Duration = 30 * NS
+    """The cap of the exponential backoff between attempts."""
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, v: str) -> str:
+        if not re.fullmatch(r"(tcp|tls)://.+", v):
+            raise ValueError(f"invalid target {v!r}: use tcp://HOST:PORT or tls://HOST:PORT")
+        split_listen(v.split("://", 1)[1])
+        return v
+
+    @model_validator(mode="after")
+    def _tls(self) -> SyslogForward:
+        if self.target.startswith("tls://") and self.tls is None:
+            raise ValueError("a tls:// target needs a tls: section (at least ca)")
+        return self
+
+
+class S3Forward(_Model):
+    """Closed segments and every checkpoint to S3 with Object Lock (COMPLIANCE)."""
+
+    name: str
+    type: Literal["s3"]
+    bucket: str = Field(min_length=3)
+    prefix: str = "auditd-py"
+    endpoint: str | None = None
+    """``http(s)://HOST:PORT`` of an S3-compatible server (default: AWS)."""
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    """Default: the usual AWS environment and files (boto3's chain)."""
+    retain_for: Duration = 365 * 86400 * NS
+    """Object Lock retain-until = upload time + this (COMPLIANCE mode)."""
+    ca: Path | None = None
+    retry_max: Duration = 60 * NS
+
+
+Forward = Annotated[SyslogForward | S3Forward, Field(discriminator="type")]
+
+
 class Config(_Model):
     environment: str = "default"
     archive: ArchiveSettings
@@ -331,6 +399,7 @@ class Config(_Model):
     retention: RetentionSettings = RetentionSettings()
     disk: DiskSettings = DiskSettings()
     sources: list[Source] = []
+    forward: list[Forward] = []
     metrics: MetricsSettings | None = None
 
     @model_validator(mode="after")
@@ -342,6 +411,10 @@ class Config(_Model):
             if s.name == "auditd-py":
                 raise ValueError("source name 'auditd-py' is reserved for the daemon's own log")
             seen.add(s.name)
+        names = [f.name for f in self.forward]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"two forward targets are named {dup[0]!r}")
         if self.retention.keep_forever and "rotate" in (
             self.disk.admin_space_left_action,
             self.disk.disk_full_action,

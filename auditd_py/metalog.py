@@ -53,6 +53,10 @@ DISK_ADMIN_SPACE_LEFT: Final = "disk.admin_space_left"
 DISK_FULL: Final = "disk.full"
 DISK_OK: Final = "disk.ok"
 DISK_ACTION: Final = "disk.action"
+FORWARD_STARTED: Final = "forward.started"
+FORWARD_FAILED: Final = "forward.failed"
+FORWARD_RECOVERED: Final = "forward.recovered"
+FORWARD_GAP: Final = "forward.gap"
 WORM_ENABLED: Final = "worm.enabled"
 WORM_UNAVAILABLE: Final = "worm.unavailable"
 WORM_DISABLED: Final = "worm.disabled"
@@ -144,9 +148,10 @@ _WARN = frozenset(
         CONTROL_ERROR,
         RETENTION_BLOCKED,
         DISK_SPACE_LEFT,
+        FORWARD_FAILED,
     }
 )
-_ERR = frozenset({ERROR, SEALER_STALLED, DISK_ADMIN_SPACE_LEFT, DISK_FULL})
+_ERR = frozenset({ERROR, SEALER_STALLED, DISK_ADMIN_SPACE_LEFT, DISK_FULL, FORWARD_GAP})
 
 
 def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:

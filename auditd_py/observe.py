@@ -232,6 +232,22 @@ def health(d: Daemon) -> tuple[bool, dict[str, Any]]:
             ),
             "retention_deleted": sealer.stats.retention_deleted if sealer is not None else 0,
         },
+        "forward": [
+            {
+                "target": r.fwd.name,
+                "kind": r.fwd.kind,
+                "lag": r.fwd.lag(),
+                "delivered": r.stats.delivered,
+                "failures": r.stats.failures,
+                "failing_for_seconds": (
+                    round(time.monotonic() - r.stats.failing_since, 3)
+                    if r.stats.failing_since is not None
+                    else None
+                ),
+                "last_error": r.stats.last_error,
+            }
+            for r in d.forwarders
+        ],
         "queue_depth": d.queue.depth(),
         "queue_capacity": d.queue.capacity,
         "positions": len(d.writer.positions) if d.writer is not None else 0,
@@ -403,7 +419,34 @@ class DaemonCollector(Collector):
             "Bytes available to the daemon on the archive's file system.",
             value=free,
         )
-        # auditd_py_forward_lag_records: exported once forwarding exists.
+        if d.forwarders:
+            lag = GaugeMetricFamily(
+                "auditd_py_forward_lag_records",
+                "Sealed records a forwarder has not had acknowledged yet.",
+                labels=["target", "kind"],
+            )
+            up = GaugeMetricFamily(
+                "auditd_py_forward_up",
+                "1 while a forwarder's last attempt succeeded, 0 during an outage.",
+                labels=["target", "kind"],
+            )
+            sent = CounterMetricFamily(
+                "auditd_py_forward_delivered",
+                "Messages or objects a forwarder had acknowledged.",
+                labels=["target", "kind"],
+            )
+            fails = CounterMetricFamily(
+                "auditd_py_forward_failures",
+                "Failed attempts (each retried with backoff).",
+                labels=["target", "kind"],
+            )
+            for r in d.forwarders:
+                labels = [r.fwd.name, r.fwd.kind]
+                lag.add_metric(labels, r.fwd.lag().get("records", 0))
+                up.add_metric(labels, 0 if r.stats.failing_since is not None else 1)
+                sent.add_metric(labels, r.stats.delivered)
+                fails.add_metric(labels, r.stats.failures)
+            yield from (lag, up, sent, fails)
         yield GaugeMetricFamily(
             "auditd_py_up",
             "1 while the daemon runs, 0 once it is stopping.",

@@ -40,8 +40,18 @@ from auditd_py import config, control, diskwatch
 from auditd_py import metalog as ev
 from auditd_py.chain.checkpoint import Checkpoint
 from auditd_py.clock import Clock, SystemClock
-from auditd_py.config import Config, FileSource, JournaldSource, Loaded, SyslogSource
+from auditd_py.config import (
+    Config,
+    FileSource,
+    JournaldSource,
+    Loaded,
+    SyslogForward,
+    SyslogSource,
+)
 from auditd_py.errors import AuditdError, ConfigError, DiskFullError
+from auditd_py.forward.base import ArchiveInfo, Forwarder
+from auditd_py.forward.runner import Runner
+from auditd_py.forward.syslog import SyslogForwarder
 from auditd_py.metalog import MetaLog
 from auditd_py.pipeline import Barrier, BatchQueue, RotationPolicy, Sealer
 from auditd_py.sources.base import Source
@@ -216,6 +226,7 @@ class Daemon:
         self._disk_suspended = False
         self._halted: str | None = None
         self._runner = diskwatch.Runner()
+        self.forwarders: list[Runner] = []
         self._clock_ref = (time.time_ns(), time.monotonic_ns())
 
     # ------------------------------------------------------------ signals
@@ -280,6 +291,7 @@ class Daemon:
                 ),
                 min_free=min_free.of if min_free is not None else None,
                 busy=self._compressing,
+                floor=self._forward_floor,
             ),
             retention_interval_ns=ret.check_interval,
             on_retired=self._retired,
@@ -290,6 +302,8 @@ class Daemon:
             on_checkpoint=self._checkpointed,
         )
         self.sealer.start()
+        if not self.once:
+            self._start_forwarders(layout)
         if seg.compress != "none":
             self.compressor = Compressor(
                 layout, seg.compress, self._compressed, self._compress_failed, worm
@@ -391,6 +405,45 @@ class Daemon:
             f"epoch {cp.epoch + 1} started; the keys of epoch {cp.epoch} are erased",
             epoch=cp.epoch + 1,
         )
+
+    # ------------------------------------------------------------ forwarding
+
+    def _start_forwarders(self, layout: Layout) -> None:
+        w = self.writer
+        assert w is not None
+        info = ArchiveInfo(
+            w.identity.archive, w.identity.host, self.cfg.environment, layout.read_identity()
+        )
+        for fc in self.cfg.forward:
+            fwd: Forwarder
+            if isinstance(fc, SyslogForward):
+                fwd = SyslogForwarder(
+                    fc,
+                    layout,
+                    info,
+                    layout.state,
+                    durable=lambda: w.durable,
+                    head=lambda: w.sealer.seq,
+                    meta=self.meta,
+                )
+            else:
+                from auditd_py.forward.s3 import S3Forwarder  # type: ignore[import-not-found]  # noqa: PLC0415
+
+                fwd = S3Forwarder(fc, layout, info, layout.state, self.clock, self.meta)
+            runner = Runner(fwd, self.meta, retry_max_s=fc.retry_max / 1e9)
+            self.forwarders.append(runner)
+            runner.start()
+            self.meta.event(
+                ev.FORWARD_STARTED,
+                f"forwarding to {fc.name} ({fc.type})",
+                target=fc.name,
+                kind=fc.type,
+            )
+
+    def _forward_floor(self) -> int | None:
+        """The lowest seq some forwarder has not delivered: retention keeps it."""
+        floors = [f for r in self.forwarders if (f := r.fwd.floor()) is not None]
+        return min(floors) if floors else None
 
     # ------------------------------------------------------------ retention and disk
 
@@ -610,6 +663,13 @@ class Daemon:
         else:
             parts.append("no checkpoint yet")
         parts.append(f"queue {self.queue.depth()}")
+        for r in self.forwarders:
+            down = r.stats.failing_since
+            lag = r.fwd.lag().get("records", 0)
+            parts.append(
+                f"{r.fwd.name}: lag {lag}"
+                + (f", down {time.monotonic() - down:.0f}s" if down is not None else "")
+            )
         if self.failed_sources:
             parts.append("not running: " + ", ".join(sorted(self.failed_sources)))
         return ", ".join(parts)
@@ -815,6 +875,8 @@ class Daemon:
                 self.meta.event(ev.SOURCE_ERROR, f"stopping {s.name}: {exc}", source=s.name)
         if self._failed is None:
             self.meta.event(ev.DAEMON_STOPPED, "stopped", sealed=self._sealed())
+        for r in self.forwarders:
+            r.stop()  # what was not acknowledged is sent again by the next start
         self.meta.detach()
         if self.sealer is not None:
             self.sealer.stop()
@@ -893,6 +955,8 @@ def fixed_changes(old: Config, new: Config) -> list[str]:
         out.append("retention settings cannot change on reload; restart the daemon")
     if old.disk != new.disk:
         out.append("disk settings cannot change on reload; restart the daemon")
+    if old.forward != new.forward:
+        out.append("forward targets cannot change on reload; restart the daemon")
     return out
 
 

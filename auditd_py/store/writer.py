@@ -151,6 +151,9 @@ class ArchiveWriter:
         """Sealed bytes not yet written to the open segment (see :meth:`flush`)."""
         self.disk_full = False
         """The last write was refused for lack of space (cleared by a successful flush)."""
+        self.durable: tuple[str, int] | None = None
+        """(segment, offset) up to which records are fsynced: readers that must never see
+        a record a crash could still take back (forwarders) stop there."""
         self.segment: str | None = None
         self._offset = 0
         self._head_at: tuple[str, int] | None = None
@@ -194,6 +197,7 @@ class ArchiveWriter:
             w._open_segment()
             for f in notes:
                 w._seal(f)
+            w.flush(sync=True)  # the header is durable: so is everything before it
         except BaseException:
             statefile.release()
             raise
@@ -570,6 +574,8 @@ class ArchiveWriter:
                 raise _disk_full(exc, self.layout.segments / (self.segment or "")) from exc
             raise
         self.disk_full = False
+        if sync and self.segment is not None:
+            self.durable = (self.segment, self._offset)
 
     def _spill(self) -> None:
         """Hand a large backlog to the kernel between commits; a full disk waits for flush."""
