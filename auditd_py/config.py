@@ -348,7 +348,7 @@ class SyslogForward(_Model):
     target: str
     """``tcp://HOST:PORT`` or ``tls://HOST:PORT`` (RFC 5424, RFC 6587 octet counting)."""
     tls: ForwardTLS | None = None
-    batch_records: int = Field(default=500, gt=0)
+    batch_records: int = Field(default=2000, gt=0)
     ack_timeout: Duration = 30 * NS
     """How long the collector may take to acknowledge a batch at the TCP level."""
     retry_max: Duration = 30 * NS

@@ -20,6 +20,16 @@ from auditd_py.store.layout import Layout
 Durable = Callable[[], tuple[str, int] | None]
 
 
+def _seq(raw: bytes) -> int | None:
+    """The seq of a record line (``{"seq":N,…``), None for anything else."""
+    if raw.startswith(b'{"seq":'):
+        end = raw.find(b",", 7, 28)
+        digits = raw[7:end]
+        if end > 7 and digits.isdigit():
+            return int(digits)
+    return scan_int(raw[:48], b"seq")
+
+
 @dataclass(frozen=True, slots=True)
 class Batch:
     """Lines read, and where the next read starts."""
@@ -96,7 +106,7 @@ class SealedTail:
             if raw.endswith(b"\n") and (limit is None or offset + len(raw) <= limit):
                 offset += len(raw)
                 self._at = (segment, offset)
-                seq = scan_int(raw[:48], b"seq")
+                seq = _seq(raw)
                 if seq is not None:  # anything else is not a record: verify reports it
                     out.append((seq, raw[:-1]))
                 continue
