@@ -63,6 +63,8 @@ from auditd_py.store.retention import Blocked, Retainer, RetentionPolicy, free_s
 from auditd_py.store.writer import ArchiveWriter, EpochPolicy
 
 SourceSettings = FileSource | SyslogSource | JournaldSource
+FORWARD_DRAIN_S = 5.0
+"""At shutdown, how long forwarders may take to send the last records."""
 CLOCK_JUMP_NS = 2 * 10**9
 """A wall-clock step (either way) beyond the monotonic clock's that is meta-logged."""
 NOTIFY_TIMEOUT = 2.0
@@ -427,7 +429,7 @@ class Daemon:
                     meta=self.meta,
                 )
             else:
-                from auditd_py.forward.s3 import S3Forwarder  # type: ignore[import-not-found]  # noqa: PLC0415
+                from auditd_py.forward.s3 import S3Forwarder  # noqa: PLC0415 - boto3 is heavy
 
                 fwd = S3Forwarder(fc, layout, info, layout.state, self.clock, self.meta)
             runner = Runner(fwd, self.meta, retry_max_s=fc.retry_max / 1e9)
@@ -439,6 +441,18 @@ class Daemon:
                 target=fc.name,
                 kind=fc.type,
             )
+
+    def _stop_forwarders(self, grace: float = FORWARD_DRAIN_S) -> None:
+        """Let each forwarder send what the final checkpoint sealed, then stop it.
+
+        What is not acknowledged within ``grace`` (a collector that is down) is
+        sent by the next start, from the persisted cursor.
+        """
+        deadline = time.monotonic() + grace
+        for r in self.forwarders:
+            r.drain(max(0.0, deadline - time.monotonic()))
+        for r in self.forwarders:
+            r.stop()
 
     def _forward_floor(self) -> int | None:
         """The lowest seq some forwarder has not delivered: retention keeps it."""
@@ -875,8 +889,6 @@ class Daemon:
                 self.meta.event(ev.SOURCE_ERROR, f"stopping {s.name}: {exc}", source=s.name)
         if self._failed is None:
             self.meta.event(ev.DAEMON_STOPPED, "stopped", sealed=self._sealed())
-        for r in self.forwarders:
-            r.stop()  # what was not acknowledged is sent again by the next start
         self.meta.detach()
         if self.sealer is not None:
             self.sealer.stop()
@@ -884,6 +896,8 @@ class Daemon:
         if w is None:
             return 1
         if self._failed is not None or (self.sealer is not None and self.sealer.error):
+            for r in self.forwarders:
+                r.stop()
             w.abandon()  # the next start recovers and re-reads what was not sealed
             err = self._failed or (self.sealer.error if self.sealer else None)
             if isinstance(err, AuditdError):
@@ -892,6 +906,7 @@ class Daemon:
         self._runner.stop()
         try:
             w.close()
+            self._stop_forwarders()
         except DiskFullError as exc:
             held = w.unwritten
             w.abandon()  # as a crash: file and journald sources re-read what was not written
@@ -920,6 +935,8 @@ class Daemon:
         for s in self.sources:
             with contextlib.suppress(Exception):  # best effort while failing to start
                 s.stop()
+        for r in self.forwarders:
+            r.stop()
         if self.sealer is not None:
             self.sealer.stop()
         if self.writer is not None:

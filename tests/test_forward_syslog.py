@@ -438,6 +438,7 @@ def test_daemon_forwards_through_an_outage(
         assert wait_for(lambda: copy_has(n2), 60), (tmp_path / "daemon.stderr").read_text()[-3000:]
         assert wait_for(lambda: len(arc.layout.segment_names()) <= 3, 30)
     finally:
+        # (the last records, the final checkpoint included, go out while stopping)
         code = d.stop()
     assert code == 0, (tmp_path / "daemon.stderr").read_text()[-3000:]
     time.sleep(0.5)
@@ -450,7 +451,10 @@ def test_daemon_forwards_through_an_outage(
 
     meta = [o.get("event") for _, o in iter_records(layout) if o["source"] == "auditd-py"]
     assert "forward.failed" in meta and "forward.recovered" in meta
-    assert "retention.deleted" in meta
+    assert "retention.deleted" in meta and meta[-1] == "daemon.stopped"
+    # the final checkpoint reached the collector too: the copy is sealed to its end
+    for key in (arc.vk.mac_key, None):
+        verify_archive(layout, public_key=arc.pk.public_key, mac_key=key, require_sealed=True)
     r = subprocess.run(
         [*CLI, "collect", str(col.out), "--out", str(tmp_path / "cli-out"), "--json"],
         capture_output=True,

@@ -58,6 +58,9 @@ class Runner:
         self.stats = RunnerStats()
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._steps = 0
+        self._idle_step = 0
+        """The number of the last step that found nothing to send."""
         self._thread = threading.Thread(
             target=self._run, name=f"auditd-forward-{fwd.name}", daemon=True
         )
@@ -74,6 +77,8 @@ class Runner:
     def _run(self) -> None:
         attempt = 0
         while not self._stop.is_set():
+            self._steps += 1
+            step = self._steps
             try:
                 n = self.fwd.step()
             except ForwardError as exc:
@@ -91,6 +96,7 @@ class Runner:
             self.stats.delivered += n
             self.stats.last_success = time.monotonic()
             if n == 0:
+                self._idle_step = step
                 self._sleep(self.idle_s)
 
     def _sleep(self, seconds: float) -> None:
@@ -127,6 +133,19 @@ class Runner:
             outage_ms=int(down * 1000),
             lag=self.fwd.lag(),
         )
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until a step finds nothing left to send (or the peer fails, or timeout)."""
+        begun = self._steps  # a step already under way may not see the newest records
+        self.wake()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.alive():
+            if self.stats.failing_since is not None:
+                return False
+            if self._idle_step > begun:
+                return True
+            time.sleep(0.02)
+        return False
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
