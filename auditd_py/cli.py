@@ -207,7 +207,60 @@ def _record_read(archive: str, command: str, args: dict[str, Any]) -> None:
             print(f"auditd-py: warning: this read was not recorded: {exc}", file=sys.stderr)
 
 
+def _s3_client(a: argparse.Namespace) -> Any:
+    """An S3 client from --s3-endpoint/--s3-region/--s3-ca and the AWS environment."""
+    from auditd_py.store.s3 import S3Options, make_client  # noqa: PLC0415 - S3 commands only
+
+    return make_client(
+        S3Options(
+            endpoint=a.s3_endpoint,
+            region=a.s3_region,
+            ca=Path(a.s3_ca) if a.s3_ca else None,
+        )
+    )
+
+
+def cmd_verify_s3(a: argparse.Namespace) -> int:
+    """``verify s3://bucket/prefix/env/host/archive-id``: straight from the bucket, streaming."""
+    from auditd_py.store.s3 import parse_url, verify_bucket  # noqa: PLC0415
+
+    url = a.archive
+    try:
+        if a.anchor_from:
+            raise UsageError("--anchor-from checks a local archive against a bucket: give a DIR")
+        loc = parse_url(url)
+        public_key, mac_key, _ = _load_keys(a)
+        try:
+            anchor = Path(a.anchor).read_bytes() if a.anchor else None
+        except OSError as exc:
+            raise UsageError(f"cannot read anchor: {exc.strerror}", file=a.anchor) from exc
+        res = verify_bucket(
+            _s3_client(a),
+            loc,
+            public_key=public_key,
+            mac_key=mac_key,
+            anchor=anchor,
+            require_sealed=a.require_sealed,
+        )
+    except AuditdError as exc:
+        if a.json:
+            print(orjson.dumps({"ok": False, "archive_url": url, **exc.diagnostics()}).decode())
+        raise
+    if a.json:
+        print(orjson.dumps({"ok": True, "archive_url": url, **res.as_dict()}).decode())
+        return 0
+    _print_report(url, res.report)
+    if res.pending_checkpoints:
+        print(
+            f"  pending: {res.pending_records} checkpointed record(s) are in segments the host "
+            f"has not uploaded yet (awaited since {_fmt_time(res.pending_since)})"
+        )
+    return 0
+
+
 def cmd_verify(a: argparse.Namespace) -> int:
+    if a.archive.startswith("s3://"):
+        return cmd_verify_s3(a)
     layout = Layout.at(a.archive)
     bar = None
     try:
@@ -217,7 +270,7 @@ def cmd_verify(a: argparse.Namespace) -> int:
             "verify",
             {
                 "mode": "key" if mac_key is not None else "public-key",
-                "anchor": bool(a.anchor),
+                "anchor": bool(a.anchor or a.anchor_from),
                 "require_sealed": a.require_sealed,
                 "json": a.json,
             },
@@ -226,6 +279,12 @@ def cmd_verify(a: argparse.Namespace) -> int:
             anchor = Path(a.anchor).read_bytes() if a.anchor else None
         except OSError as exc:
             raise UsageError(f"cannot read anchor: {exc.strerror}", file=a.anchor) from exc
+        if a.anchor_from:
+            from auditd_py.store.s3 import bucket_anchor, parse_url  # noqa: PLC0415
+
+            if anchor is not None:
+                raise UsageError("give --anchor FILE or --anchor-from s3://…, not both")
+            anchor = bucket_anchor(_s3_client(a), parse_url(a.anchor_from), layout)
         bar, tick = _progress(layout, sys.stderr.isatty() and not a.json)
         if bar is not None:
             bar.start()
@@ -253,13 +312,13 @@ def cmd_verify(a: argparse.Namespace) -> int:
     return 0
 
 
-def _print_report(layout: Layout, r: Report) -> None:
+def _print_report(layout: Layout | str, r: Report) -> None:
     mode = (
         "verification key: MACs, chain, Merkle roots, signatures"
         if r.mode == "key"
         else "public key: chain, Merkle roots, signatures"
     )
-    print(f"{layout.root}: intact ({mode})")
+    print(f"{layout if isinstance(layout, str) else layout.root}: intact ({mode})")
     print(
         f"  {r.records} records ({r.sealed_records} sealed, {r.unsealed_records} after the "
         f"last checkpoint), {r.segments} segments, {r.checkpoints} checkpoints"
@@ -284,6 +343,46 @@ def _print_report(layout: Layout, r: Report) -> None:
         )
     for w in r.warnings:
         print(f"  warning: {w}")
+
+
+def cmd_fleet_verify(a: argparse.Namespace) -> int:
+    from auditd_py.store.s3 import KeyRing, fleet_verify, parse_url  # noqa: PLC0415
+
+    env = parse_url(a.location)
+    max_age = parse_duration(a.max_age)
+    keys = KeyRing(Path(a.public_key_dir))
+    now = time.time_ns()
+    failed = total = 0
+    for line in fleet_verify(_s3_client(a), env, keys, now_ns=now, max_age_ns=max_age):
+        total += 1
+        failed += not line.ok
+        if a.json:
+            print(orjson.dumps(line.as_dict()).decode(), flush=True)
+            continue
+        if line.last_checkpoint is not None:
+            age = max(0, now - line.last_checkpoint) // NS
+            last = f"last checkpoint {_fmt_time(line.last_checkpoint)} ({_age(age)} ago)"
+        else:
+            last = "no checkpoint"
+        records = f"{line.records} records" if line.records is not None else "- records"
+        pending = f", {line.pending_records} pending upload" if line.pending_records else ""
+        detail = f": {line.detail}" if line.detail else ""
+        status = line.status.upper()
+        print(f"{line.host} {line.archive} {status} {records}{pending}, {last}{detail}", flush=True)
+    if total == 0:
+        raise UsageError(f"no archive under {env.url} (expected <host>/<archive-id>/ below it)")
+    print(f"{total} archive(s), {total - failed} ok, {failed} not ok", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _age(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
 
 
 # ---------------------------------------------------------------- head / show / prove
@@ -558,6 +657,15 @@ def cmd_status(a: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- parser
 
 
+def _s3_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "S3", "credentials come from the AWS environment (AWS_ACCESS_KEY_ID, AWS_PROFILE, …)"
+    )
+    g.add_argument("--s3-endpoint", metavar="URL", help="an S3-compatible server (default AWS)")
+    g.add_argument("--s3-region", default="us-east-1", metavar="REGION")
+    g.add_argument("--s3-ca", metavar="FILE", help="CA bundle for the endpoint's certificate")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="auditd-py",
@@ -583,16 +691,55 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("files", nargs="*", metavar="FILE")
     s.set_defaults(func=cmd_seal)
 
-    v = sub.add_parser("verify", help="verify an archive offline")
-    v.add_argument("archive", metavar="DIR")
+    v = sub.add_parser("verify", help="verify an archive offline (a directory or in S3)")
+    v.add_argument(
+        "archive",
+        metavar="DIR|s3://BUCKET/PREFIX/ENV/HOST/ARCHIVE-ID",
+        help="an archive directory, or a forwarded archive in a bucket (read in place)",
+    )
     v.add_argument("--key", metavar="FILE", help="secret verification key (checks every MAC)")
     v.add_argument("--public-key", metavar="FILE", help="public key (auditor mode)")
     v.add_argument("--anchor", metavar="FILE", help="a checkpoint saved earlier with `head`")
     v.add_argument(
+        "--anchor-from",
+        metavar="s3://…",
+        help="the forwarded copy of this archive: its checkpoints must be the local ones "
+        "(byte for byte) and the latest is the anchor",
+    )
+    v.add_argument(
         "--require-sealed", action="store_true", help="fail on records after the last checkpoint"
     )
     v.add_argument("--json", action="store_true", help="print one JSON report")
+    _s3_options(v)
     v.set_defaults(func=cmd_verify)
+
+    fl = sub.add_parser("fleet", help="check every host's forwarded archive in a bucket")
+    flsub = fl.add_subparsers(dest="fleet_command", required=True, metavar="SUBCOMMAND")
+    fv = flsub.add_parser(
+        "verify",
+        help="verify every archive under s3://BUCKET/PREFIX/ENV, one line per host",
+        description="Verifies (public-key mode) every archive under "
+        "s3://BUCKET/PREFIX/ENV/<host>/<archive-id>/ and prints one line per archive: "
+        "host, archive id, status, records, last checkpoint. Exits 1 if any archive fails, "
+        "has no public key, cannot be read, or has not checkpointed within --max-age.",
+    )
+    fv.add_argument("location", metavar="s3://BUCKET/PREFIX/ENV")
+    fv.add_argument(
+        "--public-key-dir",
+        required=True,
+        metavar="DIR",
+        help="public key files: <archive-id>.key, or any name (matched by the archive id "
+        "inside, or by the archive's public key)",
+    )
+    fv.add_argument(
+        "--max-age",
+        default="1h",
+        metavar="DURATION",
+        help="an archive whose latest checkpoint in the bucket is older is stale (default 1h)",
+    )
+    fv.add_argument("--json", action="store_true", help="one JSON object per archive")
+    _s3_options(fv)
+    fv.set_defaults(func=cmd_fleet_verify)
 
     hd = sub.add_parser("head", help="print the latest signed checkpoint (save it as an anchor)")
     hd.add_argument("archive", metavar="DIR")

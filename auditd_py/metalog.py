@@ -57,6 +57,7 @@ FORWARD_STARTED: Final = "forward.started"
 FORWARD_FAILED: Final = "forward.failed"
 FORWARD_RECOVERED: Final = "forward.recovered"
 FORWARD_GAP: Final = "forward.gap"
+FORWARD_CONFLICT: Final = "forward.conflict"
 WORM_ENABLED: Final = "worm.enabled"
 WORM_UNAVAILABLE: Final = "worm.unavailable"
 WORM_DISABLED: Final = "worm.disabled"
@@ -151,7 +152,9 @@ _WARN = frozenset(
         FORWARD_FAILED,
     }
 )
-_ERR = frozenset({ERROR, SEALER_STALLED, DISK_ADMIN_SPACE_LEFT, DISK_FULL, FORWARD_GAP})
+_ERR = frozenset(
+    {ERROR, SEALER_STALLED, DISK_ADMIN_SPACE_LEFT, DISK_FULL, FORWARD_GAP, FORWARD_CONFLICT}
+)
 
 
 def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:

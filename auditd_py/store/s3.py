@@ -1,0 +1,669 @@
+"""Archives in an S3 bucket: the key layout, the client, and streaming verification.
+
+A forwarded archive lives under one key prefix (docs/FORWARDING.md)::
+
+    <prefix>/<environment>/<host>/<archive-id>/archive.json
+    <prefix>/<environment>/<host>/<archive-id>/checkpoints/cp-NNNNNNNNNN.json
+    <prefix>/<environment>/<host>/<archive-id>/segments/seg-NNNNNNNNNN.jsonl[.zst|.gz]
+
+Every object is written once, under Object Lock (COMPLIANCE), in a versioned
+bucket. An overwrite cannot remove what was written, only add a newer version
+on top of it, so **readers take the oldest version of each key**
+(``ListObjectVersions``): what the host uploaded first, which no one can delete
+or change before its retention date. A delete without a version id only adds a
+delete marker, which readers ignore for the same reason.
+
+Verification streams each object into the pure :class:`~auditd_py.chain.verify.Verifier`
+(compressed segments decompressed on the fly): nothing is downloaded whole and
+no temporary file is written.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, cast
+
+import zstandard
+
+from auditd_py.chain.checkpoint import Checkpoint
+from auditd_py.chain.encoding import fingerprint
+from auditd_py.chain.identity import Identity
+from auditd_py.chain.keys import PublicKey
+from auditd_py.chain.verify import Report, Verifier
+from auditd_py.errors import (
+    ArchiveError,
+    AuditdError,
+    FormatError,
+    IntegrityError,
+    KeyFileError,
+    UsageError,
+)
+from auditd_py.store.compress import CORRUPT
+from auditd_py.store.layout import (
+    CHECKPOINT_RE,
+    CHECKPOINTS,
+    IDENTITY,
+    SEGMENT_FILE_RE,
+    SEGMENTS,
+    Layout,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+_CHUNK = 1 << 20
+_FETCHERS = 8
+"""Checkpoints (small, many) are fetched this many at a time."""
+
+
+# ---------------------------------------------------------------- locations and the client
+
+
+@dataclass(frozen=True, slots=True)
+class S3Location:
+    """A bucket and a key prefix (without a trailing slash; may be empty)."""
+
+    bucket: str
+    prefix: str
+
+    def key(self, rel: str) -> str:
+        return f"{self.prefix}/{rel}" if self.prefix else rel
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+    def child(self, name: str) -> S3Location:
+        return S3Location(self.bucket, self.key(name))
+
+
+def is_s3_url(text: str) -> bool:
+    return text.startswith("s3://")
+
+
+def parse_url(url: str) -> S3Location:
+    """``s3://bucket/some/prefix`` → its bucket and prefix."""
+    m = re.fullmatch(r"s3://([^/]+)(?:/(.*))?", url)
+    if m is None or len(m.group(1)) < 3:
+        raise UsageError(f"not an S3 location: {url!r} (use s3://BUCKET/PREFIX)")
+    prefix = (m.group(2) or "").strip("/")
+    if "//" in prefix:
+        raise UsageError(f"empty path element in {url!r}")
+    return S3Location(m.group(1), prefix)
+
+
+def archive_location(
+    bucket: str, prefix: str, environment: str, host: str, archive: str
+) -> S3Location:
+    """Where the forwarder puts an archive: ``<prefix>/<environment>/<host>/<archive-id>``."""
+    parts = [p.strip("/") for p in (prefix, environment, host, archive)]
+    for p in parts[1:]:
+        if not p or "/" in p:
+            raise UsageError(f"invalid key element {p!r} (environment, host, archive id)")
+    return S3Location(bucket, "/".join(p for p in parts if p))
+
+
+@dataclass(frozen=True, slots=True)
+class S3Options:
+    """How to reach the S3 server. Credentials default to boto3's chain (the AWS env vars)."""
+
+    endpoint: str | None = None
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    ca: Path | None = None
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0
+    max_attempts: int = 3
+    """Attempts per request inside botocore; the forward runner retries beyond that."""
+
+
+def make_client(opts: S3Options) -> S3Client:
+    """A boto3 S3 client (path-style addressing for a custom endpoint)."""
+    import boto3  # noqa: PLC0415 - ~0.2 s to import: only commands that use S3 pay for it
+    from botocore.config import Config  # noqa: PLC0415
+
+    cfg = Config(
+        retries={"max_attempts": opts.max_attempts, "mode": "standard"},
+        connect_timeout=opts.connect_timeout,
+        read_timeout=opts.read_timeout,
+        s3={"addressing_style": "path" if opts.endpoint else "auto"},
+        # we send Content-MD5 and x-amz-checksum-sha256 ourselves
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    if opts.ca is not None and not opts.ca.is_file():
+        raise UsageError("CA bundle not found", file=str(opts.ca))
+    return boto3.client(
+        "s3",
+        endpoint_url=opts.endpoint,
+        region_name=opts.region,
+        aws_access_key_id=opts.access_key_id,
+        aws_secret_access_key=opts.secret_access_key,
+        verify=str(opts.ca) if opts.ca is not None else None,
+        config=cfg,
+    )
+
+
+def error_text(exc: BaseException) -> str:
+    """One line for a botocore/network error: the S3 error code and message, or the cause."""
+    resp = getattr(exc, "response", None)
+    if isinstance(resp, dict):
+        err = resp.get("Error") or {}
+        status = (resp.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+        code, msg = err.get("Code"), err.get("Message")
+        return f"{code or 'error'} (HTTP {status}): {msg or exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def error_code(exc: BaseException) -> str | None:
+    resp = getattr(exc, "response", None)
+    if isinstance(resp, dict):
+        code = (resp.get("Error") or {}).get("Code")
+        return str(code) if code is not None else None
+    return None
+
+
+def _s3_errors() -> tuple[type[BaseException], ...]:
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    try:
+        from urllib3.exceptions import HTTPError  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - urllib3 comes with botocore
+        return (BotoCoreError, ClientError, OSError)
+    return (BotoCoreError, ClientError, HTTPError, OSError)
+
+
+# ---------------------------------------------------------------- reading a bucket archive
+
+
+@dataclass(frozen=True, slots=True)
+class Obj:
+    """One object version: the oldest of its key."""
+
+    key: str
+    version: str | None
+    """None: the bucket is not versioned (its one version is ``null``)."""
+    size: int
+
+
+def list_versions(client: S3Client, loc: S3Location) -> dict[str, Obj]:
+    """The oldest version of every key under ``loc`` (names relative to it).
+
+    ``ListObjectVersions`` lists each key's versions newest first, so the last
+    one seen is the oldest. Delete markers are not versions and are skipped.
+    """
+    out: dict[str, Obj] = {}
+    base = loc.key("")
+    pages = client.get_paginator("list_object_versions").paginate(Bucket=loc.bucket, Prefix=base)
+    with _reading(loc.url):
+        for page in pages:
+            for v in page.get("Versions", []):
+                key = v.get("Key", "")
+                vid = v.get("VersionId")
+                out[key[len(base) :]] = Obj(
+                    key, vid if vid not in (None, "null") else None, int(v.get("Size", 0))
+                )
+    return out
+
+
+@contextmanager
+def _reading(what: str) -> Iterator[None]:
+    """Map S3 and network errors to an ArchiveError naming the object (exit 2 in the CLI)."""
+    try:
+        yield
+    except AuditdError:
+        raise
+    except _s3_errors() as exc:
+        raise ArchiveError(f"cannot read {what}: {error_text(exc)}") from exc
+
+
+class _Raw(io.RawIOBase):
+    """A botocore streaming body as a raw stream (for buffering and decompression)."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        data = self._body.read(len(b))
+        n = len(data)
+        b[:n] = data
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._body.close()
+        super().close()
+
+
+class BucketArchive:
+    """One forwarded archive in a bucket, read through the oldest version of each key."""
+
+    def __init__(self, client: S3Client, loc: S3Location) -> None:
+        self.client = client
+        self.loc = loc
+        self.objects = list_versions(client, loc)
+
+    def url(self, rel: str) -> str:
+        return f"s3://{self.loc.bucket}/{self.loc.key(rel)}"
+
+    def get(self, obj: Obj) -> Any:
+        """The object's body stream (botocore StreamingBody)."""
+        kw: dict[str, Any] = {"Bucket": self.loc.bucket, "Key": obj.key}
+        if obj.version is not None:
+            kw["VersionId"] = obj.version
+        with _reading(f"s3://{self.loc.bucket}/{obj.key}"):
+            return self.client.get_object(**kw)["Body"]
+
+    def read(self, rel: str) -> bytes:
+        obj = self.objects.get(rel)
+        if obj is None:
+            raise ArchiveError(f"not in the bucket: {self.url(rel)}")
+        body = self.get(obj)
+        with _reading(self.url(rel)):
+            try:
+                return bytes(body.read())
+            finally:
+                body.close()
+
+    def identity(self) -> bytes:
+        if IDENTITY not in self.objects:
+            raise ArchiveError(
+                f"no archive at {self.loc.url} (no {IDENTITY}; "
+                "expected s3://BUCKET/PREFIX/ENV/HOST/ARCHIVE-ID)"
+            )
+        return self.read(IDENTITY)
+
+    def checkpoint_names(self) -> list[str]:
+        return sorted(
+            rel
+            for rel in self.objects
+            if rel.startswith(CHECKPOINTS + "/")
+            and CHECKPOINT_RE.fullmatch(rel[len(CHECKPOINTS) + 1 :])
+        )
+
+    def checkpoints(self) -> list[tuple[str, bytes]]:
+        """(``checkpoints/cp-N.json``, bytes) in name order, fetched a few at a time."""
+        names = self.checkpoint_names()
+        if len(names) <= 1:
+            return [(n, self.read(n)) for n in names]
+        with ThreadPoolExecutor(max_workers=_FETCHERS) as pool:
+            return list(zip(names, pool.map(self.read, names), strict=True))
+
+    def segments(self) -> list[tuple[str, str]]:
+        """(logical name, relative object name) of every segment, in order.
+
+        As on disk (docs/FORMAT.md 3), a segment appears once: when both its plain
+        object and a compressed one exist (a re-upload after a crash and a
+        compression), the plain one is read; both hold the same records.
+        """
+        out: dict[str, str] = {}
+        for rel in self.objects:
+            if not rel.startswith(SEGMENTS + "/"):
+                continue
+            m = SEGMENT_FILE_RE.fullmatch(rel[len(SEGMENTS) + 1 :])
+            if m is None:
+                continue
+            logical = m.group(1)
+            have = out.get(logical)
+            if (
+                have is None
+                or m.group(2) is None
+                or (have.endswith(".gz") and rel.endswith(".zst"))
+            ):
+                out[logical] = rel
+        return [(k, out[k]) for k in sorted(out)]
+
+    @contextmanager
+    def open_segment(self, rel: str) -> Iterator[IO[bytes]]:
+        """The segment's lines as a buffered stream, decompressed on the fly."""
+        raw = _Raw(self.get(self.objects[rel]))
+        try:
+            stream: IO[bytes]
+            if rel.endswith(".zst"):
+                dec = zstandard.ZstdDecompressor().stream_reader(
+                    cast(IO[bytes], raw), read_across_frames=True, closefd=True
+                )
+                stream = io.BufferedReader(dec, buffer_size=_CHUNK)
+            elif rel.endswith(".gz"):
+                gz = gzip.GzipFile(fileobj=io.BufferedReader(raw, _CHUNK), mode="rb")
+                stream = io.BufferedReader(gz, buffer_size=_CHUNK)
+            else:
+                stream = io.BufferedReader(raw, buffer_size=_CHUNK)
+            with stream:
+                yield stream
+        finally:
+            raw.close()
+
+
+# ---------------------------------------------------------------- verification
+
+
+@dataclass(frozen=True, slots=True)
+class BucketReport:
+    """A verification of a bucket archive: the report and what is still on the host."""
+
+    report: Report
+    location: S3Location
+    pending_checkpoints: int
+    """Checkpoints in the bucket whose records are in segments not uploaded yet."""
+    pending_records: int
+    """The records those checkpoints cover that the bucket does not hold (yet)."""
+    pending_since: int | None
+    """``end`` (ns) of the first such checkpoint: how long the segment has been awaited."""
+    last_checkpoint: int | None
+    """``end`` (ns) of the latest checkpoint in the bucket."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.report.as_dict(),
+            "location": self.location.url,
+            "pending_checkpoints": self.pending_checkpoints,
+            "pending_records": self.pending_records,
+            "pending_since": self.pending_since,
+            "last_checkpoint": self.last_checkpoint,
+        }
+
+
+def verify_bucket(
+    client: S3Client,
+    loc: S3Location,
+    *,
+    public_key: bytes,
+    mac_key: bytes | None = None,
+    anchor: bytes | None = None,
+    require_sealed: bool = False,
+    progress: Callable[[int], None] | None = None,
+    archive: BucketArchive | None = None,
+) -> BucketReport:
+    """Verify a forwarded archive in place, streaming each object once.
+
+    The checks are exactly those of a local verification (docs/FORMAT.md 15), on
+    the oldest version of each key, with one difference: the host uploads a
+    segment only once it is closed but each checkpoint as soon as it is written,
+    so the newest checkpoints usually cover records of the host's open segment.
+    Those checkpoints are checked like all others (signature, key chain, links);
+    only F1 is not applied to them. They are reported as *pending* (how many,
+    since when); every record the bucket does hold must match them up to there.
+    """
+    arc = archive if archive is not None else BucketArchive(client, loc)
+    identity = arc.identity()
+    ident = Identity.from_bytes(identity, file=arc.url(IDENTITY))
+    last = loc.prefix.rsplit("/", 1)[-1]
+    if last != ident.archive:
+        raise IntegrityError(
+            f"the archive.json under {loc.url} names archive {ident.archive}: "
+            "an archive uploaded under another archive's key",
+            what="identity",
+            file=IDENTITY,
+            field="archive",
+        )
+    cps = arc.checkpoints()
+    v = Verifier(
+        identity,
+        cps,
+        public_key=public_key,
+        mac_key=mac_key,
+        anchor=anchor,
+        require_sealed=require_sealed,
+    )
+    segs = arc.segments()
+    for i, (name, rel) in enumerate(segs):
+        v.begin_segment(name)
+        with _reading(arc.url(rel)), arc.open_segment(rel) as fh:
+            try:
+                size, torn = v.records(fh, progress)
+            except CORRUPT as exc:
+                raise IntegrityError(
+                    f"compressed segment cannot be decompressed: {exc or type(exc).__name__}",
+                    what="format",
+                    file=rel,
+                ) from exc
+        v.end_segment(size, torn, last=i == len(segs) - 1)
+    pending = v.cps[v.ci :]
+    # Checked already (C1–C8 at construction); their records are not here yet, so F1
+    # is not applied to them (Verifier.finish checks every checkpoint it holds).
+    v.cps = v.cps[: v.ci]
+    report = v.finish()
+    return BucketReport(
+        report=replace(
+            report,
+            checkpoints=report.checkpoints + len(pending),
+            warnings=_bucket_warnings(report),
+        ),
+        location=loc,
+        pending_checkpoints=len(pending),
+        pending_records=(pending[-1].seq_end - v.seq) if pending else 0,
+        pending_since=pending[0].end if pending else None,
+        last_checkpoint=Checkpoint.from_line(cps[-1][1]).end if cps else None,
+    )
+
+
+def _bucket_warnings(report: Report) -> tuple[str, ...]:
+    """The verifier's warnings, with retention's seen from the bucket.
+
+    A segment that retention deleted on the host was uploaded before (the
+    forwarder's floor holds retention back), so the bucket still has it: the
+    verifier's "deletion was interrupted" would mislead here.
+    """
+    policy = {f"segments/{r['segment']}": r.get("policy") for r in report.retention}
+    out = []
+    for w in report.warnings:
+        seg = w.split(":", 1)[0]
+        if seg in policy and "still present although a retention record deleted it" in w:
+            out.append(f"{seg}: deleted on the host by retention ({policy[seg]}); kept here")
+        else:
+            out.append(w)
+    return tuple(out)
+
+
+def bucket_anchor(client: S3Client, loc: S3Location, layout: Layout) -> bytes:
+    """The latest checkpoint in the bucket, after checking the local archive against it.
+
+    The bucket's ``archive.json`` must be the local one, and its checkpoints a
+    prefix of the local ones, byte for byte: a host that lost (or cut) epochs
+    the bucket holds fails with ``truncated``, one that rewrote a checkpoint or
+    its identity with ``anchor_mismatch`` / ``identity``.
+    """
+    arc = BucketArchive(client, loc)
+    if arc.identity() != layout.read_identity():
+        raise IntegrityError(
+            f"the local archive.json differs from the one in {loc.url}: "
+            "another archive, or its identity was replaced",
+            what="identity",
+            file=IDENTITY,
+        )
+    remote = arc.checkpoints()
+    if not remote:
+        raise ArchiveError(f"no checkpoint in {loc.url} to anchor to yet")
+    local = layout.checkpoint_files()
+    for i, (name, line) in enumerate(remote):
+        if i >= len(local):
+            raise IntegrityError(
+                f"archive truncated: {loc.url} holds checkpoints up to {remote[-1][0]}, "
+                f"the local archive only up to "
+                f"{local[-1][0] if local else 'none'}",
+                what="truncated",
+                file=name,
+                epoch=i,
+            )
+        lname, lline = local[i]
+        if lname != name or lline != line:
+            raise IntegrityError(
+                f"{lname} differs from {name} in {loc.url}: the local checkpoint was "
+                "rewritten (or one is missing)",
+                what="anchor_mismatch",
+                file=lname,
+                epoch=i,
+            )
+    return remote[-1][1]
+
+
+# ---------------------------------------------------------------- the fleet
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveRef:
+    host: str
+    archive: str
+    loc: S3Location
+
+
+def list_archives(client: S3Client, env: S3Location) -> list[ArchiveRef]:
+    """Every ``<host>/<archive-id>/`` under an environment prefix."""
+    out: list[ArchiveRef] = []
+    for host in _subdirs(client, env):
+        hloc = env.child(host)
+        out.extend(ArchiveRef(host, a, hloc.child(a)) for a in _subdirs(client, hloc))
+    return out
+
+
+def _subdirs(client: S3Client, loc: S3Location) -> list[str]:
+    base = loc.key("")
+    names: set[str] = set()
+    pages = client.get_paginator("list_object_versions").paginate(
+        Bucket=loc.bucket, Prefix=base, Delimiter="/"
+    )
+    with _reading(loc.url):
+        for page in pages:
+            for cp in page.get("CommonPrefixes", []):
+                p = cp.get("Prefix", "")[len(base) :].strip("/")
+                if p:
+                    names.add(p)
+    return sorted(names)
+
+
+class KeyRing:
+    """Public keys from a directory, found by archive id (file name or content) or key."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.by_archive: dict[str, PublicKey] = {}
+        self.by_key: dict[bytes, PublicKey] = {}
+        try:
+            files = sorted(p for p in directory.iterdir() if p.is_file())
+        except OSError as exc:
+            raise UsageError(
+                f"cannot read the key directory: {exc.strerror}", file=str(directory)
+            ) from exc
+        for p in files:
+            try:
+                pk = PublicKey.from_bytes(p.read_bytes(), file=str(p))
+            except (KeyFileError, FormatError, OSError):
+                continue  # not a key file: ignored
+            self.by_archive.setdefault(pk.archive, pk)
+            self.by_key.setdefault(pk.public_key, pk)
+            stem = p.name.removesuffix(".key") if p.name.endswith(".key") else p.stem
+            if stem != pk.archive:
+                self.by_archive.setdefault(stem, pk)
+
+    def find(self, archive: str, identity: Identity | None) -> PublicKey | None:
+        """The key named ``<archive>.key`` or for ``archive``, else the identity's own key.
+
+        The last case only finds a key the auditor holds already: the identity's
+        public key is matched against the key files, never trusted by itself.
+        """
+        pk = self.by_archive.get(archive)
+        if pk is None and identity is not None:
+            pk = self.by_key.get(identity.public_key)
+        return pk
+
+
+@dataclass(frozen=True, slots=True)
+class FleetLine:
+    host: str
+    archive: str
+    status: str
+    """``ok``, ``stale``, ``failed``, ``no_key`` or ``error``."""
+    records: int | None
+    last_checkpoint: int | None
+    pending_records: int
+    detail: str
+    what: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "archive": self.archive,
+            "status": self.status,
+            "records": self.records,
+            "last_checkpoint": self.last_checkpoint,
+            "pending_records": self.pending_records,
+            "what": self.what,
+            "detail": self.detail,
+        }
+
+
+def fleet_verify(
+    client: S3Client,
+    env: S3Location,
+    keys: KeyRing,
+    *,
+    now_ns: int,
+    max_age_ns: int | None,
+) -> Iterator[FleetLine]:
+    """Verify every archive under an environment prefix (public-key mode), one line each.
+
+    ``stale``: the latest checkpoint in the bucket ended more than ``max_age_ns``
+    ago (or there is none): the host stopped checkpointing, or stopped uploading.
+    """
+    for ref in list_archives(client, env):
+        yield _fleet_one(client, ref, keys, now_ns, max_age_ns)
+
+
+def _fleet_one(
+    client: S3Client, ref: ArchiveRef, keys: KeyRing, now_ns: int, max_age_ns: int | None
+) -> FleetLine:
+    def line(status: str, detail: str, **kw: Any) -> FleetLine:
+        base: dict[str, Any] = {"records": None, "last_checkpoint": None, "pending_records": 0}
+        return FleetLine(ref.host, ref.archive, status, detail=detail, **{**base, **kw})
+
+    ident: Identity | None = None
+    try:
+        arc = BucketArchive(client, ref.loc)
+    except AuditdError as exc:
+        return line("error", str(exc))
+    with suppress(AuditdError):  # verify_bucket names the problem
+        ident = Identity.from_bytes(arc.identity())
+    pk = keys.find(ref.archive, ident)
+    if pk is None:
+        fp = f" (public key {fingerprint(ident.public_key)})" if ident is not None else ""
+        return line("no_key", f"no public key for this archive in {keys.directory}{fp}")
+    try:
+        res = verify_bucket(client, ref.loc, public_key=pk.public_key, archive=arc)
+    except IntegrityError as exc:
+        return line("failed", str(exc), what=exc.where.get("what", "format"))
+    except FormatError as exc:
+        return line("failed", str(exc), what="format")
+    except AuditdError as exc:
+        return line("error", str(exc))
+    r = res.report
+    kw: dict[str, Any] = {
+        "records": r.records,
+        "last_checkpoint": res.last_checkpoint,
+        "pending_records": res.pending_records,
+    }
+    if res.last_checkpoint is None:
+        return line("stale", "no checkpoint uploaded yet", **kw)
+    age = now_ns - res.last_checkpoint
+    if max_age_ns is not None and age > max_age_ns:
+        return line(
+            "stale",
+            f"last checkpoint {age // 10**9}s ago > {max_age_ns // 10**9}s",
+            **kw,
+        )
+    return line("ok", "", **kw)
