@@ -551,8 +551,12 @@ _DURATIONS = frozenset(
         "poll_interval",
         "max_age",
         "check_interval",
+        "ack_timeout",
+        "retry_max",
+        "retain_for",
     }
 )
+_SECRETS = frozenset({"secret_access_key"})
 
 
 def _human(obj: Any) -> Any:
@@ -560,7 +564,13 @@ def _human(obj: Any) -> Any:
         return f"{obj['percent']:g}%" if obj["percent"] is not None else obj["bytes"]
     if isinstance(obj, dict):
         return {
-            k: (f"{v / 1e9:.12g}s" if k in _DURATIONS and isinstance(v, int) else _human(v))
+            k: (
+                "(set, not shown)"
+                if k in _SECRETS and v is not None
+                else f"{v / 1e9:.12g}s"
+                if k in _DURATIONS and isinstance(v, int)
+                else _human(v)
+            )
             for k, v in obj.items()
         }
     if isinstance(obj, list):
@@ -650,6 +660,27 @@ def cmd_status(a: argparse.Namespace) -> int:
             f"  source {src.get('name')} ({src.get('type') or 'removed'}): {ok}{reason};"
             f" {_rate(src.get('records_per_second'))}, read {src.get('records_read')},"
             f" sealed {src.get('records_sealed')}"
+        )
+    if doc.get("disk_level") not in (None, "ok") or doc.get("reading_suspended"):
+        print(
+            f"  disk: {doc.get('disk_level')}"
+            + (", reading suspended" if doc.get("reading_suspended") else "")
+            + (
+                f", {doc.get('unwritten_bytes')} sealed bytes held"
+                if doc.get("unwritten_bytes")
+                else ""
+            )
+        )
+    for fw in doc.get("forward") or []:
+        if not isinstance(fw, dict):
+            continue
+        lag = fw.get("lag") if isinstance(fw.get("lag"), dict) else {}
+        down = fw.get("failing_for_seconds")
+        state = f"DOWN for {down}s ({fw.get('last_error')})" if down is not None else "ok"
+        print(
+            f"  forward {fw.get('target')} ({fw.get('kind')}): {state}; lag "
+            + ", ".join(f"{v} {k}" for k, v in (lag or {}).items())
+            + f"; delivered {fw.get('delivered')}"
         )
     return 0 if healthy else 1
 

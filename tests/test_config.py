@@ -167,3 +167,29 @@ def test_config_check_errors_exit_2_without_traceback(
     p.write_bytes(b"archive:\n  path: /\xff\n")
     code, _, err = run(["config", "check", str(p)], capsys)
     assert code == 2 and "not UTF-8" in err
+
+
+def test_forward_targets_are_validated_and_secrets_not_printed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text(
+        MINIMAL
+        + "forward:\n"
+        + "  - {name: c, type: syslog, target: 'tcp://127.0.0.1:514'}\n"
+        + "  - {name: w, type: s3, bucket: logs, secret_access_key: hunter2-secret}\n"
+    )
+    code, out, _ = run(["config", "check", str(p)], capsys)
+    assert code == 0 and "hunter2-secret" not in out and "(set, not shown)" in out
+    for bad, msg in (
+        ("  - {name: c, type: syslog, target: 'udp://h:1'}\n", "use tcp://HOST:PORT"),
+        ("  - {name: c, type: syslog, target: 'tls://h:1'}\n", "needs a tls: section"),
+        (
+            "  - {name: c, type: syslog, target: 'tcp://h:1'}\n"
+            "  - {name: c, type: syslog, target: 'tcp://h:2'}\n",
+            "two forward targets are named 'c'",
+        ),
+    ):
+        p.write_text(MINIMAL + "forward:\n" + bad)
+        code, _, err = run(["config", "check", str(p)], capsys)
+        assert code == 2 and msg in err, err

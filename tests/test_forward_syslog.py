@@ -405,12 +405,14 @@ def test_daemon_forwards_through_an_outage(
     logs.mkdir()
     port = free_port()
     col = collector(port)
+    mport = free_port()
     cfg = daemon_config(
         arc,
         logs,
         tmp_path / "d.yaml",
         port,
-        "retention:\n  max_segments: 2\n  check_interval: 200ms\n",
+        "retention:\n  max_segments: 2\n  check_interval: 200ms\n"
+        f"metrics:\n  listen: 127.0.0.1:{mport}\n",
     )
     d = Daemon(tmp_path, cfg)
     n1, n2 = 1500, 3000
@@ -434,6 +436,13 @@ def test_daemon_forwards_through_an_outage(
         time.sleep(1.5)
         segs_during = len(arc.layout.segment_names())
         assert segs_during > 2, "retention deleted segments the collector had not received"
+        st = subprocess.run(
+            [*CLI, "status", "--config", str(cfg)], capture_output=True, text=True, check=False
+        )
+        assert "forward central (syslog): DOWN for" in st.stdout, st.stdout
+        assert "cannot connect" in st.stdout
+        lag = int(st.stdout.split("; lag ", 1)[1].split(" records", 1)[0])
+        assert lag >= n2 - n1, st.stdout
         col.start()
         assert wait_for(lambda: copy_has(n2), 60), (tmp_path / "daemon.stderr").read_text()[-3000:]
         assert wait_for(lambda: len(arc.layout.segment_names()) <= 3, 30)
