@@ -169,7 +169,10 @@ class S3Forwarder:
         pending, _ = self._pending_segments()
         if not pending:
             return None
-        return self._seq_of(pending[0])
+        try:
+            return self._seq_of(pending[0])
+        except (ArchiveError, OSError):
+            return 0  # its header cannot be read now: hold every segment back
 
     def lag(self) -> dict[str, int]:
         pending, newest = self._pending_segments()
