@@ -513,3 +513,23 @@ def test_a_failing_deletion_does_not_stop_sealing(tmp_path: Path) -> None:
     assert not errors and s.stats.sealed == 2
     assert seen[0].policy == "error" and "not permitted" in seen[0].reason
     arc.verify()
+
+
+def test_forwarders_hold_retention_back_but_a_disk_action_overrides_them(tmp_path: Path) -> None:
+    from auditd_py.store.retention import Retainer
+
+    arc = Arc(tmp_path)
+    w = build(arc, n=200, every=50)
+    w.end_epoch("interval")
+    held = Retainer(arc.layout, RetentionPolicy(max_segments=1), floor=lambda: 0)
+    done, blocked = held.run(w)
+    assert done == [] and blocked is not None and "forwarder" in blocked.reason
+    closed = len(arc.layout.segment_names()) - 1
+    forced = Retainer(arc.layout, RetentionPolicy(), floor=lambda: 0)
+    done, _ = forced.run(w, need_free=1 << 62)  # a disk action that wants everything it may
+    assert len(done) == closed >= 3 and all(d["undelivered"] for d in done)
+    w.close()
+    recs = [o for _, o in iter_records(arc.layout) if o.get("event") == "retention.deleted"]
+    assert recs and all("not yet forwarded" in r["attrs"]["reason"] for r in recs)
+    for key in (True, False):
+        arc.verify(key=key)

@@ -312,6 +312,7 @@ class Retainer:
         policy = self.policy
         if self._min_free is not None:
             policy = replace(policy, min_free_bytes=self._min_free(total))
+        floor = self.floor()
         todo, blocked = plan(
             segs,
             policy,
@@ -319,12 +320,22 @@ class Retainer:
             sealed_end=writer.sealer.epoch_first_seq,
             free_bytes=free,
             need_free_bytes=need_free,
-            floor=self.floor(),
+            # A disk action frees space even before forwarders delivered (sealed as such).
+            floor=None if need_free is not None else floor,
             busy=self.busy,
         )
+        ends = {s.name: segs[i + 1].header.seq for i, s in enumerate(segs[:-1])}
         done: list[dict[str, object]] = []
         for d in todo:
-            info = writer.retire_segment(d.name, policy=d.policy, detail=d.detail)
+            detail = d.detail
+            undelivered = floor is not None and ends.get(d.name, 0) > floor
+            if undelivered:
+                detail += (
+                    f"; not yet forwarded (delivered up to seq {floor}): deleted by the disk "
+                    "action before delivery"
+                )
+            info = writer.retire_segment(d.name, policy=d.policy, detail=detail)
+            info["undelivered"] = undelivered
             self.index.forget(d.name)
             self.deleted += 1
             self.deleted_bytes += int(str(info["bytes"]))
