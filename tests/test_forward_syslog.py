@@ -181,7 +181,9 @@ input(type="imtcp" address="127.0.0.1" port="@PORT@" ruleset="adp")
 class Collector:
     """rsyslogd receiving octet-counted RFC 5424 on a free loopback port."""
 
-    def __init__(self, tmp: Path, port: int, *, tls: dict[str, Path] | None = None) -> None:
+    def __init__(
+        self, tmp: Path, port: int, *, tls: dict[str, Path] | None = None, auth: str = "anon"
+    ) -> None:
         assert RSYSLOGD is not None
         self.tmp, self.port, self.out = tmp, port, tmp / "collected.log"
         work = tmp / "rsyslog-work"
@@ -193,7 +195,7 @@ class Collector:
                 f'DefaultNetstreamDriverCertFile="{tls["server"]}" '
                 f'DefaultNetstreamDriverKeyFile="{tls["server.key"]}"'
             )
-            mod = 'StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="anon"'
+            mod = f'StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="{auth}"'
         self.conf = tmp / "collector.conf"
         self.conf.write_text(
             _COLLECTOR.replace("@WORK@", str(work))
@@ -249,8 +251,10 @@ class Collector:
 def collector(tmp_path: Path) -> Iterator[Callable[..., Collector]]:
     started: list[Collector] = []
 
-    def start(port: int | None = None, tls: dict[str, Path] | None = None) -> Collector:
-        c = Collector(tmp_path, port or free_port(), tls=tls)
+    def start(
+        port: int | None = None, tls: dict[str, Path] | None = None, auth: str = "anon"
+    ) -> Collector:
+        c = Collector(tmp_path, port or free_port(), tls=tls, auth=auth)
         started.append(c)
         return c
 
@@ -515,3 +519,65 @@ def test_tls13_session_tickets_are_not_taken_for_a_closed_connection(
     th.join(5)
     srv.close()
     assert got.count(b"[auditd@32473 ") == fwd.cursor.seq + fwd.cursor.checkpoint + 1
+
+
+@needs_rsyslog
+@pytest.mark.integration
+def test_tls_client_certificate_when_the_collector_requires_one(
+    tmp_path: Path,
+    collector: Callable[..., Collector],
+    pki: dict[str, Path],  # noqa: F811
+) -> None:
+    arc = Arc(tmp_path)
+    build(arc, n=40).close()
+    col = collector(tls=pki, auth="x509/certvalid")
+    target = f"tls://127.0.0.1:{col.port}"
+    anonymous = forwarder(arc, target, tls=ForwardTLS(ca=pki["ca"], server_name="localhost"))
+    for _ in range(3):  # however the race between ack and rejection goes
+        with pytest.raises(ForwardError):
+            drain(anonymous)  # refused in the handshake, or the connection closed on us
+    assert load_cursor(anonymous.path, info(arc).archive).seq == 0
+    anonymous.close()
+    client = ForwardTLS(
+        ca=pki["ca"], server_name="localhost", cert=pki["client"], key=pki["client.key"]
+    )
+    fwd = forwarder(arc, target, tls=client)
+    sent = drain(fwd)
+    col.wait_lines(sent)
+    verify_copy(arc, rebuilt(arc, col, tmp_path))
+
+
+def test_a_collector_that_drops_a_new_connection_gets_nothing_counted(tmp_path: Path) -> None:
+    """Its kernel acknowledged the bytes, then it closed: the batch is not delivered."""
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    stop = threading.Event()
+
+    def reject() -> None:
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                c, _ = srv.accept()
+            except TimeoutError:
+                continue
+            time.sleep(0.05)  # long enough for the kernel to acknowledge the batch
+            c.close()
+
+    th = threading.Thread(target=reject, daemon=True)
+    th.start()
+    arc = Arc(tmp_path)
+    build(arc, n=10).close()
+    fwd = forwarder(arc, f"tcp://127.0.0.1:{srv.getsockname()[1]}")
+    try:
+        for _ in range(3):
+            with pytest.raises(ForwardError, match="closed"):
+                fwd.step()
+        assert not fwd.path.exists() and fwd.floor() == 0
+    finally:
+        stop.set()
+        th.join(5)
+        srv.close()
+        fwd.close()

@@ -51,6 +51,8 @@ from auditd_py.store.layout import Layout
 
 SD_ID = "auditd@32473"
 """The structured-data ID (32473 is the documentation enterprise number, RFC 5612)."""
+PROBATION_S = 0.25
+"""How long a new connection must stay open after its first batch was acknowledged."""
 PRI_RECORD = 16 * 8 + 6  # local0.info
 PRI_META = 16 * 8 + 5  # local0.notice: identity and checkpoints
 _HOST_BAD = re.compile(r"[^\x21-\x7e]")
@@ -99,6 +101,8 @@ class SyslogForwarder:
         self.cursor: Cursor = load_cursor(self.path, info.archive)
         self.tail = SealedTail(layout, durable)
         self._sock: socket.socket | None = None
+        self._fresh = False
+        """No batch on the current connection has passed its probation yet."""
         self._ctx = self._tls_context() if self.tls else None
         self._hostname = _host(info.host)
         self.sent_bytes = 0
@@ -145,6 +149,7 @@ class SyslogForwarder:
                     f"TLS handshake with {self.settings.target} failed: {exc}"
                 ) from exc
         self._sock = sock
+        self._fresh = True
         return sock
 
     @staticmethod
@@ -182,6 +187,8 @@ class SyslogForwarder:
         while True:
             fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, buf)
             if struct.unpack("i", buf)[0] == 0:
+                if self._fresh:
+                    self._probation(sock)
                 return
             if self._peer_closed(sock):
                 raise ForwardError(f"{self.settings.target} closed the connection mid-batch")
@@ -192,6 +199,23 @@ class SyslogForwarder:
                 )
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
+
+    def _probation(self, sock: socket.socket) -> None:
+        """The first batch on a new connection counts only if the collector keeps it open.
+
+        A collector that rejects us after the handshake (a client certificate it
+        does not accept, a peer name it does not permit) closes the connection
+        within milliseconds, possibly after its kernel acknowledged the batch.
+        """
+        deadline = time.monotonic() + PROBATION_S
+        while time.monotonic() < deadline:
+            if self._peer_closed(sock):
+                raise ForwardError(
+                    f"{self.settings.target} closed the new connection: the collector "
+                    "rejected it (client certificate, permitted peers?)"
+                )
+            time.sleep(0.01)
+        self._fresh = False
 
     # ------------------------------------------------------------ messages
 
