@@ -21,7 +21,7 @@ from typing import IO, Any, NoReturn
 
 import orjson
 
-from auditd_py import __version__, control
+from auditd_py import __version__, control, early
 from auditd_py.chain.encoding import META_SOURCE, Fields, format_ts, record_bytes
 from auditd_py.chain.keys import PublicKey, VerifyKey
 from auditd_py.chain.verify import Report
@@ -853,6 +853,9 @@ def _die(code: int, message: str) -> NoReturn:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    raw = list(argv) if argv is not None else sys.argv[1:]
+    if raw[:1] == ["run"]:
+        early.install()  # before the daemon's heavy imports: SIGTERM stops it cleanly
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from auditd_py import config, control, diskwatch
+from auditd_py import config, control, diskwatch, early
 from auditd_py import metalog as ev
 from auditd_py.chain.checkpoint import Checkpoint
 from auditd_py.clock import Clock, SystemClock
@@ -248,6 +248,8 @@ class Daemon:
 
         for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             signal.signal(s, on)
+        for caught in early.take():  # caught while starting (auditd_py.early)
+            on(caught, None)
 
     # ------------------------------------------------------------ lifecycle
 

@@ -24,7 +24,7 @@ import pytest
 from tests.util import Arc
 
 SOAK = os.environ.get("AUDITD_SOAK") == "1"
-CLI = [sys.executable, "-m", "auditd_py.cli"]
+CLI = [sys.executable, "-m", "auditd_py"]
 
 
 class Writer(threading.Thread):

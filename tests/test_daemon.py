@@ -24,7 +24,7 @@ import pytest
 from tests.test_journald_source import Remote, entry
 from tests.util import Arc
 
-CLI = [sys.executable, "-m", "auditd_py.cli"]
+CLI = [sys.executable, "-m", "auditd_py"]
 pytestmark = pytest.mark.integration
 
 
@@ -281,3 +281,22 @@ def test_two_daemons_on_one_archive_are_refused(
     finally:
         assert d.stop() == 0
     del arc
+
+
+def test_sigterm_while_starting_is_a_clean_stop(tmp_path: Path) -> None:
+    """A SIGTERM before the daemon's handlers exist (imports, config) still stops it cleanly."""
+    arc = Arc(tmp_path, random=None)
+    cfg = tmp_path / "d.yaml"
+    cfg.write_text(f"archive: {{path: {arc.layout.root}}}\n")
+    for delay in (0.1, 0.2, 0.35):
+        p = subprocess.Popen(
+            [*CLI, "run", "--config", str(cfg)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(delay)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=30)
+        assert p.returncode == 0, (delay, err.decode()[-2000:])
+    verify_both(arc, "--require-sealed")
