@@ -52,6 +52,7 @@ from auditd_py.record import META_SOURCE
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
+    from auditd_py.pipeline import Sealer
     from auditd_py.service import Daemon
 
 
@@ -166,6 +167,19 @@ def _suspended(d: Daemon) -> bool:
     return s is not None and (s.suspended.is_set() or s.disk_full_since is not None)
 
 
+def _pauses(sealer: Sealer | None) -> dict[str, Any]:
+    """Where sealing stopped: rotation pauses, the longest commit, the longest record wait."""
+    if sealer is None:
+        return {}
+    st = sealer.stats
+    return {
+        "rotation_pause_ms": {k: round(v, 3) for k, v in st.rotation_pause_ms().items()},
+        "rotations_postponed": st.rotations_postponed,
+        "max_commit_ms": round(st.max_commit_latency_ns / 1e6, 3),
+        "max_seal_latency_ms": round(st.max_seal_latency_ns / 1e6, 3),
+    }
+
+
 def health(d: Daemon) -> tuple[bool, dict[str, Any]]:
     """(healthy, the document served at /health and printed by ``status``)."""
     reasons: list[str] = []
@@ -230,6 +244,7 @@ def health(d: Daemon) -> tuple[bool, dict[str, Any]]:
             "max_rotation_pause_ms": (
                 round(sealer.stats.max_rotation_pause_ns / 1e6, 3) if sealer is not None else 0
             ),
+            **_pauses(sealer),
             "retention_deleted": sealer.stats.retention_deleted if sealer is not None else 0,
         },
         "forward": [
@@ -250,6 +265,7 @@ def health(d: Daemon) -> tuple[bool, dict[str, Any]]:
         ],
         "queue_depth": d.queue.depth(),
         "queue_capacity": d.queue.capacity,
+        "max_put_wait_ms": round(d.queue.max_put_wait_ns / 1e6, 3),
         "positions": len(d.writer.positions) if d.writer is not None else 0,
         "records_per_second": round(total_rate, 3) if total_rate is not None else None,
         "rate_window_seconds": d.rates.window,

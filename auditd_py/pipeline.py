@@ -15,11 +15,13 @@ systemd watchdog and turns ``/health`` unhealthy; never set it in production.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import os
+import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +55,30 @@ class Barrier:
 
 Item = Fields | MetaItem | Barrier
 STALL_ENV = "AUDITD_PY_TEST_STALL_SEALER"
+PAUSES_KEPT = 1024
+"""Rotation pauses kept for their percentiles (the longest is kept separately)."""
+GATE_WAIT_MAX = 1.0
+"""Seconds a due rotation may be postponed while the compressor syncs or deletes a file."""
+ROTATION_SWITCH_INTERVAL = 0.0005
+"""``sys.setswitchinterval`` while a rotation runs (see :func:`_prompt_gil`)."""
+
+
+@contextlib.contextmanager
+def _prompt_gil() -> Iterator[None]:
+    """Get the GIL back promptly after each blocking call of this thread.
+
+    A rotation makes some thirty blocking calls (fsync, open, rename, ioctl...),
+    each of which releases the GIL. When a source thread is busy parsing, taking
+    it back costs a whole switch interval (5 ms by default) each time: measured,
+    that was most of a rotation's pause under load. A short interval, for the
+    few milliseconds of the rotation only, makes the other threads yield at once.
+    """
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(min(old, ROTATION_SWITCH_INTERVAL))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
 
 
 class BatchQueue:
@@ -68,6 +94,11 @@ class BatchQueue:
         self.high_water = 0
         self._read: dict[str, int] = {}
         """Records accepted per source (one update per batch: batches are per source)."""
+        self.max_put_wait_ns = 0
+        """The longest a producer's :meth:`put` waited for room (the ingestion gap it saw)."""
+
+    def _waited(self, since: float) -> None:
+        self.max_put_wait_ns = max(self.max_put_wait_ns, int((time.monotonic() - since) * 1e9))
 
     def put(self, batch: list[Any], *, block: bool = True, timeout: float | None = None) -> bool:
         if not batch:
@@ -77,12 +108,15 @@ class BatchQueue:
             if self._n and self._n + n > self.capacity:
                 if not block:
                     return False
-                deadline = None if timeout is None else time.monotonic() + timeout
+                since = time.monotonic()
+                deadline = None if timeout is None else since + timeout
                 while self._n and self._n + n > self.capacity and not self._closed:
                     left = None if deadline is None else deadline - time.monotonic()
                     if left is not None and left <= 0:
+                        self._waited(since)
                         return False
                     self._cv.wait(left)
+                self._waited(since)
             self._q.append((time.monotonic(), batch))
             self._n += n
             self.high_water = max(self.high_water, self._n)
@@ -187,13 +221,30 @@ class Stats:
     last_checkpoint_epoch: int | None = None
     last_checkpoint_ns: int | None = None
     max_commit_latency_ns: int = 0
+    """The longest group commit (write and fsync of what was sealed; sealing paused)."""
+    max_seal_latency_ns: int = 0
+    """The longest a record waited, from entering the queue to being durable."""
     rotations: int = 0
     max_rotation_pause_ns: int = 0
-    """The longest time spent inside ``rotate_segment`` (sealing paused meanwhile)."""
+    """The longest time spent inside ``rotate_segment`` (sealing paused meanwhile), plus
+    any wait for :attr:`Sealer.io_gate` (the group commit before it is not included)."""
     last_rotation_pause_ns: int = 0
+    rotation_pauses_ns: deque[int] = field(default_factory=lambda: deque(maxlen=PAUSES_KEPT))
+    """The last rotation pauses, for :meth:`rotation_pause_ms`."""
+    rotations_postponed: int = 0
+    """Turns a due rotation waited for the compressor to finish a sync or a deletion."""
     retention_deleted: int = 0
     retention_deleted_bytes: int = 0
     disk_full_events: int = 0
+
+    def rotation_pause_ms(self) -> dict[str, float]:
+        """p50, p99 (of the last :data:`PAUSES_KEPT`) and max (of all) rotation pauses."""
+        xs = sorted(self.rotation_pauses_ns)  # a copy made without releasing the GIL
+
+        def at(q: float) -> float:
+            return xs[min(len(xs) - 1, int(q * len(xs)))] / 1e6 if xs else 0.0
+
+        return {"p50": at(0.5), "p99": at(0.99), "max": self.max_rotation_pause_ns / 1e6}
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +327,12 @@ class Sealer:
         self.lock = threading.Lock()
         """Held while the thread uses the writer: take it to read ``writer.positions``
         or to act on the writer (rotate) from another thread."""
+        self.io_gate = threading.Lock()
+        """Held for each rotation; the compressor holds it while it fsyncs, renames or
+        deletes a file, so that their device work never lands inside a rotation pause.
+        A due rotation waits for it by postponing (up to :data:`GATE_WAIT_MAX`), never
+        by blocking the sealer."""
+        self._gate_wait_since: float | None = None
         self._stall_path = os.environ.get(STALL_ENV) or None
 
     def alive(self) -> bool:
@@ -393,20 +450,21 @@ class Sealer:
             self._dirty = True
         now = time.monotonic()
         why = self.rotation.due(self.writer) if self.rotation is not None else None
-        if why is not None:
-            self.rotate(why)  # fsyncs what was sealed: a group commit too
-        if self._dirty and (now - self._last_commit >= self.commit_interval or not batches or why):
-            if why is None:
-                self.writer.flush(sync=True)
-            done = time.monotonic()
-            self.stats.seal_latency.observe_many([done - t for t in self._queued_at])
-            self._queued_at.clear()
-            self.stats.commits += 1
-            self.stats.last_commit_ns = time.time_ns()
-            self._dirty = False
-            self._last_commit = now
-            if self.on_commit is not None:
-                self.on_commit()
+        waited = self._take_gate(now) if why is not None else None
+        if waited is None:
+            why = None  # the compressor is syncing or deleting a file: rotate at a later turn
+        try:
+            if self._dirty and (
+                now - self._last_commit >= self.commit_interval or not batches or why
+            ):
+                # Before a rotation too: what was sealed becomes durable in this turn's
+                # group commit, and the rotation starts with nothing left to write back.
+                self._commit(now)
+            if why is not None:
+                self._rotate(why, waited or 0)
+        finally:
+            if why is not None:
+                self.io_gate.release()
         if self.retainer is not None and (
             why is not None
             or self._need_free is not None
@@ -418,6 +476,47 @@ class Sealer:
             self.stats.last_checkpoint_epoch = cp.epoch
             self.stats.last_checkpoint_ns = cp.end
         self._report_checkpoints()
+
+    def _commit(self, now: float) -> None:
+        """The group commit: everything sealed so far is written and fsynced."""
+        t0 = time.monotonic()
+        self.writer.flush(sync=True)
+        done = time.monotonic()
+        st = self.stats
+        waited = [done - t for t in self._queued_at]
+        st.seal_latency.observe_many(waited)
+        if waited:
+            st.max_seal_latency_ns = max(st.max_seal_latency_ns, int(max(waited) * 1e9))
+        st.max_commit_latency_ns = max(st.max_commit_latency_ns, int((done - t0) * 1e9))
+        self._queued_at.clear()
+        st.commits += 1
+        st.last_commit_ns = time.time_ns()
+        self._dirty = False
+        self._last_commit = now
+        if self.on_commit is not None:
+            self.on_commit()
+
+    def _take_gate(self, now: float) -> int | None:
+        """Take :attr:`io_gate` for a due rotation: the ns waited for it, or None to postpone.
+
+        While the compressor holds the gate the rotation is postponed and sealing goes
+        on, for at most :data:`GATE_WAIT_MAX` and while the segment is under twice its
+        size limit; after that the rotation waits for the gate (a wait that counts as
+        part of its pause).
+        """
+        if self.io_gate.acquire(blocking=False):
+            self._gate_wait_since = None
+            return 0
+        if self._gate_wait_since is None:
+            self._gate_wait_since = now
+        limit = 2 * self.rotation.max_bytes if self.rotation is not None else 0
+        if now - self._gate_wait_since < GATE_WAIT_MAX and self.writer.offset < limit:
+            self.stats.rotations_postponed += 1
+            return None
+        t0 = time.monotonic_ns()
+        self.io_gate.acquire()
+        self._gate_wait_since = None
+        return time.monotonic_ns() - t0
 
     def _report_checkpoints(self) -> None:
         """Hand every checkpoint written since the last turn to ``on_checkpoint``."""
@@ -470,15 +569,26 @@ class Sealer:
 
     def rotate(self, reason: str) -> None:
         """Rotate the open segment now (call with :attr:`lock` held), timing the pause."""
+        t0 = time.monotonic_ns()
+        with self.io_gate:  # waits for a sync or a deletion of the compressor to end
+            waited = time.monotonic_ns() - t0
+            if self._dirty:
+                self._commit(time.monotonic())
+            self._rotate(reason, waited)
+
+    def _rotate(self, reason: str, waited_ns: int) -> None:
+        """Rotate (:attr:`io_gate` held after ``waited_ns``; what was sealed is committed)."""
         w = self.writer
         prev = w.segment
         t0 = time.monotonic_ns()
-        cp = w.rotate_segment(reason)
-        pause = time.monotonic_ns() - t0
+        with _prompt_gil():
+            cp = w.rotate_segment(reason)
+        pause = time.monotonic_ns() - t0 + waited_ns
         st = self.stats
         st.rotations += 1
         st.last_rotation_pause_ns = pause
         st.max_rotation_pause_ns = max(st.max_rotation_pause_ns, pause)
+        st.rotation_pauses_ns.append(pause)
         st.last_checkpoint_epoch = cp.epoch
         st.last_checkpoint_ns = cp.end
         if self.on_rotated is not None and prev is not None:

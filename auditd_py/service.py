@@ -312,7 +312,12 @@ class Daemon:
             self._start_forwarders(layout)
         if seg.compress != "none":
             self.compressor = Compressor(
-                layout, seg.compress, self._compressed, self._compress_failed, worm
+                layout,
+                seg.compress,
+                self._compressed,
+                self._compress_failed,
+                worm,
+                gate=self.sealer.io_gate,  # its syncs and deletions stay out of rotations
             )
             self.compressor.start()
             for name in closed:

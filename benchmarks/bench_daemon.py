@@ -14,11 +14,18 @@ Runs the real daemon (``auditd-py run``) as a subprocess and measures:
 It prints numbers and PASS/MISS against the goals; it asserts nothing.
 With ``--rotate-bytes SIZE`` the archive's open segment is rotated at SIZE
 (``segments.max_bytes``) and closed segments are compressed (``--compress``,
-zstd by default); the run also prints the longest rotation pause (from the
-daemon's /health) and the compressed size of the closed segments. Without it,
-segments are never rotated (the baseline).
+zstd by default); the run also prints the rotation pauses (p50, p99 and max,
+from the daemon's /health; during the throughput phase and over the whole run)
+and the compressed size of the closed segments. Without it, segments are never
+rotated (the baseline). ``--baseline`` first measures the throughput of a
+daemon that never rotates nor compresses, and prints the ratio.
+
+Every run also prints where ingestion stopped, as producers saw it: the longest
+time a source's ``put()`` waited for room in the queue, the longest group
+commit, and the longest time a record waited from the queue to being durable.
 
 Usage: python benchmarks/bench_daemon.py [--lines N] [--quick] [--rotate-bytes SIZE]
+       [--compress zstd|gzip|none] [--baseline]
 """
 
 from __future__ import annotations
@@ -316,6 +323,30 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
 
 
+PAUSE_GOAL_MS = 100.0
+
+
+def report_stalls(doc: dict[str, Any], phase: str, rotating: bool) -> None:
+    """Rotation pauses and the producers' view of ingestion gaps, from /health."""
+    sealer = doc.get("sealer", {})
+    if rotating:
+        rp = sealer.get("rotation_pause_ms") or {}
+        mx = float(rp.get("max", sealer.get("max_rotation_pause_ms") or 0.0))
+        print(
+            f"  rotation pauses ({phase}): {sealer.get('rotations')} rotations, "
+            f"p50 {rp.get('p50', 0.0):.1f} ms, p99 {rp.get('p99', 0.0):.1f} ms, max {mx:.1f} ms "
+            f"= {mx / PAUSE_GOAL_MS:.2f} of the goal (max < {PAUSE_GOAL_MS:.0f} ms: "
+            f"{'PASS' if mx < PAUSE_GOAL_MS else 'MISS'}); "
+            f"{sealer.get('rotations_postponed', 0)} turns postponed for the compressor"
+        )
+    print(
+        f"  ingestion gaps ({phase}): a producer's put() waited at most "
+        f"{doc.get('max_put_wait_ms', 0.0):.1f} ms; longest group commit "
+        f"{sealer.get('max_commit_ms', 0.0):.1f} ms; longest record wait (queue → durable) "
+        f"{sealer.get('max_seal_latency_ms', 0.0):.1f} ms"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=1_000_000)
@@ -324,8 +355,24 @@ def main() -> int:
         "--rotate-bytes", metavar="SIZE", help="segments.max_bytes (e.g. 10MB); default: never"
     )
     ap.add_argument("--compress", choices=["zstd", "gzip", "none"], default="zstd")
+    ap.add_argument(
+        "--baseline",
+        action="store_true",
+        help="first measure the throughput of a daemon that never rotates, and print the ratio",
+    )
     a = ap.parse_args()
     n = 100_000 if a.quick else a.lines
+    base: float | None = None
+    if a.baseline:
+        root0 = Path(tempfile.mkdtemp(prefix="adp-bench-daemon-"))
+        r0 = Run(root0, free_port())
+        try:
+            print("baseline (never rotated, not compressed):")
+            base = throughput(r0, n)
+            print(f"  file source → sealed: {base:,.0f} lines/s")
+        finally:
+            r0.stop()
+            shutil.rmtree(root0, ignore_errors=True)
     root = Path(tempfile.mkdtemp(prefix="adp-bench-daemon-"))
     r = Run(root, free_port(), a.rotate_bytes, a.compress)
     if a.rotate_bytes:
@@ -337,6 +384,12 @@ def main() -> int:
             f"file source → sealed: {tput:,.0f} lines/s  (goal ≥ 100,000: "
             f"{'PASS' if tput >= 100_000 else 'MISS'})"
         )
+        if base is not None:
+            print(
+                f"  throughput ratio to the baseline: {tput / base:.3f} "
+                f"(goal ≥ 0.85: {'PASS' if tput >= 0.85 * base else 'MISS'})"
+            )
+        report_stalls(r.health(), "throughput phase", bool(a.rotate_bytes))
         lat = latency(r, 10_000, 3 if a.quick else 10)
         p50, p99, mx = pct(lat, 50), pct(lat, 99), max(lat)
         print(
@@ -358,11 +411,13 @@ def main() -> int:
         print(f"syslog TCP (octet-counted, one connection, {sys_n:,} lines): {st:,.0f} lines/s")
         rss = r.status("VmHWM") / 1024
         print(f"daemon peak RSS: {rss:.0f} MB  (goal < 150 MB: {'PASS' if rss < 150 else 'MISS'})")
-        sealer = r.health().get("sealer", {})
+        doc = r.health()
+        sealer = doc.get("sealer", {})
         print(
             f"segment rotations: {sealer.get('rotations')}, longest rotation pause: "
             f"{sealer.get('max_rotation_pause_ms')} ms"
         )
+        report_stalls(doc, "whole run", bool(a.rotate_bytes))
         if a.rotate_bytes:
             time.sleep(3)  # let the compressor finish the last closed segment
             cr = r.compressed_ratio()
@@ -370,7 +425,8 @@ def main() -> int:
                 k, plain, comp = cr
                 print(
                     f"compressed segments ({a.compress}): {k}, {plain / 1e6:.1f} MB → "
-                    f"{comp / 1e6:.1f} MB ({100 * comp / plain:.1f}% of plain)"
+                    f"{comp / 1e6:.1f} MB ({100 * comp / plain:.1f}% of plain; goal ≤ 25%: "
+                    f"{'PASS' if comp <= 0.25 * plain else 'MISS'})"
                 )
     finally:
         r.stop()

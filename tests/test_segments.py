@@ -13,6 +13,7 @@ import orjson
 import pytest
 import zstandard
 
+from auditd_py import pipeline
 from auditd_py.chain.encoding import Fields
 from auditd_py.config import load_text
 from auditd_py.pipeline import BatchQueue, RotationPolicy, Sealer
@@ -106,6 +107,72 @@ def test_rotation_due_by_age_and_by_epochs(tmp_path: Path) -> None:
     assert len(arc.layout.segment_names()) == 3
     for key in (True, False):
         arc.verify(key=key, require_sealed=True)
+
+
+def test_rotation_is_postponed_while_the_compressor_holds_the_gate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sealer does not wait for the compressor's fsync/rename/unlink: it seals on and
+    rotates at a later turn, until the segment is twice its limit; then it waits, and
+    the wait counts in the rotation's pause (reported as p50/p99/max)."""
+    monkeypatch.setattr(pipeline, "GATE_WAIT_MAX", 60.0)
+    arc = Arc(tmp_path)
+    w = arc.writer()
+    q = BatchQueue(10_000)
+    limit = 16 * 1024
+    s = Sealer(
+        w,
+        q,
+        commit_interval_ns=1_000_000,
+        on_error=lambda e: None,
+        rotation=RotationPolicy(max_bytes=limit, max_age_ns=3600 * NS),
+    )
+    s.io_gate.acquire()  # as the compressor does around its fsync, rename and unlink
+    s.start()
+    sent = [syslog_line(i) for i in range(120)]
+    q.put([Fields(arc.clock.now_ns(), "test", m) for m in sent[:60]])
+    assert wait_for(lambda: s.stats.rotations_postponed > 0)
+    assert limit < w.offset < 2 * limit and s.stats.rotations == 0
+    q.put([Fields(arc.clock.now_ns(), "test", m) for m in sent[60:]])
+    assert wait_for(lambda: s.stats.sealed == 120)  # sealing went on meanwhile
+    time.sleep(0.3)  # now twice the limit: the sealer waits for the gate
+    assert s.stats.rotations == 0
+    s.io_gate.release()
+    assert wait_for(lambda: s.stats.rotations == 1)
+    s.stop()
+    assert s.error is None
+    w.close()
+    p = s.stats.rotation_pause_ms()
+    assert 0 < p["p50"] <= p["p99"] <= p["max"] and p["max"] >= 250
+    assert len(arc.layout.segment_names()) == 2 and messages(arc) == sent
+    for key in (True, False):
+        arc.verify(key=key, require_sealed=True)
+
+
+def test_compression_holds_the_gate_around_each_device_step(tmp_path: Path) -> None:
+    arc = Arc(tmp_path)
+    several_segments(arc)
+    name = arc.layout.segment_names()[0]
+    d = arc.layout.segments
+    held: list[tuple[bool, bool, bool]] = []  # (temp file, compressed file, plain file)
+
+    class Gate:
+        def __enter__(self) -> None:
+            held.append(
+                (
+                    (d / f".{name}.zst.tmp").exists(),
+                    (d / f"{name}.zst").exists(),
+                    (d / name).exists(),
+                )
+            )
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    compress_segment(arc.layout, name, "zstd", gate=Gate())
+    # the temp file's fsync, then its rename (+ fsync of the directory), then the unlink
+    assert held == [(True, False, True), (True, False, True), (False, True, True)]
+    assert not (d / name).exists() and (d / f"{name}.zst").exists()
 
 
 def test_segments_config_defaults_and_sizes() -> None:

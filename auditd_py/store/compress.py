@@ -14,6 +14,7 @@ as a stream (never a whole segment in memory) and see the same lines.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import os
@@ -93,11 +94,15 @@ def compress_segment(
     stop: threading.Event | None = None,
     crash_after: str | None = None,
     worm: Worm = OFF,
+    gate: contextlib.AbstractContextManager[object] | None = None,
 ) -> Compressed:
     """Replace the closed plain segment ``name`` by its compressed copy.
 
     ``crash_after`` (tests only) stops right after the named step as a crash
     would: ``"tmp"`` (temp file written), ``"rename"`` (both files exist).
+    ``gate`` is held around each step that makes the device work (fsync, rename,
+    unlink: freeing the plain file's blocks can mean a long discard), so that
+    none of them falls inside a segment rotation (``pipeline.Sealer.io_gate``).
     """
     if method == "none":
         raise ValueError("compression method 'none' compresses nothing")
@@ -107,6 +112,7 @@ def compress_segment(
     final = seg_dir / (name + SUFFIX[method])
     tmp = seg_dir / f".{final.name}.tmp"
     plain = 0
+    held = gate if gate is not None else contextlib.nullcontext()
     with open(src, "rb") as fin, open(tmp, "wb") as fout:
         try:
             out: zstandard.ZstdCompressionWriter | gzip.GzipFile
@@ -123,23 +129,26 @@ def compress_segment(
                         raise Aborted(name)
                     out.write(chunk)
                     plain += len(chunk)
-            fout.flush()
-            os.fsync(fout.fileno())
+            with held:
+                fout.flush()
+                os.fsync(fout.fileno())
         except BaseException:
             fout.close()
             tmp.unlink(missing_ok=True)
             raise
     if crash_after == "tmp":
         return Compressed(name, tmp.name, method, plain, tmp.stat().st_size, 0.0)
-    os.rename(tmp, final)
-    fsync_dir(seg_dir)
-    worm.immutable(final)  # chattr +i, as the plain file had
+    with held:
+        os.rename(tmp, final)
+        fsync_dir(seg_dir)
+        worm.immutable(final)  # chattr +i, as the plain file had
     size = final.stat().st_size
     if crash_after == "rename":
         return Compressed(name, final.name, method, plain, size, 0.0)
-    worm.release(src)  # chattr -i, or it cannot be unlinked
-    src.unlink()
-    fsync_dir(seg_dir)
+    with held:
+        worm.release(src)  # chattr -i, or it cannot be unlinked
+        src.unlink()
+        fsync_dir(seg_dir)
     return Compressed(name, final.name, method, plain, size, time.monotonic() - t0)
 
 
@@ -183,10 +192,13 @@ class Compressor:
         on_done: Callable[[Compressed], None],
         on_error: Callable[[str, BaseException], None],
         worm: Worm = OFF,
+        gate: contextlib.AbstractContextManager[object] | None = None,
     ) -> None:
         self.layout = layout
         self.method = method
         self.worm = worm
+        self.gate = gate
+        """Held around each fsync, rename and unlink (see :func:`compress_segment`)."""
         self.on_done = on_done
         self.on_error = on_error
         self._q: queue.Queue[str | None] = queue.Queue()
@@ -218,7 +230,12 @@ class Compressor:
             try:
                 if (self.layout.segments / name).exists():
                     res = compress_segment(
-                        self.layout, name, self.method, stop=self._stop, worm=self.worm
+                        self.layout,
+                        name,
+                        self.method,
+                        stop=self._stop,
+                        worm=self.worm,
+                        gate=self.gate,
                     )
                     self.done += 1
                     self.on_done(res)
