@@ -31,6 +31,7 @@ Usage: python benchmarks/bench_daemon.py [--lines N] [--quick] [--rotate-bytes S
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -47,7 +48,9 @@ from typing import IO, Any
 
 import orjson
 
+from auditd_py.errors import ArchiveError
 from auditd_py.store.compress import open_segment
+from auditd_py.store.immutable import release
 
 CLI = [sys.executable, "-m", "auditd_py.cli"]
 TEXT = b"GET /api/v1/items?page=%d status=200 bytes=%d upstream=10.0.0.%d ua=Mozilla/5.0 "
@@ -61,6 +64,15 @@ def line(i: int) -> bytes:
         + PAD[: 200 - 100 - len(str(i))]
         + b"\n"
     )
+
+
+def remove(root: Path) -> None:
+    """Delete a run's directory, lifting the chattr +a/+i flags the daemon set first."""
+    for p in root.rglob("*"):
+        if p.is_file():
+            with contextlib.suppress(ArchiveError, OSError):
+                release(p)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def free_port() -> int:
@@ -372,7 +384,7 @@ def main() -> int:
             print(f"  file source → sealed: {base:,.0f} lines/s")
         finally:
             r0.stop()
-            shutil.rmtree(root0, ignore_errors=True)
+            remove(root0)
     root = Path(tempfile.mkdtemp(prefix="adp-bench-daemon-"))
     r = Run(root, free_port(), a.rotate_bytes, a.compress)
     if a.rotate_bytes:
@@ -430,7 +442,7 @@ def main() -> int:
                 )
     finally:
         r.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        remove(root)
     return 0
 
 
