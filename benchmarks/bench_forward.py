@@ -98,6 +98,33 @@ def pki(d: Path) -> dict[str, Path]:
     return {"ca": d / "ca.pem", "cert": d / "server.pem", "key": d / "server.key"}
 
 
+def forwarder(
+    layout: Layout, n: int, port: int, tls: dict[str, Path] | None, batch: int, state: Path
+) -> SyslogForwarder:
+    """The syslog forwarder over the whole backlog, with a fresh cursor in ``state``."""
+    ident = layout.read_identity()
+    obj = orjson.loads(ident)
+    settings = SyslogForward.model_validate(
+        {
+            "name": "bench",
+            "type": "syslog",
+            "target": f"{'tls' if tls else 'tcp'}://127.0.0.1:{port}",
+            "tls": {"ca": str(tls["ca"]), "server_name": "localhost"} if tls else None,
+            "batch_records": batch,
+        }
+    )
+    state.mkdir()
+    return SyslogForwarder(
+        settings,
+        layout,
+        ArchiveInfo(obj["archive"], obj["host"], "bench", ident),
+        state,
+        durable=lambda: None,
+        head=lambda: n,
+        meta=Meta(),
+    )
+
+
 def run_one(root: Path, layout: Layout, n: int, tls: dict[str, Path] | None, batch: int) -> None:
     work = root / f"work-{'tls' if tls else 'tcp'}"
     work.mkdir()
@@ -126,28 +153,7 @@ def run_one(root: Path, layout: Layout, n: int, tls: dict[str, Path] | None, bat
                 break
             except OSError:
                 time.sleep(0.05)
-        ident = layout.read_identity()
-        obj = orjson.loads(ident)
-        settings = SyslogForward.model_validate(
-            {
-                "name": "bench",
-                "type": "syslog",
-                "target": f"{'tls' if tls else 'tcp'}://127.0.0.1:{port}",
-                "tls": {"ca": str(tls["ca"]), "server_name": "localhost"} if tls else None,
-                "batch_records": batch,
-            }
-        )
-        state = work / "state"
-        state.mkdir()
-        fwd = SyslogForwarder(
-            settings,
-            layout,
-            ArchiveInfo(obj["archive"], obj["host"], "bench", ident),
-            state,
-            durable=lambda: None,
-            head=lambda: n,
-            meta=Meta(),
-        )
+        fwd = forwarder(layout, n, port, tls, batch, work / "state")
         t0 = time.perf_counter()
         sent = 0
         while True:
@@ -211,28 +217,8 @@ def run_discard(
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline())
-        ident = layout.read_identity()
-        obj = orjson.loads(ident)
-        settings = SyslogForward.model_validate(
-            {
-                "name": "discard",
-                "type": "syslog",
-                "target": f"{'tls' if tls else 'tcp'}://127.0.0.1:{port}",
-                "tls": {"ca": str(tls["ca"]), "server_name": "localhost"} if tls else None,
-                "batch_records": batch,
-            }
-        )
-        state = root / f"state-discard-{'tls' if tls else 'tcp'}"
-        state.mkdir()
-        fwd = SyslogForwarder(
-            settings,
-            layout,
-            ArchiveInfo(obj["archive"], obj["host"], "bench", ident),
-            state,
-            durable=lambda: None,
-            head=lambda: n,
-            meta=Meta(),
-        )
+        kind = "tls" if tls else "tcp"
+        fwd = forwarder(layout, n, port, tls, batch, root / f"state-discard-{kind}")
         t0 = time.perf_counter()
         while fwd.step():
             pass

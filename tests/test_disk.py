@@ -91,6 +91,14 @@ sources:
     return path
 
 
+def start(mnt: Path, tmp: Path, disk: str) -> tuple[Arc, Path, Daemon]:
+    """An archive on the small file system, a log directory beside it, a daemon running."""
+    arc = Arc(mnt / "a", random=None)
+    logs = tmp / "logs"
+    logs.mkdir()
+    return arc, logs, Daemon(tmp, config(arc, logs, tmp / "d.yaml", disk))
+
+
 def write(logs: Path, lo: int, hi: int) -> None:
     with (logs / "app.log").open("ab") as fh:
         for k in range(lo, hi, 500):
@@ -115,17 +123,12 @@ def events(tmp: Path) -> str:
 @pytest.mark.integration
 def test_full_disk_holds_sealed_records_and_resumes(small_fs: Path, tmp_path: Path) -> None:
     """A write refused with ENOSPC mid-commit: held in memory, written when space returns."""
-    arc = Arc(small_fs / "a", random=None)
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    cfg = config(
-        arc,
-        logs,
-        tmp_path / "d.yaml",
+    arc, logs, d = start(
+        small_fs,
+        tmp_path,
         "  space_left: 256KiB\n  admin_space_left: 128KiB\n"
         "  disk_full_action: suspend\n  check_interval: 10s",
     )
-    d = Daemon(tmp_path, cfg)
     try:
         d.ready()
         write(logs, 0, 2000)
@@ -150,17 +153,12 @@ def test_full_disk_holds_sealed_records_and_resumes(small_fs: Path, tmp_path: Pa
 
 @pytest.mark.integration
 def test_admin_space_left_suspends_reading_and_resumes(small_fs: Path, tmp_path: Path) -> None:
-    arc = Arc(small_fs / "a", random=None)
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    cfg = config(
-        arc,
-        logs,
-        tmp_path / "d.yaml",
+    arc, logs, d = start(
+        small_fs,
+        tmp_path,
         "  space_left: 6MiB\n  admin_space_left: 4MiB\n"
         "  admin_space_left_action: suspend\n  check_interval: 200ms",
     )
-    d = Daemon(tmp_path, cfg)
     try:
         d.ready()
         write(logs, 0, 1000)
@@ -185,17 +183,12 @@ def test_admin_space_left_suspends_reading_and_resumes(small_fs: Path, tmp_path:
 def test_rotate_action_deletes_oldest_segments_through_retention(
     small_fs: Path, tmp_path: Path
 ) -> None:
-    arc = Arc(small_fs / "a", random=None)
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    cfg = config(
-        arc,
-        logs,
-        tmp_path / "d.yaml",
+    arc, logs, d = start(
+        small_fs,
+        tmp_path,
         "  space_left: 14MiB\n  admin_space_left: 13MiB\n"
         "  admin_space_left_action: rotate\n  check_interval: 200ms",
     )
-    d = Daemon(tmp_path, cfg)
     n = 12000
     try:
         d.ready()
@@ -217,17 +210,12 @@ def test_rotate_action_deletes_oldest_segments_through_retention(
 @pytest.mark.integration
 def test_rotate_on_a_completely_full_disk_uses_the_reserve(small_fs: Path, tmp_path: Path) -> None:
     """No byte left: the deletion record still fits, thanks to the reserve file."""
-    arc = Arc(small_fs / "a", random=None)
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    cfg = config(
-        arc,
-        logs,
-        tmp_path / "d.yaml",
+    arc, logs, d = start(
+        small_fs,
+        tmp_path,
         "  space_left: 2MiB\n  admin_space_left: 1MiB\n"
         "  admin_space_left_action: rotate\n  disk_full_action: rotate\n  check_interval: 200ms",
     )
-    d = Daemon(tmp_path, cfg)
     try:
         d.ready()
         assert (arc.layout.root / ".reserve").exists()
@@ -248,17 +236,12 @@ def test_rotate_on_a_completely_full_disk_uses_the_reserve(small_fs: Path, tmp_p
 
 @pytest.mark.integration
 def test_halt_action_exits_non_zero(small_fs: Path, tmp_path: Path) -> None:
-    arc = Arc(small_fs / "a", random=None)
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    cfg = config(
-        arc,
-        logs,
-        tmp_path / "d.yaml",
+    arc, logs, d = start(
+        small_fs,
+        tmp_path,
         "  space_left: 8MiB\n  admin_space_left: 6MiB\n"
         "  admin_space_left_action: halt\n  check_interval: 200ms",
     )
-    d = Daemon(tmp_path, cfg)
     d.ready()
     write(logs, 0, 500)
     assert wait_for(lambda: sealed_up_to(arc, 500), 30)
@@ -274,19 +257,14 @@ def test_halt_action_exits_non_zero(small_fs: Path, tmp_path: Path) -> None:
 
 @pytest.mark.integration
 def test_exec_action_runs_the_command_once_per_crossing(small_fs: Path, tmp_path: Path) -> None:
-    arc = Arc(small_fs / "a", random=None)
-    logs = tmp_path / "logs"
-    logs.mkdir()
     marker = tmp_path / "marker"
-    cfg = config(
-        arc,
-        logs,
-        tmp_path / "d.yaml",
+    arc, _logs, d = start(
+        small_fs,
+        tmp_path,
         "  space_left: 8MiB\n  admin_space_left: 6MiB\n"
         "  admin_space_left_action: exec\n  check_interval: 200ms\n"
         f'  exec: ["/bin/sh", "-c", "echo $AUDITD_PY_DISK_LEVEL $AUDITD_PY_DISK_FREE >> {marker}"]',
     )
-    d = Daemon(tmp_path, cfg)
     try:
         d.ready()
         ballast = fill(small_fs, 5 * MiB)
