@@ -341,6 +341,8 @@ class Collector:
         self.fields: list[Fields] = []
         self.arrived: list[float] = []
         self.events: list[tuple[str, str, dict[str, Any]]] = []
+        self.items: list[Fields | tuple[str, str, dict[str, Any]]] = []
+        """Records and events in the order they were queued (as the sealer seals them)."""
         self._lock = threading.Lock()
 
     # Sink
@@ -349,6 +351,7 @@ class Collector:
         with self._lock:
             self.fields.extend(batch)
             self.arrived.extend(now for _ in batch)
+            self.items.extend(batch)
         return True
 
     def room(self) -> int:
@@ -359,6 +362,7 @@ class Collector:
         assert name in metalog.CATALOGUE, name
         with self._lock:
             self.events.append((name, message, fields))
+            self.items.append((name, message, fields))
 
     # reading
     def records(self) -> list[Rec]:
@@ -372,6 +376,34 @@ class Collector:
     def named(self, name: str) -> list[dict[str, Any]]:
         with self._lock:
             return [f for n, _, f in self.events if n == name]
+
+    def sealed(self, upto: int | None = None) -> list[Rec]:
+        """The records among the first ``upto`` items (what a kill -9 after them left)."""
+        with self._lock:
+            return [Rec.of_fields(f) for f in self.items[:upto] if isinstance(f, Fields)]
+
+    def positions(
+        self, upto: int | None = None, start: Mapping[str, Position] | None = None
+    ) -> dict[str, Position]:
+        """The positions a restart gets if the first ``upto`` items were sealed
+        (on top of ``start``): the last ``attrs.pos`` per key, as the archive
+        writer tracks them (a meta record's ``forget`` drops one)."""
+        out = dict(start or {})
+        with self._lock:
+            items = self.items[:upto]
+        for item in items:
+            if isinstance(item, Fields):
+                attrs = item.attrs or (orjson.loads(item.raw_attrs) if item.raw_attrs else {})
+                pos = item.pos or attrs.get("pos")
+                if isinstance(pos, dict):
+                    out[pos["k"]] = Position(pos, item.message[-32:])
+                continue
+            _, message, fields = item
+            if isinstance(fields.get("pos"), dict):
+                out[fields["pos"]["k"]] = Position(fields["pos"], message.encode()[-32:])
+            elif isinstance(fields.get("forget"), str):
+                out.pop(fields["forget"], None)
+        return out
 
     def wait_records(self, n: int, timeout: float = 10.0) -> list[Rec]:
         assert wait_until(lambda: self.count() >= n, timeout), (
@@ -395,6 +427,30 @@ def start_tailer(
     settings: FileSource, positions: Mapping[str, Position] | None = None
 ) -> tuple[FileTailer, Collector]:
     t = FileTailer(settings, Clock())
+    c = Collector()
+    t.start(c, c, positions or {})
+    return t, c
+
+
+class ManualTailer(FileTailer):
+    """A FileTailer that reads only when the test calls :meth:`poll`: no thread
+    loop, no inotify, so every interleaving is the one the test writes down."""
+
+    def _watch(self) -> None:
+        pass
+
+    def _loop(self) -> None:
+        pass
+
+    def poll(self) -> bool:
+        with self._lock:
+            return self._poll()
+
+
+def manual_tailer(
+    settings: FileSource, positions: Mapping[str, Position] | None = None
+) -> tuple[ManualTailer, Collector]:
+    t = ManualTailer(settings, Clock())
     c = Collector()
     t.start(c, c, positions or {})
     return t, c

@@ -163,18 +163,31 @@ def _torture(tmp: Path, mode: str, *, seconds: float, kill_every: tuple[float, f
         else:
             bad.append(msg)
     assert not bad, f"torn or foreign lines: {bad[:5]}"
+    # Lines the file source itself said may be sealed twice (a copy it cannot tell
+    # from a new file; see auditd_py/sources/file.py): counted per log.
+    meta = subprocess.run(
+        [*CLI, "show", str(arc.layout.root), "--json", "--meta"], check=True, capture_output=True
+    ).stdout
+    announced = {w.name: 0 for w in writers}
+    for line in meta.splitlines():
+        rec = orjson.loads(line)
+        if rec.get("event") == "file.duplicate":
+            attrs = rec["attrs"]
+            announced[Path(attrs["path"]).name[0]] += int(attrs.get("lines", 0))
     for w in writers:
         got = seen[w.name]
         dups = len(got) - len(set(got))
         lost = sorted(set(range(w.n)) - set(got))
         print(  # shown with -s; quoted in the closing notes
             f"\n[{mode}] {w.name}: {w.n} written, {len(set(got))} sealed, {len(lost)} lost, "
-            f"{dups} duplicated; {kills} SIGKILLs, {rotations} rotations"
+            f"{dups} duplicated ({announced[w.name]} announced); {kills} SIGKILLs, "
+            f"{rotations} rotations"
         )
         if mode == "copytruncate":
             # logrotate itself destroys lines written between its copy and its truncate;
             # no reader can get those back. Everything that reached a file must be here.
-            assert dups == 0, f"{w.name}: {dups} duplicated"
+            # Nothing twice, except what a sealed file.duplicate event owned up to.
+            assert dups <= announced[w.name], f"{w.name}: {dups} duplicated"
             assert len(lost) <= rotations * 60, f"{w.name}: lost {len(lost)} of {w.n}"
         else:
             assert dups == 0 and not lost, (

@@ -15,10 +15,19 @@ read from the start. Live:
 * rename + create: the old file keeps being read through its open descriptor
   until it has been idle for ``rotate_wait``, then let go; the new file is
   read from 0;
-* copytruncate: a size below the offset means truncation: reading restarts
-  at 0 and the event is sealed; if the rotated copy matches the globs it is
-  recognised by its fingerprint and read from where the original stopped,
-  which recovers the lines written between our last read and the truncation;
+* copytruncate: a size below the offset, or first or last bytes that changed,
+  mean truncation: reading restarts at 0 and the event is sealed; if the
+  rotated copy matches the globs it is recognised by its fingerprint and read
+  from where the original stopped, which recovers the lines written between
+  our last read and the truncation (a copy shorter than that holds nothing
+  new: it was taken before we read further). The copy's decision is queued
+  before any line of the truncated file, and a restart treats a sealed
+  position whose file was truncated the same way (see :class:`Origin`), so a
+  kill -9 at any point neither loses nor repeats the copy. One case cannot be
+  decided: a copy shorter than ``fingerprint_bytes`` that ends before the 32
+  bytes preceding its original's sealed offset (the original was read past the
+  copy's end, and the daemon killed before deciding). It is read from 0 (nothing
+  is lost) and a ``file.duplicate`` event says how many lines may be repeated;
 * a last line without a newline is held until completed, or sealed flagged
   ``partial`` after ``partial_line_timeout``; a line longer than
   ``max_line_bytes`` is sealed in pieces flagged ``split``, never dropped.
@@ -51,6 +60,7 @@ from auditd_py.sources.base import Meta, Sink
 
 CHUNK = 1 << 18
 WAIT = -1  # _copy_origin: "cannot tell yet"
+RETRY = -2  # _copy_origin: an original changed while compared: decide once its truncation is seen
 BATCH = 2048
 _claims: dict[tuple[int, int], str] = {}
 _claims_lock = threading.Lock()
@@ -84,10 +94,34 @@ class Tracked:
     seen_size: int = 0
     wait_off: int = 0
     wait_tail: bytes = b""
+    head: bytes = b""
+    """The first ``fpn`` bytes, as fingerprinted (compared in memory, not re-read)."""
+    doubt: Origin | None = None
+    """Read from 0 although it starts like the sealed part of ``doubt`` (meta-logged)."""
 
     @property
     def ident(self) -> tuple[int, int]:
         return (self.dev, self.ino)
+
+
+@dataclass(eq=False)
+class Origin:
+    """The read part of a file we no longer read at that offset: what a copy of it holds.
+
+    Its first ``fpn`` bytes hash to ``fp``; ``off`` bytes of it are sealed, the last
+    ones being ``tail``. ``truncated``: the file was seen truncated after that
+    (copytruncate), live or at a restart (its sealed position no longer fits the
+    same inode, which now holds other first bytes). Otherwise the file is gone or
+    rewritten (a restart's sealed position, as before).
+    """
+
+    key: str
+    fp: str
+    fpn: int
+    off: int
+    tail: bytes
+    truncated: bool
+    polls: int = 0
 
 
 class FileTailer:
@@ -99,8 +133,9 @@ class FileTailer:
         self.clock = clock
         self._files: dict[tuple[int, int], Tracked] = {}
         self._resume: dict[tuple[int, int], Position] = {}
-        self._by_fp: dict[str, Position] = {}
-        self._copies: dict[str, tuple[int, bytes]] = {}
+        self._origins: list[Origin] = []
+        self._sealed_fps: dict[tuple[str, int], int] = {}
+        self._doubts: list[Tracked] = []
         self._noted: set[tuple[str, str]] = set()
         self._sink: Sink | None = None
         self._meta: Meta | None = None
@@ -127,8 +162,15 @@ class FileTailer:
                 continue
             dev, ino = ident
             self._resume[(dev, ino)] = p
-            if int(p.pos.get("fpn", 0)) >= self.settings.fingerprint_bytes:
-                self._by_fp[str(p.pos.get("fp"))] = p
+            fps = (str(p.pos.get("fp")), int(p.pos.get("fpn", 0)))
+            self._sealed_fps[fps] = self._sealed_fps.get(fps, 0) + 1
+            off = int(p.pos.get("off", 0))
+            if off and int(p.pos.get("fpn", 0)) >= self.settings.fingerprint_bytes:
+                # Its copy, should its file be gone (dropped again if the file is found).
+                tail = _tail_of(p)[-off:]
+                self._origins.append(
+                    Origin(k, str(p.pos.get("fp")), int(p.pos["fpn"]), off, tail, False)
+                )
         with self._lock:
             self._scan()
             self._find_rotated_while_stopped()
@@ -224,11 +266,14 @@ class FileTailer:
     def _scan(self) -> None:
         first = self._first_scan
         self._first_scan = False
+        found: list[tuple[str, os.stat_result]] = []
         for path in self._paths():
-            try:
-                st = os.stat(path)
-            except OSError:
-                continue
+            with contextlib.suppress(OSError):
+                found.append((path, os.stat(path)))
+        # Files with a sealed position first: whether theirs still fits (or they were
+        # truncated while we were stopped) decides where a copy of them starts.
+        found.sort(key=lambda f: (f[1].st_dev, f[1].st_ino) not in self._resume)
+        for path, st in found:
             if not stat.S_ISREG(st.st_mode):
                 self._note(
                     "notfile", path, ev.FILE_UNREADABLE, f"{path} is not a regular file", path=path
@@ -237,11 +282,16 @@ class FileTailer:
             ident = (st.st_dev, st.st_ino)
             t = self._files.get(ident)
             if t is not None:
-                if t.path != path:  # renamed within the globs: still the same file
-                    t.path = path
-                    t.rotated_at = None
+                # Renamed within the globs: still the same file, not rotated away (nor a
+                # file the near search at start found where a racing listing missed it).
+                t.path = path
+                t.rotated_at = None
                 continue
             self._open(path, st, at_end=first and self.settings.read_from == "end")
+        # Only now: another file of this scan may have turned out to be the copy.
+        doubts, self._doubts = self._doubts, []
+        for t in doubts:
+            self._doubted(t)
 
     def _find_rotated_while_stopped(self) -> None:
         """Sealed positions whose file was renamed away from the globs while we were down."""
@@ -276,7 +326,7 @@ class FileTailer:
     def _forget_gone(self, ident: tuple[int, int]) -> None:
         """A sealed position whose file is gone (deleted while we were stopped)."""
         p = self._resume.pop(ident)
-        self._by_fp = {fp: q for fp, q in self._by_fp.items() if q is not p}
+        self._drop_origins(str(p.pos.get("k")))
         if self._meta is not None:
             self._meta.event(
                 ev.FILE_RELEASED,
@@ -331,12 +381,21 @@ class FileTailer:
             )
             return None
         self._noted.discard(("open", f"{path}:{errno.EACCES}"))
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != ident:
+            # Renamed between the stat and the open (logrotate shifting a.log.1 to
+            # a.log.2 and creating a.log.1 meanwhile): this descriptor is another file
+            # than the one the identity names, and its positions would describe that
+            # other file. The next scan finds both where they are now.
+            os.close(fd)
+            self._unclaim(ident)
+            return None
         fpn = min(self.settings.fingerprint_bytes, st.st_size)
         head = os.pread(fd, fpn, 0)
         fpn = len(head)
         fp = fingerprint(head)
         key = pos_key(self.name, st.st_dev, st.st_ino)
-        t = Tracked(key, path, st.st_dev, st.st_ino, fd, 0, fp, fpn)
+        t = Tracked(key, path, st.st_dev, st.st_ino, fd, 0, fp, fpn, head=head)
         self._files[ident] = t
         start, how = self._start_offset(t, st, at_end)
         t.off = start
@@ -352,8 +411,10 @@ class FileTailer:
                 ino=t.ino,
                 offset=start,
                 how=how,
-                **({} if t.pending else {"pos": self._pos_of(t)}),
+                **({} if t.pending or not start else {"pos": self._pos_of(t)}),
             )
+        if not t.pending and t.doubt is not None:
+            self._doubts.append(t)  # meta-logged at the end of the scan
         return t
 
     def _pos_of(self, t: Tracked) -> dict[str, Any]:
@@ -361,7 +422,9 @@ class FileTailer:
 
         Sealing it when a file is opened matters for a copy opened at an offset:
         if nothing new is ever read from it, this is the only sealed trace that
-        its first ``off`` bytes are done.
+        its first ``off`` bytes are done. A file opened at 0 carries none: the
+        position it would replace may still be needed (a file truncated while we
+        were stopped: its sealed offset says where its copy starts).
         """
         return {"k": t.key, "off": t.off, "fp": t.fp, "fpn": t.fpn, "tail": t.tail.hex()}
 
@@ -369,12 +432,13 @@ class FileTailer:
         p = self._resume.pop(t.ident, None)
         if p is not None:
             off = int(p.pos.get("off", 0))
+            key = str(p.pos.get("k"))
             if self._matches(t, p, st.st_size):
                 # Its file is here, unchanged: the position no longer stands for a copy
                 # made while we were stopped (it would match this file's next copy).
-                if self._by_fp.get(str(p.pos.get("fp"))) is p:
-                    del self._by_fp[str(p.pos.get("fp"))]
+                self._drop_origins(key)
                 return off, "resumed"
+            self._truncated_while_stopped(t, p, key)
             if self._meta is not None:
                 self._meta.event(
                     ev.FILE_POSITION_INVALID,
@@ -387,7 +451,7 @@ class FileTailer:
                 )
             return 0, "reread"
         copy = self._copy_origin(t, st.st_size)
-        if copy == WAIT:
+        if copy in (WAIT, RETRY):
             t.pending = True
             t.seen_size = st.st_size
             return 0, "deferred"
@@ -411,6 +475,40 @@ class FileTailer:
         t.tail = tail
         return True
 
+    def _truncated_while_stopped(self, t: Tracked, p: Position, key: str) -> None:
+        """A sealed position that no longer fits its own file: keep it for the copy.
+
+        With copytruncate, the daemon may have read the original past the point
+        logrotate copied it at (the lines written between the copy and the
+        truncate), and been killed before its decision about the copy was sealed.
+        The copy is then shorter than the sealed offset, and everything in it is
+        sealed already: recognised by its fingerprint, it holds nothing new.
+
+        That reasoning needs the original to have been truncated, which is what
+        copytruncate does and what we check: the same inode, now shorter than the
+        sealed offset or holding other bytes before it, and not starting with the
+        fingerprinted bytes again (an inode reused by a new file written the same
+        way, or a file rewritten in place, would; then a shorter file that starts
+        like it is read from the start, as before). A file too short to tell
+        (e.g. empty right after the truncation) counts as truncated. If another
+        sealed position has the same fingerprint, that is the copy, decided and
+        sealed before the kill: nothing is left to match.
+        """
+        off, fpn, fp = int(p.pos.get("off", 0)), int(p.pos.get("fpn", 0)), str(p.pos.get("fp"))
+        self._drop_origins(key)
+        if not off or not fpn:
+            return
+        if self._sealed_fps.get((fp, fpn), 0) > 1:
+            return  # its copy was decided before the kill: it has a sealed position itself
+        size = os.fstat(t.fd).st_size
+        rewritten = size >= fpn and fingerprint(os.pread(t.fd, fpn, 0)) == fp
+        if rewritten and fpn < self.settings.fingerprint_bytes:
+            return  # a short fingerprint alone proves too little (see _copy_origin)
+        self._origins.append(Origin(key, fp, fpn, off, _tail_of(p)[-off:], not rewritten))
+
+    def _drop_origins(self, key: str) -> None:
+        self._origins = [o for o in self._origins if o.key != key]
+
     def _copy_origin(self, t: Tracked, size: int) -> int | None:
         """A new file that is a copy of one already read (copytruncate's rotated copy).
 
@@ -418,61 +516,168 @@ class FileTailer:
         before the offset we had read the original to: everything before that
         offset is sealed already, so reading starts there. This also recovers the
         lines written between our last read of the original and its truncation.
+
+        Returns the offset to start at, None (a new file: from 0), WAIT (cannot
+        tell yet: a copy of a file we are reading, or one being written) or RETRY
+        (a file it was compared with changed meanwhile: decide after its
+        truncation is seen, never on a comparison it spoiled).
         """
-        if t.fpn < self.settings.fingerprint_bytes:
+        t.wait_off, t.wait_tail, t.doubt = 0, b"", None
+        fb = self.settings.fingerprint_bytes
+        others = [o for o in self._files.values() if o is not t and not o.pending]
+        head = os.pread(t.fd, min(size, fb), 0)
+        heads: dict[int, str] = {}
+        compared: list[Tracked] = []  # files whose bytes were read to compare: see 3.
+
+        def starts_like(fp: str, fpn: int) -> bool:
+            """Do the first ``fpn`` bytes of ``t`` hash to ``fp``?"""
+            if not 0 < fpn <= len(head):
+                return False
+            if fpn not in heads:
+                heads[fpn] = fingerprint(head[:fpn])
+            return heads[fpn] == fp
+
+        # 0. It starts like a file we have not read anything of yet (opened by the same
+        #    scan, say at a start while logrotate is copying it): the copy's bytes would
+        #    be read there too. Decide once that one is read.
+        if head and any(not o.off and not o.partial and o.head.startswith(head) for o in others):
+            return WAIT
+        # 1. A copy of a file we are reading (being made, or made and not truncated yet).
+        live = [o for o in others if o.off]
+        if t.fpn < fb:
             # Too short to tell yet: if it starts like a file we read (or is still
             # empty), it may be a copy in progress; wait for it to grow, or to stay.
-            head = os.pread(t.fd, t.fpn, 0)
-            for o in self._files.values():
-                if o is not t and o.off and os.pread(o.fd, t.fpn, 0) == head:
+            for o in live:
+                got = os.pread(o.fd, len(head), 0)
+                if got == head:
                     return WAIT
-            return None
-        cands: list[tuple[int, bytes, int | None]] = [
-            (o.off, o.tail, o.fd)
-            for o in self._files.values()
-            if o is not t and o.fp == t.fp and o.fpn == t.fpn and o.off
-        ]
-        if t.fp in self._copies:
-            off, known = self._copies[t.fp]
-            if off > size:
-                # We had read the original further than this copy goes (it kept
-                # growing after the copy was taken): the copy holds nothing new.
-                del self._copies[t.fp]
-                t.tail = os.pread(t.fd, min(32, size), size - min(32, size))
-                return size
-            cands.append((off, known, None))
-        p = self._by_fp.get(t.fp)
-        if p is not None:
-            cands.append((int(p.pos.get("off", 0)), _tail_of(p), None))
-        for off, known, fd in sorted(cands, key=lambda c: c[0], reverse=True):
-            tail = known[-off:] if off else b""
-            if off > size:
-                # Not yet as long: a copy being written is a prefix of a file we are
-                # reading (logrotate truncates only after copying); anything else is new.
-                if fd is not None and _same_end(fd, t.fd, size):
-                    # all of it was read from the original already, should it stay so
-                    t.wait_off = size
-                    t.wait_tail = os.pread(t.fd, min(32, size), size - min(32, size))
-                    return WAIT
-                continue
-            if off and os.pread(t.fd, len(tail), off - len(tail)) == tail:
-                if fd is not None:
-                    # A copy of a file we are still reading: the bytes after `off`
-                    # are in both. Wait until the original is truncated (then its
-                    # offset at that moment is where the copy starts, via _copies),
-                    # or, for a plain copy, until the wait is over (t.wait_off).
-                    t.wait_off = off
+                if len(got) < len(head):  # shorter than what we read: truncated meanwhile?
+                    compared.append(o)
+        else:
+            for o in sorted(live, key=lambda o: o.off, reverse=True):
+                if not starts_like(o.fp, o.fpn):
+                    continue
+                if o.off > size:
+                    # Not yet as long: a copy being written is a prefix of a file we are
+                    # reading (logrotate truncates only after copying); anything else is new.
+                    if _same_end(o.fd, t.fd, size):
+                        # all of it was read from the original already, should it stay so
+                        t.wait_off = size
+                        t.wait_tail = os.pread(t.fd, min(32, size), size - min(32, size))
+                        return WAIT
+                    compared.append(o)
+                    continue
+                tail = o.tail[-o.off :]
+                if os.pread(t.fd, len(tail), o.off - len(tail)) == tail:
+                    # A copy of a file we are still reading: the bytes after `off` are
+                    # in both. Wait until the original is truncated (then its offset at
+                    # that moment is where the copy starts, via an Origin), or, for a
+                    # plain copy, until the wait is over (t.wait_off).
+                    t.wait_off = o.off
                     t.wait_tail = tail
                     return WAIT
-                self._copies.pop(t.fp, None)
+        # 2. A copy of the read part of a file truncated since (live, or while we were
+        #    stopped), or of a file gone while we were stopped.
+        unsure: Origin | None = None
+        for org in sorted(self._origins, key=lambda o: o.off, reverse=True):
+            tail = org.tail[-org.off :]
+            if not starts_like(org.fp, org.fpn):
+                if org.truncated and 0 < size < org.fpn:
+                    # Too short to compare with its fingerprint: the bytes before its
+                    # sealed offset are all there is to go by.
+                    at = org.off - len(tail)
+                    if size >= org.off:
+                        if os.pread(t.fd, len(tail), at) == tail:
+                            self._origins.remove(org)
+                            t.tail = tail
+                            return org.off
+                    elif size <= at or os.pread(t.fd, size - at, at) == tail[: size - at]:
+                        unsure = unsure or org  # ends before them: cannot tell
+                continue
+            if org.off > size:
+                if org.truncated:
+                    # Copied before we read the original further (it kept growing
+                    # until its truncation): all of it is sealed already.
+                    self._origins.remove(org)
+                    t.tail = os.pread(t.fd, min(32, size), size - min(32, size))
+                    return size
+                t.doubt = org  # the file is gone: nothing says this is its copy
+                continue
+            if os.pread(t.fd, len(tail), org.off - len(tail)) == tail:
+                self._origins.remove(org)
                 t.tail = tail
-                return off
+                return org.off
+        # 3. Nothing matched: make sure it is not because a file we compared with was
+        #    truncated in the middle of the comparison (logrotate runs beside us).
+        if any(self._changed(o) for o in compared):
+            return RETRY
+        if unsure is not None:
+            # Not a prefix of any file now (0., 1.): a finished copy (logrotate copies
+            # before it truncates) or a new file. A copy shorter than the fingerprint
+            # of a file we read past its end cannot be told from a new file: read from
+            # 0 (nothing lost) and meta-logged, decided now so that the event is sealed
+            # before anything read from the truncated file.
+            t.doubt = unsure
         return None
+
+    def _doubted(self, t: Tracked) -> None:
+        """Meta-log a file read from 0 that may be a copy of sealed lines (see _copy_origin)."""
+        org, t.doubt = t.doubt, None
+        if org is None or t.off or self._meta is None or org not in self._origins:
+            return  # (no longer in _origins: another file was its copy)
+        size = os.fstat(t.fd).st_size
+        n = min(size, org.off)
+        lines = 0
+        for at in range(0, n, CHUNK):
+            lines += os.pread(t.fd, min(CHUNK, n - at), at).count(b"\n")
+        self._meta.event(
+            ev.FILE_DUPLICATE,
+            f"{t.path} starts like the sealed part of a file read before ({org.key}), but "
+            f"cannot be told to be its copy; reading it from the start: up to {lines} lines "
+            f"({n} bytes) may be sealed twice",
+            source=self.name,
+            path=t.path,
+            reason="unverifiable_copy",
+            of=org.key,
+            sealed_offset=org.off,
+            bytes=n,
+            lines=lines,
+        )
+
+    def _changed(self, t: Tracked) -> bool:
+        """Was ``t`` truncated or rewritten since we read it (its bytes no longer fit)?"""
+        size = os.fstat(t.fd).st_size
+        if size < t.off + len(t.partial):
+            return True
+        if t.fpn and os.pread(t.fd, t.fpn, 0) != t.head:
+            return True
+        return bool(t.tail) and os.pread(t.fd, len(t.tail), t.off - len(t.tail)) != t.tail
+
+    def _recheck(self, t: Tracked) -> bool:
+        """Handle a truncation of ``t`` not seen yet; True if there was one."""
+        if not self._changed(t):
+            return False
+        size = os.fstat(t.fd).st_size
+        if t.off or t.partial:
+            self._truncated(t, size)
+        else:  # nothing read yet: only the fingerprint of what is there to read changes
+            self._fingerprint(t, size)
+        return True
+
+    def _fingerprint(self, t: Tracked, size: int) -> None:
+        head = os.pread(t.fd, min(self.settings.fingerprint_bytes, size), 0)
+        t.head, t.fp, t.fpn = head, fingerprint(head), len(head)
 
     # ------------------------------------------------------------ reading
 
     def _poll(self) -> bool:
         """One pass over every file; True if any data was read."""
+        for t in list(self._files.values()):
+            # Truncations first: a copy found by the scan starts where its original,
+            # truncated since our last read, was read to (see _truncated).
+            if not t.pending:
+                with contextlib.suppress(OSError):  # reported by _read
+                    self._recheck(t)
         self._scan()
         busy = False
         now = time.monotonic()
@@ -482,7 +687,21 @@ class FileTailer:
                 self._check_rotation(t, now)
             except OSError as exc:
                 self._note("read", t.path, ev.SOURCE_ERROR, f"reading {t.path}: {exc.strerror}")
+        self._age_origins()
         return busy
+
+    def _age_origins(self) -> None:
+        """Forget origins no copy claimed.
+
+        A copy exists before its original is truncated, so it is found by the scan
+        that follows the truncation (or at start), or it is pending already and
+        decided by the next poll. Kept two polls, and while any file is pending;
+        else a file that appears much later could be taken for a copy.
+        """
+        for o in self._origins:
+            o.polls += 1
+        if not any(t.pending for t in self._files.values()):
+            self._origins = [o for o in self._origins if o.polls < 2]
 
     def _check_rotation(self, t: Tracked, now: float) -> None:
         if t.rotated_at is None:
@@ -505,28 +724,40 @@ class FileTailer:
                     )
                 self._scan()  # pick up the new file at that path right away
         elif now - t.last_data >= self.rotate_wait and now - t.rotated_at >= self.rotate_wait:
+            path = self._path_under_globs(t.ident)
+            if path is not None:
+                # A directory listing raced with renames (logrotate shifting a.log.N to
+                # a.log.N+1): the file is still where the globs look. Releasing it would
+                # forget its position, and the next scan would read it again from 0.
+                t.path, t.rotated_at = path, None
+                return
             if t.partial:
                 self._emit_partial(t)
             self._release(t)
 
+    def _path_under_globs(self, ident: tuple[int, int]) -> str | None:
+        for path in self._paths():
+            with contextlib.suppress(OSError):
+                st = os.stat(path)
+                if (st.st_dev, st.st_ino) == ident:
+                    return path
+        return None
+
     def _decide(self, t: Tracked, size: int, now: float) -> bool:
         """A deferred file: is it a copy of one we read? True once decided."""
         if size > t.fpn and t.fpn < self.settings.fingerprint_bytes:
-            head = os.pread(t.fd, min(self.settings.fingerprint_bytes, size), 0)
-            t.fp, t.fpn = fingerprint(head), len(head)
+            self._fingerprint(t, size)
         if size != t.seen_size:
             t.seen_size, t.last_data = size, now
         for o in list(self._files.values()):
             # An original truncated since its last read must be seen as such before
             # deciding: its offset at truncation is where its copy starts.
             if o is not t and not o.pending:
-                osize = os.fstat(o.fd).st_size
-                if osize < o.off + len(o.partial) or (
-                    o.tail and os.pread(o.fd, len(o.tail), o.off - len(o.tail)) != o.tail
-                ):
-                    self._truncated(o, osize)
+                self._recheck(o)
+        if not t.pending:  # decided meanwhile: a truncation decides pending copies at once
+            return True
         got = self._copy_origin(t, size)
-        if got == WAIT and now - t.last_data < self.rotate_wait:
+        if got == RETRY or (got == WAIT and now - t.last_data < self.rotate_wait):
             return False
         t.pending = False
         if got == WAIT and t.wait_off:  # a copy of a file that was not truncated
@@ -540,23 +771,20 @@ class FileTailer:
                 path=t.path,
                 offset=t.off,
                 how="copy" if t.off else "new",
-                pos=self._pos_of(t),
+                **({"pos": self._pos_of(t)} if t.off else {}),
             )
+        self._doubted(t)
         return True
 
     def _read(self, t: Tracked, now: float) -> bool:
         size = os.fstat(t.fd).st_size
         if t.pending and not self._decide(t, size, now):
             return False
+        if self._recheck(t):  # shrank, or rewritten from the start and already longer again
+            size = os.fstat(t.fd).st_size
         pos = t.off + len(t.partial)
-        if size < pos or (
-            t.tail and os.pread(t.fd, len(t.tail), t.off - len(t.tail)) != t.tail
-        ):  # shrank, or rewritten from the start and already longer again
-            self._truncated(t, size)
-            pos = 0
         if t.fpn < self.settings.fingerprint_bytes and size > t.fpn:
-            head = os.pread(t.fd, min(self.settings.fingerprint_bytes, size), 0)
-            t.fp, t.fpn = fingerprint(head), len(head)
+            self._fingerprint(t, size)
         got = False
         batch: list[Fields] = []
         while pos < size and not self._stop.is_set():
@@ -661,25 +889,40 @@ class FileTailer:
 
     def _truncated(self, t: Tracked, size: int) -> None:
         t.truncations += 1
-        if t.fpn >= self.settings.fingerprint_bytes and t.off:
-            self._copies[t.fp] = (t.off, t.tail)
+        was = t.off + len(t.partial)
         if self._meta is not None:
             self._meta.event(
                 ev.FILE_TRUNCATED,
-                f"{t.path} shrank from {t.off + len(t.partial)} to {size} bytes (copytruncate?); "
-                "reading it again from the start",
+                (
+                    f"{t.path} shrank from {was} to {size} bytes (copytruncate?); "
+                    if size < was
+                    else f"{t.path} was rewritten from the start (read to {was}, now {size} "
+                    "bytes: truncated and written again?); "
+                )
+                + "reading it again from the start",
                 source=self.name,
                 path=t.path,
                 offset=t.off,
                 held_partial=len(t.partial),
                 size=size,
             )
-        if t.partial:
+        if t.partial:  # read before the truncation: sealed (flagged partial), not lost
             self._emit_partial(t)
+        if t.off:  # where its copy starts (one per file: an older one's copy was found)
+            self._drop_origins(t.key)
+            self._origins.append(Origin(t.key, t.fp, t.fpn, t.off, t.tail, True))
         t.off = 0
         t.tail = b""
-        head = os.pread(t.fd, min(self.settings.fingerprint_bytes, size), 0)
-        t.fp, t.fpn = fingerprint(head), len(head)
+        self._fingerprint(t, size)
+        # The copy exists already (logrotate truncates after copying): open and decide it
+        # now, so that its decision is queued (sealed) before any line read from the
+        # truncated file. Else a kill -9 in between would leave a sealed position of this
+        # file that says nothing about the copy, which would be read again from 0.
+        self._scan()
+        now = time.monotonic()
+        for p in list(self._files.values()):
+            if p.pending and p is not t:
+                self._decide(p, os.fstat(p.fd).st_size, now)
 
     def _release(self, t: Tracked) -> None:
         if self._meta is not None:
