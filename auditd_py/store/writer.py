@@ -241,10 +241,7 @@ class ArchiveWriter:
                         try:
                             s.adopt(raw[:-1])
                             pos += len(raw)
-                            if b'"pos":' in raw or b'"forget":' in raw:
-                                self._track_line(raw[:-1])
-                            if b'"retention.deleted"' in raw:
-                                self._note_retired(raw[:-1])
+                            self._rolled(raw)
                             continue
                         except (IntegrityError, FormatError) as exc:
                             bad = f"does not continue the chain ({exc.message})"
@@ -286,10 +283,7 @@ class ArchiveWriter:
                         f"({exc.message}); refusing to write (run verify)",
                         file=str(path),
                     ) from exc
-                if b'"pos":' in raw or b'"forget":' in raw:
-                    self._track_line(raw[:-1])
-                if b'"retention.deleted"' in raw:
-                    self._note_retired(raw[:-1])
+                self._rolled(raw)
         if pos < off:
             raise StateError(
                 f"segment {name} holds {pos} bytes, but {off} bytes of it were sealed: "
@@ -297,6 +291,13 @@ class ArchiveWriter:
                 file=str(path),
             )
         self._head_at = (name, pos)
+
+    def _rolled(self, raw: bytes) -> None:
+        """What a rolled-forward line (with its newline) tells: positions, deletions."""
+        if b'"pos":' in raw or b'"forget":' in raw:
+            self._track_line(raw[:-1])
+        if b'"retention.deleted"' in raw:
+            self._note_retired(raw[:-1])
 
     def _note_retired(self, line: bytes) -> None:
         obj = parse_record(line)
@@ -691,6 +692,19 @@ class ArchiveWriter:
             # must lie where the next writer rolls forward (it completes the deletion).
             self.flush(sync=True)
             self._save_state()
+        attrs: dict[str, object] = {
+            "segment": name,
+            "file": path.name,
+            "bytes": size,
+            "seq_first": head.seq,
+            "seq_end": nxt.seq,
+            "last_link": nxt.prev_link,
+            "last_mac": nxt.prev_mac,
+            "merkle_range": list(nxt.merkle_range),
+            "checkpoint": {"epoch": cp.epoch, "digest": cp.digest.hex()},
+            "policy": policy,
+            "reason": detail,
+        }
         self._seal(
             Fields(
                 time_ns=self.clock.now_ns(),
@@ -700,33 +714,13 @@ class ArchiveWriter:
                     f"sealed by checkpoint {cp.epoch}): {policy}: {detail}"
                 ).encode(),
                 event="retention.deleted",
-                attrs={
-                    "segment": name,
-                    "file": path.name,
-                    "bytes": size,
-                    "seq_first": head.seq,
-                    "seq_end": nxt.seq,
-                    "last_link": nxt.prev_link,
-                    "last_mac": nxt.prev_mac,
-                    "merkle_range": list(nxt.merkle_range),
-                    "checkpoint": {"epoch": cp.epoch, "digest": cp.digest.hex()},
-                    "policy": policy,
-                    "reason": detail,
-                },
+                attrs=attrs,
             )
         )
         self.flush(sync=True)
         self._unlink_segment(name)
-        return {
-            "segment": name,
-            "file": path.name,
-            "bytes": size,
-            "seq_first": head.seq,
-            "seq_end": nxt.seq,
-            "checkpoint": cp.epoch,
-            "policy": policy,
-            "reason": detail,
-        }
+        brief = ("segment", "file", "bytes", "seq_first", "seq_end", "policy", "reason")
+        return {**{k: attrs[k] for k in brief}, "checkpoint": cp.epoch}
 
     def _unlink_segment(self, name: str) -> None:
         """Remove every file of a segment (plain, compressed, a compression's temp)."""
