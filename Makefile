@@ -1,42 +1,68 @@
-# auditd-py — developer entry points. Everything runs inside .venv.
+# auditd-py — developer entry points. Everything runs inside .venv, and each
+# target installs what it needs first (system packages via .ci/bootstrap).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUNTIME := $(VENV)/.runtime
+TESTDEPS := $(VENV)/.test
 
-.PHONY: all venv test unit lint soak demo bench clean
+.PHONY: all sysdeps-runtime sysdeps-test venv test unit lint soak demo bench boot-test wheels clean
 
 all: test
 
-$(STAMP): pyproject.toml
+sysdeps-runtime:
+	@bash .ci/bootstrap runtime
+
+sysdeps-test:
+	@bash .ci/bootstrap test
+
+## The runtime only: what `make demo` needs.
+$(RUNTIME): pyproject.toml | sysdeps-runtime
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+## The test extra on top.
+$(TESTDEPS): $(RUNTIME) | sysdeps-test
 	$(BIN)/pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $@
 
-venv: $(STAMP)
+venv: $(TESTDEPS)
 
-lint: $(STAMP)
-	$(BIN)/ruff check auditd_py tests $(wildcard benchmarks)
-	$(BIN)/ruff format --check auditd_py tests $(wildcard benchmarks)
+lint: sysdeps-test $(TESTDEPS)
+	$(BIN)/ruff check auditd_py tests benchmarks
+	$(BIN)/ruff format --check auditd_py tests benchmarks
 	$(BIN)/mypy
 
-## The whole suite, integration tests included (soak loops run short here).
-test: $(STAMP) lint
+## The whole suite, the systemd boot test and integration tests included (soak loops run short here).
+test: sysdeps-test $(TESTDEPS) lint
 	$(BIN)/pytest -m "not soak" -q
 
-unit: $(STAMP)
+unit: sysdeps-test $(TESTDEPS)
 	$(BIN)/pytest -m "not soak and not integration" -q
 
+## Only the real-systemd boot test of the unit and the install guide.
+boot-test: sysdeps-test $(TESTDEPS)
+	$(BIN)/pytest -m boot -q
+
 ## Long torture loops (crash/kill loops with many iterations).
-soak: $(STAMP)
+soak: sysdeps-test $(TESTDEPS)
 	AUDITD_SOAK=1 $(BIN)/pytest -m soak -q
 
-demo: $(STAMP)
+demo: sysdeps-runtime $(RUNTIME)
 	$(BIN)/python -m auditd_py.demo
 
-bench: $(STAMP)
+bench: sysdeps-test $(TESTDEPS)
 	$(BIN)/python benchmarks/bench_seal_verify.py
 
+## dist/wheels/: auditd-py and every dependency as wheels for this Python, for
+## hosts without a compiler or network (README, "Installing on a QA host").
+wheels: sysdeps-runtime $(RUNTIME)
+	rm -rf dist/wheels
+	$(BIN)/pip wheel --quiet --wheel-dir dist/wheels .
+
+## Also lifts the append-only/immutable flags a demo or benchmark daemon set.
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis demo-out bench-out
+	-chattr -R -f -i -a demo-out bench-out 2>/dev/null
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis demo-out bench-out build dist

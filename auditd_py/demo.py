@@ -25,6 +25,8 @@ import threading
 import time
 from pathlib import Path
 
+from auditd_py.store.immutable import release_tree
+
 HOSTS = ["qa-web-1", "qa-web-2", "qa-db-1"]
 APPS = ["nginx", "app", "postgres", "sshd", "cron"]
 WORDS = [
@@ -167,6 +169,7 @@ def main(out: str = "demo-out", seconds: str = "5") -> int:
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)
     root = Path(out)
+    release_tree(root)  # the last run's daemon made its segments immutable
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     archive = root / "daemon" / "archive"

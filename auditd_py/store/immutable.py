@@ -160,6 +160,27 @@ def release(path: Path) -> None:
     )
 
 
+def release_tree(root: Path) -> int:
+    """:func:`release` on everything below ``root`` (symlinks not followed); how many had flags.
+
+    For deleting a whole archive that is no longer wanted (``make clean``, the
+    demo starting over, test temp dirs); never used on a live archive.
+    """
+    cleared = 0
+    if not root.is_dir() or root.is_symlink():
+        return 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*filenames, *dirnames]:
+            p = Path(dirpath) / name
+            if p.is_symlink():
+                continue
+            with contextlib.suppress(OSError, ArchiveError):
+                if (get_flags(p) or 0) & (FS_APPEND_FL | FS_IMMUTABLE_FL):
+                    release(p)
+                    cleared += 1
+    return cleared
+
+
 def _remove_scratch(path: Path) -> None:
     with contextlib.suppress(ArchiveError, OSError):
         release(path)
