@@ -508,7 +508,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     problems = check_config(loaded)
     if problems:
         raise ConfigError("\n".join(problems))
-    metalog.configure()
+    metalog.configure(level=metalog.LOG_LEVELS[a.log_level], fmt=a.log_format)
     d = Daemon(loaded, once=a.once)
     if not a.once:
         d.install_signals()
@@ -540,6 +540,50 @@ def cmd_rotate(a: argparse.Namespace) -> int:
         f"closed segments/{r.get('closed')} with checkpoint {r.get('checkpoint')}; "
         f"now writing segments/{r.get('segment')}"
     )
+    return 0
+
+
+def cmd_reload(a: argparse.Namespace) -> int:
+    """Reload the running daemon's config and wait for the outcome (systemd's ExecReload=)."""
+    from auditd_py import config  # noqa: PLC0415 - only this command needs it
+
+    if not a.timeout > 0:
+        raise UsageError(f"--timeout must be positive, not {a.timeout:g}")
+    # The new file is checked here first, so that a broken one fails the reload
+    # with its own message (file:line: key) even before the daemon is asked.
+    archive = str(config.load(a.config).config.archive.path)
+    try:
+        r = control.request(archive, {"op": "reload"}, a.timeout)
+    except control.ControlError as exc:
+        if exc.reason == control.REJECTED:  # the daemon runs on, with the old config
+            print(f"auditd-py: reload failed: {exc.message}", file=sys.stderr)
+            return 1
+        if exc.reason != control.ABSENT:
+            raise
+        raise control.ControlError(
+            f"no daemon is running for the archive {archive} (it would listen on "
+            f"{control.socket_path(archive)}); nothing was reloaded",
+            reason=exc.reason,
+        ) from exc
+    print(r.get("message", "reloaded"))
+    return 0
+
+
+def cmd_install_unit(a: argparse.Namespace) -> int:
+    from auditd_py import install  # noqa: PLC0415 - only this command needs it
+
+    share = install.share_dir()
+    if a.print_share:
+        print(share)
+        return 0
+    root = Path(a.root)
+    for target, what in install.install_unit(root, share, force=a.force):
+        print(f"{what}: {target}")
+    if a.root == "/":
+        print(
+            "next: systemd-sysusers auditd-py.conf && systemd-tmpfiles --create auditd-py.conf"
+            " && systemctl daemon-reload"
+        )
     return 0
 
 
@@ -589,6 +633,8 @@ def cmd_config_check(a: argparse.Namespace) -> int:
     if problems:
         raise ConfigError("\n".join(problems))
     print(f"# {a.file}: valid (hash {loaded.digest[:16]})")
+    if a.quiet:
+        return 0
     print(yaml.safe_dump(_human(effective(loaded)), sort_keys=False), end="")
     return 0
 
@@ -797,6 +843,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--once", action="store_true", help="drain file and journald sources, seal, exit"
     )
+    r.add_argument(
+        "--log-format",
+        choices=("auto", "json", "console"),
+        default="auto",
+        help="the daemon's own log on stderr: readable lines on a terminal, JSON otherwise "
+        "(auto, the default), or always one of them",
+    )
+    r.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="the least severe event written to stderr (every event is sealed regardless)",
+    )
     r.set_defaults(func=cmd_run)
 
     st = sub.add_parser(
@@ -825,10 +884,43 @@ def build_parser() -> argparse.ArgumentParser:
     ro.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS")
     ro.set_defaults(func=cmd_rotate)
 
+    rl = sub.add_parser(
+        "reload",
+        help="make the running daemon re-read its config, and wait for the outcome",
+        description="Checks FILE, then asks the daemon running for its archive (over "
+        "ARCHIVE/.control.sock) to reload it, as SIGHUP does, and waits for the result. "
+        "Exits 0 when the new config is running, 1 when the daemon kept the old one (the "
+        "reason is printed), 2 if no daemon answers. The unit's ExecReload=, so that "
+        "`systemctl reload` fails visibly on a bad config.",
+    )
+    rl.add_argument("--config", required=True, metavar="FILE", help="the daemon's config")
+    rl.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")
+    rl.set_defaults(func=cmd_reload)
+
+    iu = sub.add_parser(
+        "install-unit",
+        help="install the systemd unit, sysusers.d and tmpfiles.d files shipped with the package",
+        description="Copies auditd-py.service to ROOT/etc/systemd/system/ and the sysusers.d "
+        "and tmpfiles.d snippets to ROOT/etc/sysusers.d/ and ROOT/etc/tmpfiles.d/ (mode "
+        "0644). A file that exists with other contents is an error unless --force. The "
+        "example configs and the docs are in the directory --print-share prints.",
+    )
+    iu.add_argument("--root", default="/", metavar="DIR", help="install below DIR (default /)")
+    iu.add_argument("--force", action="store_true", help="replace files that differ")
+    iu.add_argument(
+        "--print-share",
+        action="store_true",
+        help="print the directory holding systemd/ and config/ and exit",
+    )
+    iu.set_defaults(func=cmd_install_unit)
+
     c = sub.add_parser("config", help="configuration tools")
     csub = c.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
     cc = csub.add_parser("check", help="validate a config file and print the effective config")
     cc.add_argument("file", metavar="FILE")
+    cc.add_argument(
+        "-q", "--quiet", action="store_true", help="print one line, not the effective config"
+    )
     cc.set_defaults(func=cmd_config_check)
 
     cp = sub.add_parser("check-proof", help="check an inclusion proof offline")

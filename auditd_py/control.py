@@ -17,6 +17,10 @@ object on one line and closes. Every answer has ``ok``; a failed one has
   as on SIGUSR1; the answer comes after the rotation, with the closed and the
   new segment and the closing checkpoint's epoch. A sealed ``control.rotate``
   event names who asked.
+* ``{"op": "reload"}``: the daemon's main loop re-reads its configuration file
+  exactly as on SIGHUP; the answer comes once the new config runs (``ok``, with
+  a ``message``) or was rejected (``error`` says why: the file's own message,
+  a setting that needs a restart, a source that cannot start).
 * ``{"op": "access", "command": "verify"|"show"|"prove", "args": {...}}``: an
   ``archive.read`` event is sealed with the command, its arguments (from a
   fixed list per command: modes, flags, filters, never key material or file
@@ -57,7 +61,8 @@ MAX_REQUEST: Final = 64 * 1024
 IO_TIMEOUT: Final = 2.0
 """Seconds the daemon waits for a request line, or to send its answer."""
 ROTATE_TIMEOUT: Final = 60.0
-"""Seconds a rotate request waits for the main loop before it is answered with an error."""
+"""Seconds a rotate or reload request waits for the main loop, then answered with an error."""
+_DONE: Final = {"rotate": "rotated", "reload": "reloaded"}
 MAX_CONNECTIONS: Final = 16
 """Requests served at once; more are answered ``busy`` at once."""
 MAX_ARG_CHARS: Final = 1024
@@ -183,9 +188,9 @@ def parse_request(line: bytes) -> Request:
     if not isinstance(doc, dict):
         raise BadRequest("request is not a JSON object")
     op = doc.get("op")
-    if op == "rotate":
+    if op in ("rotate", "reload"):
         _only(doc, {"op"})
-        return Request("rotate")
+        return Request(op)
     if op == "access":
         _only(doc, {"op", "command", "args"})
         command = doc.get("command")
@@ -200,7 +205,7 @@ def parse_request(line: bytes) -> Request:
         return Request("access", command, kept, ignored)
     if not isinstance(op, str):
         raise BadRequest('request has no "op" string')
-    raise BadRequest(f"unknown op {op[:64]!r} (known: access, rotate)")
+    raise BadRequest(f"unknown op {op[:64]!r} (known: access, reload, rotate)")
 
 
 def _only(doc: dict[str, Any], allowed: set[str]) -> None:
@@ -333,27 +338,37 @@ class Rotated(NamedTuple):
     checkpoint: int | None
 
 
+class Reloaded(NamedTuple):
+    """What a reload did: ``ok`` when the new config runs (all its sources started)."""
+
+    ok: bool
+    message: str
+
+
 @dataclass(slots=True, eq=False)
-class _PendingRotation:
+class _Pending:
+    """A request the main loop runs (``rotate`` or ``reload``), and its answer."""
+
+    op: str
     peer: Peer
     done: threading.Event = field(default_factory=threading.Event)
-    result: Rotated | None = None
-    error: str | None = None
+    answer: dict[str, Any] | None = None
 
 
 class Controller:
     """What the daemon does for each request.
 
-    Socket threads call :meth:`handle`; rotations are queued for the main loop,
-    which runs them with :meth:`run_pending`, so that a rotation asked for here
-    is the same as one asked for by SIGUSR1.
+    Socket threads call :meth:`handle`; rotations and reloads are queued for the
+    main loop, which runs them with :meth:`run_pending`, so that a rotation asked
+    for here is the same as one asked for by SIGUSR1, and a reload the same as
+    one asked for by SIGHUP.
     """
 
     def __init__(self, meta: MetaLog, wake: threading.Event) -> None:
         self.meta = meta
         self._wake = wake
         self._lock = threading.Lock()
-        self._rotations: deque[_PendingRotation] = deque()
+        self._pending: deque[_Pending] = deque()
         self._closed: str | None = None
 
     # called from socket threads
@@ -361,8 +376,8 @@ class Controller:
     def handle(self, req: Request, peer: Peer) -> dict[str, Any]:
         if req.op == "access":
             return self._access(req, peer)
-        assert req.op == "rotate"
-        return self._rotate(peer)
+        assert req.op in ("rotate", "reload")
+        return self._queue(_Pending(req.op, peer))
 
     def _access(self, req: Request, peer: Peer) -> dict[str, Any]:
         from auditd_py import metalog as ev  # noqa: PLC0415 - the CLI imports this module
@@ -380,60 +395,74 @@ class Controller:
         )
         return {"ok": True, "event": ev.ARCHIVE_READ}
 
-    def _rotate(self, peer: Peer) -> dict[str, Any]:
-        pending = _PendingRotation(peer)
+    def _queue(self, pending: _Pending) -> dict[str, Any]:
         with self._lock:
             if self._closed is not None:
                 return {"ok": False, "error": self._closed}
-            self._rotations.append(pending)
+            self._pending.append(pending)
         self._wake.set()
         if not pending.done.wait(ROTATE_TIMEOUT):
             with self._lock:
-                if pending in self._rotations:
-                    self._rotations.remove(pending)
-                    return {"ok": False, "error": f"not rotated within {ROTATE_TIMEOUT:g}s"}
+                if pending in self._pending:
+                    self._pending.remove(pending)
+                    done = _DONE[pending.op]
+                    return {"ok": False, "error": f"not {done} within {ROTATE_TIMEOUT:g}s"}
             pending.done.wait(ROTATE_TIMEOUT)  # under way: its answer is coming
-        r = pending.result
-        if r is None:
-            return {"ok": False, "error": pending.error or "not rotated"}
-        return {"ok": True, "closed": r.closed, "segment": r.segment, "checkpoint": r.checkpoint}
+        return pending.answer or {"ok": False, "error": f"not {_DONE[pending.op]}"}
 
     # called from the daemon's main loop
 
-    def run_pending(self, rotate: Callable[[str], Rotated | None]) -> None:
-        """Run the rotations asked for since the last call, one per request."""
-        from auditd_py import metalog as ev  # noqa: PLC0415 - the CLI imports this module
-
+    def run_pending(
+        self,
+        rotate: Callable[[str], Rotated | None],
+        reload: Callable[[], Reloaded] | None = None,
+    ) -> None:
+        """Run the rotations and reloads asked for since the last call, in order."""
         while True:
             with self._lock:
-                if not self._rotations:
+                if not self._pending:
                     return
-                pending = self._rotations.popleft()
+                pending = self._pending.popleft()
             try:
-                pending.result = r = rotate("control")
-                if r is None:
-                    pending.error = "rotation failed; the daemon is stopping (see its log)"
+                if pending.op == "reload":
+                    pending.answer = self._reload(pending.peer, reload)
                 else:
-                    self.meta.event(
-                        ev.CONTROL_ROTATE,
-                        f"segment {r.closed} closed with checkpoint {r.checkpoint} at the "
-                        f"request of {pending.peer.describe()}; continuing in {r.segment}",
-                        prev_segment=r.closed,
-                        segment=r.segment,
-                        checkpoint=r.checkpoint,
-                        **pending.peer.fields(),
-                    )
+                    pending.answer = self._rotate(pending.peer, rotate)
             finally:
                 pending.done.set()
 
+    def _rotate(self, peer: Peer, rotate: Callable[[str], Rotated | None]) -> dict[str, Any]:
+        from auditd_py import metalog as ev  # noqa: PLC0415 - the CLI imports this module
+
+        r = rotate("control")
+        if r is None:
+            return {"ok": False, "error": "rotation failed; the daemon is stopping (see its log)"}
+        self.meta.event(
+            ev.CONTROL_ROTATE,
+            f"segment {r.closed} closed with checkpoint {r.checkpoint} at the "
+            f"request of {peer.describe()}; continuing in {r.segment}",
+            prev_segment=r.closed,
+            segment=r.segment,
+            checkpoint=r.checkpoint,
+            **peer.fields(),
+        )
+        return {"ok": True, "closed": r.closed, "segment": r.segment, "checkpoint": r.checkpoint}
+
+    @staticmethod
+    def _reload(peer: Peer, reload: Callable[[], Reloaded] | None) -> dict[str, Any]:
+        if reload is None:
+            return {"ok": False, "error": "this daemon cannot reload (it runs with --once)"}
+        r = reload()
+        return {"ok": True, "message": r.message} if r.ok else {"ok": False, "error": r.message}
+
     def close(self, reason: str = "the daemon is stopping") -> None:
-        """Answer every waiting rotation with ``reason``; refuse new ones."""
+        """Answer every waiting request with ``reason``; refuse new ones."""
         with self._lock:
             self._closed = reason
-            left = list(self._rotations)
-            self._rotations.clear()
+            left = list(self._pending)
+            self._pending.clear()
         for p in left:
-            p.error = reason
+            p.answer = {"ok": False, "error": reason}
             p.done.set()
 
 
@@ -593,9 +622,13 @@ class Control:
     def path(self) -> Path:
         return self.server.path
 
-    def run_pending(self, rotate: Callable[[str], Rotated | None]) -> None:
-        """From the main loop: the rotations asked for (see :meth:`Controller.run_pending`)."""
-        self.controller.run_pending(rotate)
+    def run_pending(
+        self,
+        rotate: Callable[[str], Rotated | None],
+        reload: Callable[[], Reloaded] | None = None,
+    ) -> None:
+        """From the main loop: the requests asked for (see :meth:`Controller.run_pending`)."""
+        self.controller.run_pending(rotate, reload)
 
     def stop(self) -> None:
         """Answer waiting requests, stop the threads, remove the socket file."""
@@ -639,6 +672,7 @@ __all__ = [
     "ControlServer",
     "Controller",
     "Peer",
+    "Reloaded",
     "Request",
     "Rotated",
     "parse_request",

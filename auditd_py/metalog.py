@@ -10,6 +10,7 @@ started, stopped, rotated or lost anything.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 from typing import Any, Final
@@ -76,16 +77,81 @@ CATALOGUE: Final = frozenset(
 )
 
 
-def configure(stream: Any = None, level: int = logging.INFO) -> None:
-    """JSON lines on stderr with an ISO UTC timestamp."""
+LOG_FORMATS: Final = ("auto", "json", "console")
+LOG_LEVELS: Final = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+# sd-daemon(3) priority prefixes: journald strips "<N>" and files the line at N.
+_PRIORITY: Final = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
+_CONTROL: Final = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F] if c != 0x09}
+_COLOR: Final = {"warning": "\x1b[33m", "error": "\x1b[31;1m", "critical": "\x1b[31;1m"}
+
+
+def is_journal_stream(stream: Any) -> bool:
+    """Whether ``stream`` is the journal stream systemd connected ($JOURNAL_STREAM)."""
+    want = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        st = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+    return want == f"{st.st_dev}:{st.st_ino}"
+
+
+def _escape(text: str) -> str:
+    """Control characters (terminal escapes among them) as visible ``\\xNN``."""
+    return text.translate(_CONTROL)
+
+
+class ConsoleLine:
+    """``HH:MM:SS.mmm level event: message  key=value ...`` for people at a terminal."""
+
+    def __init__(self, colors: bool) -> None:
+        self.colors = colors
+
+    def __call__(self, logger: Any, method_name: str, ev: dict[str, Any]) -> str:
+        ts = str(ev.pop("timestamp", ""))[11:23]
+        level = str(ev.pop("level", method_name))
+        name = str(ev.pop("event", ""))
+        message = str(ev.pop("message", ""))
+        rest = " ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in ev.items())
+        text = f"{ts} {level:<7} {name}: {message}" + (f"  [{rest}]" if rest else "")
+        text = _escape(text)
+        color = _COLOR.get(level) if self.colors else None
+        return f"{color}{text}\x1b[0m" if color else text
+
+
+def _journal_priority(logger: Any, method_name: str, line: str) -> str:
+    return f"<{_PRIORITY.get(method_name, 6)}>{line}"
+
+
+def configure(stream: Any = None, level: int = logging.INFO, fmt: str = "auto") -> None:
+    """The daemon's log on stderr: JSON lines, or readable lines on a terminal.
+
+    ``fmt`` ``auto`` picks ``console`` when the stream is a terminal and ``json``
+    otherwise (systemd, a pipe, a file). On the journal's stream each line starts
+    with its sd-daemon priority prefix, so ``journalctl -p warning`` shows the
+    warnings and errors, not everything as ``info``.
+    """
+    out = stream or sys.stderr
+    if fmt not in LOG_FORMATS:
+        raise ValueError(f"log format {fmt!r} is not one of {', '.join(LOG_FORMATS)}")
+    tty = bool(getattr(out, "isatty", lambda: False)())
+    if fmt == "auto":
+        fmt = "console" if tty else "json"
+    processors: list[Any] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        ConsoleLine(colors=tty) if fmt == "console" else structlog.processors.JSONRenderer(),
+    ]
+    if is_journal_stream(out):
+        processors.append(_journal_priority)
     structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.JSONRenderer(sort_keys=False),
-        ],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
 

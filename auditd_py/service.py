@@ -663,7 +663,7 @@ class Daemon:
                     self.flags.rotate = False
                     self.rotate()
                 if self.control is not None and not self.flags.stop:
-                    self.control.run_pending(self.rotate)
+                    self.control.run_pending(self.rotate, lambda: self.reload(notify=False))
                 self._check_disk()
                 self._check_clock()
                 self._check_health()
@@ -744,27 +744,31 @@ class Daemon:
 
     # ------------------------------------------------------------ SIGHUP
 
-    def reload(self) -> None:
-        self.notify(
-            f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}\n"
-            "STATUS=reloading the configuration"
-        )
+    def reload(self, *, notify: bool = True) -> control.Reloaded:
+        """Re-read the config file (SIGHUP, or ``auditd-py reload`` with ``notify=False``).
+
+        ``auditd-py reload`` is the unit's ExecReload=: systemd is already in its
+        reloading state until that command exits, so no RELOADING=1/READY=1 is sent.
+        """
+        if notify:
+            self.notify(
+                f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}\n"
+                "STATUS=reloading the configuration"
+            )
         try:
-            self._reload()
+            return self._reload()
         except Exception as exc:  # a bug must not take the running daemon down
             self.meta.event(ev.ERROR, f"reload failed: {exc!r}", path=self.loaded.path)
+            return control.Reloaded(False, f"reload failed: {exc!r}")
         finally:
-            self.notify(f"READY=1\nSTATUS={self.status_line()}")
+            self.notify(("READY=1\n" if notify else "") + f"STATUS={self.status_line()}")
 
-    def _reject(self, reason: str, path: str) -> None:
-        self.meta.event(
-            ev.CONFIG_REJECTED,
-            f"configuration {path} rejected; the running configuration stays: {reason}",
-            path=path,
-            error=reason,
-        )
+    def _reject(self, reason: str, path: str) -> control.Reloaded:
+        message = f"configuration {path} rejected; the running configuration stays: {reason}"
+        self.meta.event(ev.CONFIG_REJECTED, message, path=path, error=reason)
+        return control.Reloaded(False, message)
 
-    def _reload(self) -> None:
+    def _reload(self) -> control.Reloaded:
         path = self.loaded.path
         try:
             new = config.load(path)
@@ -772,12 +776,10 @@ class Daemon:
             if problems:
                 raise ConfigError("\n".join(problems))
         except ConfigError as exc:  # its message names the file and line already
-            self._reject(exc.message if exc.message.startswith(path) else str(exc), path)
-            return
+            return self._reject(exc.message if exc.message.startswith(path) else str(exc), path)
         fixed = fixed_changes(self.cfg, new.config)
         if fixed:
-            self._reject("; ".join(fixed), path)
-            return
+            return self._reject("; ".join(fixed), path)
         old = {s.name: s for s in self.cfg.sources}
         want = {s.name: s for s in new.config.sources}
         removed = [n for n in old if n not in want]
@@ -802,7 +804,7 @@ class Daemon:
                 )
         positions = self._positions(wait=stopped)
         if positions is None:  # stopping, or the sealer failed: no new source can start
-            return
+            return control.Reloaded(False, "the daemon is stopping; nothing was reloaded")
         failed: list[str] = []
         for n in changed + added + retried:
             sc = want[n]
@@ -842,6 +844,17 @@ class Daemon:
             changed=changed,
             retried=retried,
             failed=failed,
+        )
+        if failed:
+            return control.Reloaded(
+                False,
+                f"configuration {path} applied, but source(s) {', '.join(failed)} cannot start: "
+                + "; ".join(f"{n}: {self.failed_sources[n]}" for n in failed),
+            )
+        return control.Reloaded(
+            True,
+            f"configuration {path} reloaded (added {added or 'none'}, removed {removed or 'none'},"
+            f" changed {changed or 'none'})",
         )
 
     def _stop_source(self, src: Source) -> None:

@@ -37,6 +37,7 @@ from auditd_py.control import (
     Controller,
     ControlServer,
     Peer,
+    Reloaded,
     Request,
     Rotated,
     parse_request,
@@ -55,6 +56,7 @@ integration = pytest.mark.integration
 
 def test_parse_valid_requests() -> None:
     assert parse_request(b'{"op":"rotate"}\n') == Request("rotate")
+    assert parse_request(b'{"op":"reload"}') == Request("reload")
     req = parse_request(
         b'{"op":"access","command":"verify","args":{"mode":"public-key","anchor":true,'
         b'"require_sealed":false,"json":null}}\r\n'
@@ -396,6 +398,29 @@ def test_controller_runs_rotations_on_the_main_loop_and_records_reads() -> None:
     assert ctl.handle(Request("rotate"), peer) == {"ok": False, "error": "the daemon is stopping"}
 
 
+def test_controller_runs_reloads_on_the_main_loop() -> None:
+    ctl = Controller(FakeMeta(), threading.Event())  # type: ignore[arg-type]
+    peer = Peer(pid=1, uid=os.getuid(), gid=os.getgid())
+    verdicts = [Reloaded(True, "configuration x reloaded"), Reloaded(False, "x rejected: y")]
+    answers: list[dict[str, Any]] = []
+    for _ in verdicts:
+        t = threading.Thread(target=lambda: answers.append(ctl.handle(Request("reload"), peer)))
+        t.start()
+        while t.is_alive():
+            ctl.run_pending(lambda _r: None, lambda: verdicts[len(answers)])
+            t.join(0.05)
+    assert answers == [
+        {"ok": True, "message": "configuration x reloaded"},
+        {"ok": False, "error": "x rejected: y"},
+    ]
+    t = threading.Thread(target=lambda: answers.append(ctl.handle(Request("reload"), peer)))
+    t.start()
+    while t.is_alive():
+        ctl.run_pending(lambda _r: None)  # a --once daemon has no reload
+        t.join(0.05)
+    assert answers[-1]["ok"] is False and "--once" in answers[-1]["error"]
+
+
 # ---------------------------------------------------------------- a real daemon
 
 
@@ -478,6 +503,39 @@ def test_rotate_command_makes_a_new_segment(
     assert len(asked) == 2 and all(r["attrs"]["uid"] == os.getuid() for r in asked)
     assert [r["message"] for r in show(arc) if r["source"] == "app"][-1] == "after 1"
     verify_both(arc, "--require-sealed")
+
+
+@integration
+def test_reload_command_waits_for_the_daemons_verdict(
+    running: tuple[Arc, Path, Path, Daemon], tmp_path: Path
+) -> None:
+    """`auditd-py reload` (the unit's ExecReload=): 0 applied, 1 rejected, 2 unparsable."""
+    arc, logs, cfg, d = running
+    good = cfg.read_text()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "new.log").write_bytes(b"from the reloaded glob\n")
+    cfg.write_text(good.replace(f'"{logs}/*.log"', f'"{logs}/*.log", "{other}/*.log"'))
+    r = cli("reload", "--config", cfg)
+    assert r.returncode == 0, r.stderr
+    assert "reloaded" in r.stdout and "changed ['app']" in r.stdout
+    assert wait_for(lambda: "from the reloaded glob" in [x["message"] for x in show(arc)])
+
+    cfg.write_text(good.replace("epoch_interval: 1m", "epoch_interval: 2m"))
+    r = cli("reload", "--config", cfg)
+    assert r.returncode == 1
+    assert "sealing settings cannot change on reload" in r.stderr
+
+    cfg.write_text(good + "no_such_key: 1\n")
+    r = cli("reload", "--config", cfg)
+    assert r.returncode == 2 and "no_such_key" in r.stderr
+    assert d.proc.poll() is None, "a rejected reload must not stop the daemon"
+    rejected = meta(arc, "config.rejected")
+    assert len(rejected) == 1  # the unparsable file never reached the daemon
+    assert d.stop() == 0
+    cfg.with_name("d2.yaml").write_text(good)
+    r = cli("reload", "--config", cfg.with_name("d2.yaml"))
+    assert r.returncode == 2 and "no daemon is running" in r.stderr
 
 
 @integration
