@@ -49,7 +49,8 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import orjson
 
-from auditd_py.errors import AuditdError
+from auditd_py import events as ev
+from auditd_py.errors import AuditdError, ControlError
 
 if TYPE_CHECKING:
     from auditd_py.metalog import MetaLog
@@ -98,14 +99,6 @@ COMMANDS: Final[Mapping[str, Mapping[str, Any]]] = {
 }
 """The commands whose reads are recorded and the arguments recorded for each:
 a type, or a tuple of the allowed values. ``None`` is allowed for every argument."""
-
-
-class ControlError(AuditdError):
-    """The daemon could not be asked, or refused: ``reason`` says which (:data:`ABSENT`, …)."""
-
-    def __init__(self, message: str, *, reason: str = REJECTED, **where: Any) -> None:
-        super().__init__(message, **where)
-        self.reason = reason
 
 
 class BadRequest(ControlError):
@@ -380,8 +373,6 @@ class Controller:
         return self._queue(_Pending(req.op, peer))
 
     def _access(self, req: Request, peer: Peer) -> dict[str, Any]:
-        from auditd_py import metalog as ev  # noqa: PLC0415 - the CLI imports this module
-
         assert req.command is not None
         what = describe(req.command, req.args)
         extra: dict[str, Any] = {"ignored_args": list(req.ignored)} if req.ignored else {}
@@ -432,8 +423,6 @@ class Controller:
                 pending.done.set()
 
     def _rotate(self, peer: Peer, rotate: Callable[[str], Rotated | None]) -> dict[str, Any]:
-        from auditd_py import metalog as ev  # noqa: PLC0415 - the CLI imports this module
-
         r = rotate("control")
         if r is None:
             return {"ok": False, "error": "rotation failed; the daemon is stopping (see its log)"}
@@ -638,8 +627,6 @@ class Control:
 
 def serve(archive: Path, meta: MetaLog, wake: threading.Event) -> Control:
     """Start the daemon's control socket for ``archive``; meta-logged as ``control.listening``."""
-    from auditd_py import metalog as ev  # noqa: PLC0415 - the CLI imports this module
-
     controller = Controller(meta, wake)
 
     def on_error(message: str, peer: Peer | None) -> None:

@@ -11,6 +11,8 @@
     │   ├── ArchiveExistsError       keygen refuses to overwrite
     │   ├── ArchiveLockedError       another writer holds the archive
     │   └── StateError               the sealing state is unreadable or inconsistent
+    ├── ForwardError                 a forwarding peer failed (the runner retries)
+    ├── ControlError                 the running daemon could not be asked, or refused
     ├── FormatError                  bytes that do not follow docs/FORMAT.md (exit 1 in verify)
     └── IntegrityError               verification failed: tampering or loss (exit 1)
         └── ProofError               an inclusion proof does not check out
@@ -102,3 +104,19 @@ class IntegrityError(AuditdError):
 
 class ProofError(IntegrityError):
     """An inclusion proof does not verify."""
+
+
+class ForwardError(AuditdError):
+    """A forwarding peer could not take (or acknowledge) what was sent; retried."""
+
+
+class ControlError(AuditdError):
+    """The daemon could not be asked over its control socket, or refused.
+
+    ``reason`` says which (:mod:`auditd_py.control`: ``absent``, ``refused``,
+    ``denied``, ``timeout``, ``rejected``).
+    """
+
+    def __init__(self, message: str, *, reason: str = "rejected", **where: Any) -> None:
+        super().__init__(message, **where)
+        self.reason = reason

@@ -1,7 +1,7 @@
 """The daemon's own log: structlog JSON on stderr, and every event sealed.
 
-Event names form a closed catalogue (below); fields, not prose, carry the
-details. Each event is written to stderr as one JSON object (systemd sends it
+Event names form a closed catalogue (:mod:`auditd_py.events`); fields, not
+prose, carry the details. Each event is written to stderr as one JSON object (systemd sends it
 to the journal) and queued to be sealed as a record of source ``auditd-py``, in
 order with the data, so an auditor sees in the chain itself when the daemon
 started, stopped, rotated or lost anything.
@@ -17,65 +17,9 @@ from typing import Any, Final
 
 import structlog
 
-from auditd_py.pipeline import BatchQueue, MetaItem
-
-# The catalogue. Adding an event means adding it here.
-DAEMON_STARTED: Final = "daemon.started"
-DAEMON_READY: Final = "daemon.ready"
-DAEMON_STOPPING: Final = "daemon.stopping"
-DAEMON_STOPPED: Final = "daemon.stopped"
-CONFIG_LOADED: Final = "config.loaded"
-CONFIG_REJECTED: Final = "config.rejected"
-SOURCE_ADDED: Final = "source.added"
-SOURCE_REMOVED: Final = "source.removed"
-SOURCE_ERROR: Final = "source.error"
-SOURCE_RESTARTED: Final = "source.restarted"
-FILE_OPENED: Final = "file.opened"
-FILE_RESUMED: Final = "file.resumed"
-FILE_ROTATED: Final = "file.rotated"
-FILE_TRUNCATED: Final = "file.truncated"
-FILE_RELEASED: Final = "file.released"
-FILE_UNREADABLE: Final = "file.unreadable"
-FILE_POSITION_INVALID: Final = "file.position_invalid"
-FILE_DUPLICATE: Final = "file.duplicate"
-JOURNAL_CURSOR_LOST: Final = "journal.cursor_lost"
-SYSLOG_PARSE_ERROR: Final = "syslog.parse_error"
-SYSLOG_LIMIT: Final = "syslog.limit"
-SYSLOG_DROPPED: Final = "syslog.dropped"
-SYSLOG_TLS_ERROR: Final = "syslog.tls_error"
-EPOCH_ADVANCED: Final = "epoch.advanced"
-CHECKPOINT_WRITTEN: Final = "checkpoint.written"
-SEGMENT_ROTATED: Final = "segment.rotated"
-SEGMENT_COMPRESSED: Final = "segment.compressed"
-RETENTION_DELETED: Final = "retention.deleted"
-RETENTION_BLOCKED: Final = "retention.blocked"
-DISK_SPACE_LEFT: Final = "disk.space_left"
-DISK_ADMIN_SPACE_LEFT: Final = "disk.admin_space_left"
-DISK_FULL: Final = "disk.full"
-DISK_OK: Final = "disk.ok"
-DISK_ACTION: Final = "disk.action"
-FORWARD_STARTED: Final = "forward.started"
-FORWARD_FAILED: Final = "forward.failed"
-FORWARD_RECOVERED: Final = "forward.recovered"
-FORWARD_GAP: Final = "forward.gap"
-FORWARD_CONFLICT: Final = "forward.conflict"
-WORM_ENABLED: Final = "worm.enabled"
-WORM_UNAVAILABLE: Final = "worm.unavailable"
-WORM_DISABLED: Final = "worm.disabled"
-SEALER_STALLED: Final = "sealer.stalled"
-SEALER_RESUMED: Final = "sealer.resumed"
-METRICS_LISTENING: Final = "metrics.listening"
-CONTROL_LISTENING: Final = "control.listening"
-CONTROL_ROTATE: Final = "control.rotate"
-CONTROL_ERROR: Final = "control.error"
-ARCHIVE_READ: Final = "archive.read"
-CLOCK_JUMP: Final = "clock.jump"
-ERROR: Final = "daemon.error"
-
-CATALOGUE: Final = frozenset(
-    v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str) and "." in v
-)
-
+from auditd_py import events
+from auditd_py.contracts import MetaItem
+from auditd_py.pipeline import BatchQueue
 
 LOG_FORMATS: Final = ("auto", "json", "console")
 LOG_LEVELS: Final = {
@@ -169,9 +113,9 @@ class MetaLog:
     def log_only(self, name: str, message: str, **fields: Any) -> None:
         """Log without sealing: for events the archive writer seals itself
         (``segment.rotated``), which would otherwise be in the chain twice."""
-        if name not in CATALOGUE:
+        if name not in events.CATALOGUE:
             raise ValueError(f"meta-log event {name!r} is not in the catalogue")
-        level = "warning" if name in _WARN else "error" if name in _ERR else "info"
+        level = events.severity(name)
         getattr(self._log, level)(name, message=message, **fields)
         self.counts[name] = self.counts.get(name, 0) + 1
 
@@ -195,32 +139,6 @@ class MetaLog:
                 self._queue.put_meta(item)
             else:
                 self._pending.append(item)
-
-
-_WARN = frozenset(
-    {
-        FILE_TRUNCATED,
-        FILE_UNREADABLE,
-        FILE_POSITION_INVALID,
-        FILE_DUPLICATE,
-        JOURNAL_CURSOR_LOST,
-        SYSLOG_PARSE_ERROR,
-        SYSLOG_LIMIT,
-        SYSLOG_DROPPED,
-        SYSLOG_TLS_ERROR,
-        CONFIG_REJECTED,
-        SOURCE_ERROR,
-        CLOCK_JUMP,
-        SEALER_RESUMED,
-        CONTROL_ERROR,
-        RETENTION_BLOCKED,
-        DISK_SPACE_LEFT,
-        FORWARD_FAILED,
-    }
-)
-_ERR = frozenset(
-    {ERROR, SEALER_STALLED, DISK_ADMIN_SPACE_LEFT, DISK_FULL, FORWARD_GAP, FORWARD_CONFLICT}
-)
 
 
 def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:

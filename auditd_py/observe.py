@@ -26,7 +26,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any
@@ -46,6 +46,7 @@ from prometheus_client.registry import Collector
 from auditd_py import __version__
 from auditd_py.chain.encoding import format_ts
 from auditd_py.config import split_listen
+from auditd_py.contracts import Source
 from auditd_py.errors import AuditdError, UsageError
 from auditd_py.record import META_SOURCE
 
@@ -71,13 +72,10 @@ class SourceView:
     rate: float | None
 
 
-def _source_counters(src: object) -> tuple[int, int]:
+def _source_counters(src: Source) -> tuple[int, int]:
     """(parse errors, drops) of a source that keeps such counts (syslog)."""
-    stats: Callable[[], dict[str, int]] | None = getattr(src, "stats", None)
-    if stats is None:
-        return 0, 0
     try:
-        s = stats()
+        s = src.stats()
     except Exception:  # a scrape must not fail because one source cannot count
         return 0, 0
     return int(s.get("parse_errors", 0)), int(s.get("dropped", 0)) + int(s.get("kernel_drops", 0))

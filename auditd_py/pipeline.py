@@ -26,20 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from auditd_py.chain.checkpoint import Checkpoint
+from auditd_py.contracts import MetaItem
 from auditd_py.errors import ArchiveError, DiskFullError
 from auditd_py.record import META_SOURCE, Fields
 from auditd_py.store.reserve import Reserve
 from auditd_py.store.retention import Blocked, Retainer
 from auditd_py.store.writer import ArchiveWriter
-
-
-@dataclass(frozen=True, slots=True)
-class MetaItem:
-    """A meta-log event to seal in order with the data."""
-
-    event: str
-    message: str
-    attrs: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ from types import FrameType
 from typing import Any
 
 from auditd_py import config, control, diskwatch, early
-from auditd_py import metalog as ev
+from auditd_py import events as ev
 from auditd_py.chain.checkpoint import Checkpoint
 from auditd_py.clock import Clock, SystemClock
 from auditd_py.config import (
@@ -48,13 +48,13 @@ from auditd_py.config import (
     SyslogForward,
     SyslogSource,
 )
+from auditd_py.contracts import Forwarder, Source
 from auditd_py.errors import AuditdError, ConfigError, DiskFullError
-from auditd_py.forward.base import ArchiveInfo, Forwarder
+from auditd_py.forward.base import ArchiveInfo
 from auditd_py.forward.runner import Runner
 from auditd_py.forward.syslog import SyslogForwarder
 from auditd_py.metalog import MetaLog
 from auditd_py.pipeline import Barrier, BatchQueue, RotationPolicy, Sealer
-from auditd_py.sources.base import Source
 from auditd_py.store.compress import Compressed, Compressor, finish_pending
 from auditd_py.store.immutable import Worm
 from auditd_py.store.layout import Layout
@@ -863,13 +863,11 @@ class Daemon:
             src.stop()
         except Exception as exc:
             self.meta.event(ev.SOURCE_ERROR, f"stopping {src.name}: {exc}", source=src.name)
-        stats = getattr(src, "stats", None)
-        if callable(stats):
-            with contextlib.suppress(Exception):
-                s = stats()
-                acc = self.retired.setdefault(src.name, {"parse_errors": 0, "dropped": 0})
-                acc["parse_errors"] += int(s.get("parse_errors", 0))
-                acc["dropped"] += int(s.get("dropped", 0)) + int(s.get("kernel_drops", 0))
+        with contextlib.suppress(Exception):
+            s = src.stats()
+            acc = self.retired.setdefault(src.name, {"parse_errors": 0, "dropped": 0})
+            acc["parse_errors"] += int(s.get("parse_errors", 0))
+            acc["dropped"] += int(s.get("dropped", 0)) + int(s.get("kernel_drops", 0))
 
     def _positions(self, *, wait: bool) -> dict[str, Any] | None:
         """The writer's positions, once everything queued so far is sealed (if ``wait``).

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 import yaml
 
-from auditd_py import metalog
+from auditd_py import events, metalog
 from auditd_py.chain.encoding import record_bytes
 from auditd_py.config import FileSource
 from auditd_py.config import load as load_config
@@ -283,7 +283,7 @@ class LiveDaemon:
         self._thread.start()
         ok = wait_until(
             lambda: (
-                self.daemon.meta.counts.get(metalog.DAEMON_READY, 0) > 0
+                self.daemon.meta.counts.get(events.DAEMON_READY, 0) > 0
                 or not self._thread.is_alive()
             )
         )
@@ -359,7 +359,7 @@ class Collector:
 
     # Meta
     def event(self, name: str, message: str, **fields: Any) -> None:
-        assert name in metalog.CATALOGUE, name
+        assert name in events.CATALOGUE, name
         with self._lock:
             self.events.append((name, message, fields))
             self.items.append((name, message, fields))

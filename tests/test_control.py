@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 import pytest
 
-from auditd_py import config, control, metalog
+from auditd_py import config, control, events
 from auditd_py.control import (
     ABSENT,
     DENIED,
@@ -335,11 +335,11 @@ class FakeMeta:
         self.logged: list[tuple[str, str, dict[str, Any]]] = []
 
     def event(self, name: str, message: str, **fields: Any) -> None:
-        assert name in metalog.CATALOGUE
+        assert name in events.CATALOGUE
         self.events.append((name, message, fields))
 
     def log_only(self, name: str, message: str, **fields: Any) -> None:
-        assert name in metalog.CATALOGUE
+        assert name in events.CATALOGUE
         self.logged.append((name, message, fields))
 
 
@@ -372,12 +372,12 @@ def test_controller_runs_rotations_on_the_main_loop_and_records_reads() -> None:
         }
     ]
     (name, message, fields) = meta.events[-1]
-    assert name == metalog.CONTROL_ROTATE and "pid 4242" in message and fields["pid"] == 4242
+    assert name == events.CONTROL_ROTATE and "pid 4242" in message and fields["pid"] == 4242
 
     doc = ctl.handle(Request("access", "show", {"meta": True}, ("new",)), peer)
     assert doc == {"ok": True, "event": "archive.read"}
     (name, message, fields) = meta.events[-1]
-    assert name == metalog.ARCHIVE_READ and message.startswith("show --meta run by ")
+    assert name == events.ARCHIVE_READ and message.startswith("show --meta run by ")
     assert fields["command"] == "show" and fields["args"] == {"meta": True}
     assert fields["ignored_args"] == ["new"] and fields["uid"] == os.getuid()
 

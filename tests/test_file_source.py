@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from auditd_py import metalog as ev
+from auditd_py import events as ev
 from auditd_py.config import FileSource
 from auditd_py.record import Position
 from auditd_py.sources import file as file_mod

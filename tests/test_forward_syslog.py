@@ -20,7 +20,8 @@ import pytest
 
 from auditd_py.chain.encoding import Fields
 from auditd_py.config import ForwardTLS, SyslogForward
-from auditd_py.forward.base import ArchiveInfo, ForwardError, cursor_path, load_cursor
+from auditd_py.errors import ForwardError
+from auditd_py.forward.base import ArchiveInfo, cursor_path, load_cursor
 from auditd_py.forward.collect import collect
 from auditd_py.forward.syslog import SyslogForwarder
 from auditd_py.forward.tail import SealedTail

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from auditd_py import metalog as ev
+from auditd_py import events as ev
 from auditd_py.chain.encoding import Fields
 from auditd_py.config import load_text
 from auditd_py.errors import ArchiveError, ConfigError

@@ -27,12 +27,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from auditd_py import config, metalog
+from auditd_py import config
+from auditd_py import events as ev_names
 from auditd_py.chain.encoding import encode_body
 from auditd_py.clock import ManualClock
+from auditd_py.contracts import Position
 from auditd_py.pipeline import BatchQueue
 from auditd_py.record import Fields
-from auditd_py.sources.base import Position
 from auditd_py.sources.journald import JournalSource, entry_fields, field_value
 
 JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
@@ -185,7 +186,7 @@ class CollectMeta:
         self.events: list[tuple[str, str, dict[str, Any]]] = []
 
     def event(self, name: str, message: str, **fields: Any) -> None:
-        assert name in metalog.CATALOGUE, name
+        assert name in ev_names.CATALOGUE, name
         json.dumps(fields)  # plain data only
         with self.timeline.cv:
             self.events.append((name, message, fields))
@@ -491,13 +492,13 @@ def test_lost_cursor_is_reported_and_reading_restarts_at_the_oldest_entry(
     r = run(settings(d), pos)
     r.source.drain()
     assert r.messages() == expect
-    events = r.meta.named(metalog.JOURNAL_CURSOR_LOST)
+    events = r.meta.named(ev_names.JOURNAL_CURSOR_LOST)
     assert len(events) == 1
     ev = events[0]
     assert ev["cursor"] == lost
     assert ev["continue_cursor"] == cursor_of(r.sink.records[0])
     assert ev["continue_time_us"] == T0 + (10_000 if how == "file-deleted" else 0)
-    assert r.meta.timeline.items[0] == ("event", metalog.JOURNAL_CURSOR_LOST)  # the gap first
+    assert r.meta.timeline.items[0] == ("event", ev_names.JOURNAL_CURSOR_LOST)  # the gap first
     assert r.source.cursors_lost == 1
     r.source.drain()
     assert len(r.sink.records) == len(expect)  # and nothing twice
@@ -512,7 +513,7 @@ def test_lost_cursor_on_an_empty_journal(tmp_path: Path, run: Any) -> None:
         "m=3e8;t=60a24181e4000;x=5c32629f6e8e76e1"
     )
     r = run(settings(d), {"jr:cursor": Position({"k": "jr:cursor", "cursor": lost}, b"")})
-    events = r.meta.named(metalog.JOURNAL_CURSOR_LOST)
+    events = r.meta.named(ev_names.JOURNAL_CURSOR_LOST)
     assert [(e["cursor"], e["continue_cursor"]) for e in events] == [(lost, None)]
     write_journal(d, [entry(i, b"e%d" % i) for i in range(3)])
     assert [x.message for x in r.sink.wait_for(3)] == [b"e0", b"e1", b"e2"]
@@ -601,7 +602,7 @@ def test_missing_directory_is_an_error_that_is_retried(tmp_path: Path, run: Any)
     ok, why = r.source.healthy()
     assert not ok and "FileNotFoundError" in why
     time.sleep(0.4)  # several retries …
-    errors = r.meta.named(metalog.SOURCE_ERROR)
+    errors = r.meta.named(ev_names.SOURCE_ERROR)
     assert len(errors) == 1  # … reported once
     assert errors[0]["errno"] == 2 and errors[0]["directory"] == str(d)
     assert r.source.errors > 1
@@ -664,7 +665,7 @@ def test_unreadable_journal_file_is_an_error_not_an_empty_journal(tmp_path: Path
             first = json.loads(child.stdout.readline())
             assert first["records"] == 0
             assert not first["healthy"][0] and "not readable" in first["healthy"][1]
-            assert [e[0] for e in first["events"]] == [metalog.SOURCE_ERROR]
+            assert [e[0] for e in first["events"]] == [ev_names.SOURCE_ERROR]
             assert str(path) in first["events"][0][1]["error"]
             path.chmod(0o644)  # fixed: the retry finds the entries
             child.stdin.write("go\n")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from auditd_py import metalog
+from auditd_py import events, metalog
 from auditd_py.metalog import MetaLog
 
 
@@ -24,9 +24,9 @@ def _reset_structlog() -> Iterator[None]:
 
 def emit(**configure: object) -> None:
     log = MetaLog()
-    log.log_only(metalog.SOURCE_ADDED, "source app (file) started", source="app")
-    log.log_only(metalog.FILE_TRUNCATED, "app.log truncated", path="/var/log/app.log")
-    log.log_only(metalog.ERROR, "bad \x1b[2Jthing\x07 happened")
+    log.log_only(events.SOURCE_ADDED, "source app (file) started", source="app")
+    log.log_only(events.FILE_TRUNCATED, "app.log truncated", path="/var/log/app.log")
+    log.log_only(events.ERROR, "bad \x1b[2Jthing\x07 happened")
 
 
 def test_json_when_not_a_terminal() -> None:

@@ -22,12 +22,12 @@ import orjson
 import pytest
 from botocore.exceptions import ClientError
 
-from auditd_py import metalog
+from auditd_py import events
 from auditd_py.chain.encoding import Fields
 from auditd_py.clock import Clock, SystemClock
 from auditd_py.config import S3Forward
-from auditd_py.errors import IntegrityError
-from auditd_py.forward.base import ArchiveInfo, ForwardError, cursor_path, load_cursor
+from auditd_py.errors import ForwardError, IntegrityError
+from auditd_py.forward.base import ArchiveInfo, cursor_path, load_cursor
 from auditd_py.forward.s3 import S3Forwarder
 from auditd_py.store.compress import compress_segment
 from auditd_py.store.reader import iter_records
@@ -69,7 +69,7 @@ class Meta:
         self.events: list[tuple[str, dict[str, Any]]] = []
 
     def event(self, name: str, message: str, **fields: Any) -> None:
-        assert name in metalog.CATALOGUE, name
+        assert name in events.CATALOGUE, name
         self.events.append((name, fields))
 
 

@@ -25,7 +25,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from auditd_py import metalog
+from auditd_py import events
 from auditd_py.clock import SystemClock
 from auditd_py.config import SyslogSource, TLSSettings
 from auditd_py.errors import ConfigError
@@ -122,7 +122,7 @@ class CollectMeta:
         self._lock = threading.Lock()
 
     def event(self, name: str, message: str, **fields: Any) -> None:
-        assert name in metalog.CATALOGUE, name
+        assert name in events.CATALOGUE, name
         with self._lock:
             self.events.append((name, message, fields))
 
@@ -287,7 +287,7 @@ def test_logger_tcp(serve: Serve, octet_count: bool, fmt: str) -> None:
         assert r.attrs["syslog"]["app"] == "tcpapp"
         assert "parse_error" not in r.attrs
     assert srv.stats()["parse_errors"] == 0
-    assert not meta.named(metalog.SYSLOG_PARSE_ERROR)
+    assert not meta.named(events.SYSLOG_PARSE_ERROR)
 
 
 @needs_logger
@@ -507,7 +507,7 @@ def test_rsyslog_relay_tls(
     assert rec.attrs is not None
     assert rec.attrs["tls_peer"] == "client.test"
     assert srv.stats()["tls_errors"] == 0
-    assert not meta.named(metalog.SYSLOG_TLS_ERROR)
+    assert not meta.named(events.SYSLOG_TLS_ERROR)
 
 
 # ---------------------------------------------------------------- TLS client auth
@@ -545,7 +545,7 @@ def test_tls_client_auth_required(serve: Serve, pki: dict[str, Path], bad: str |
             pass
         finally:
             s.close()
-    ev = meta.wait(metalog.SYSLOG_TLS_ERROR)
+    ev = meta.wait(events.SYSLOG_TLS_ERROR)
     assert ev[0]["count"] == 1
     assert ev[0]["peer"].startswith("127.0.0.1:")
     assert ev[0]["reason"]
@@ -583,7 +583,7 @@ def test_tls_without_client_auth(serve: Serve, pki: dict[str, Path]) -> None:
             while c.recv(4096):
                 pass
             raise OSError("closed")
-    assert meta.wait(metalog.SYSLOG_TLS_ERROR)[0]["count"] == 1
+    assert meta.wait(events.SYSLOG_TLS_ERROR)[0]["count"] == 1
     assert srv.stats()["tls_errors"] == 1
     assert srv.healthy() == (True, "")
 
@@ -640,7 +640,7 @@ def test_bad_input_over_tcp_is_sealed_raw(serve: Serve) -> None:
     assert cut.attrs["octet_count"] == 500
     assert frame_bytes(cut) == b"<13>1 - - - - - - cut short"
     srv.stop()
-    ev = meta.named(metalog.SYSLOG_PARSE_ERROR)
+    ev = meta.named(events.SYSLOG_PARSE_ERROR)
     assert ev
     assert sum(e["count"] for e in ev) == srv.stats()["parse_errors"]
     assert all(e["listener"].startswith("tcp://127.0.0.1:") for e in ev)
@@ -656,10 +656,10 @@ def test_parse_error_events_are_rate_limited(serve: Serve) -> None:
             c.sendall(b"garbage %d\n" % i)
     sink.wait_n(200)
     deadline = time.monotonic() + 5  # the ticker reports the rest within a second or two
-    while sum(e["count"] for e in meta.named(metalog.SYSLOG_PARSE_ERROR)) < 200:
+    while sum(e["count"] for e in meta.named(events.SYSLOG_PARSE_ERROR)) < 200:
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    ev = meta.named(metalog.SYSLOG_PARSE_ERROR)
+    ev = meta.named(events.SYSLOG_PARSE_ERROR)
     assert len(ev) == 2
     assert ev[0]["count"] == 1
     assert sum(e["count"] for e in ev) == 200
@@ -684,7 +684,7 @@ def test_bad_datagrams(serve: Serve) -> None:
     assert b"".join(frame_bytes(r) for r in big) == grams[1]
     assert all(r.attrs and r.attrs.get("continuation") for r in big[1:])
     assert recs[4].message == b"ok"
-    assert meta.wait(metalog.SYSLOG_PARSE_ERROR)[0]["count"] == 1
+    assert meta.wait(events.SYSLOG_PARSE_ERROR)[0]["count"] == 1
 
 
 def test_ten_megabyte_frame_becomes_oversize_plus_continuations(serve: Serve) -> None:
@@ -723,7 +723,7 @@ def test_max_connections(serve: Serve) -> None:
             c.settimeout(5)
             with contextlib.suppress(ConnectionResetError):
                 assert c.recv(10) == b""  # closed by the server at once
-        ev = meta.wait(metalog.SYSLOG_LIMIT)
+        ev = meta.wait(events.SYSLOG_LIMIT)
         assert ev[0]["limit"] == 2
         assert srv.stats()["rejected_connections"] == 1
         a.sendall(b"<13>1 - - - - - - still served\n")
@@ -820,7 +820,7 @@ def test_back_pressure_blocks_tcp_sender_and_loses_nothing(serve: Serve) -> None
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
         for _ in range(5):
             u.sendto(b"<13>1 - - - - - - dropped", (host, uport))
-    ev = meta.wait(metalog.SYSLOG_DROPPED)
+    ev = meta.wait(events.SYSLOG_DROPPED)
     assert ev[0]["reason"] == "sink full"
     deadline = time.monotonic() + 5
     while srv.stats()["dropped"] < 5 and time.monotonic() < deadline:
@@ -914,7 +914,7 @@ def test_kernel_udp_drops_are_counted(tmp_path: Path) -> None:
         assert st["dropped"] == 0
         assert st["received"] + st["kernel_drops"] == sent  # every datagram accounted for
         assert len(settle(sink)) == st["received"]
-        ev = meta.wait(metalog.SYSLOG_DROPPED)
+        ev = meta.wait(events.SYSLOG_DROPPED)
         assert ev[-1]["reason"] == "kernel receive buffer full"
         assert ev[-1]["kernel_drops"] <= st["kernel_drops"]
     finally:

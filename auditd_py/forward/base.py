@@ -12,16 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
-from auditd_py.errors import AuditdError, StateError
+from auditd_py.errors import StateError
 from auditd_py.store.layout import write_atomic
-
-
-class ForwardError(AuditdError):
-    """The peer could not take (or acknowledge) what was sent; retried."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,36 +116,9 @@ def save_cursor(path: Path, cursor: Cursor) -> None:
     write_atomic(path, cursor.to_json() + b"\n", 0o600)
 
 
-class Forwarder(Protocol):
-    """One destination. :meth:`step` does one unit of work; the runner loops it."""
-
-    name: str
-    kind: str
-
-    def step(self) -> int:
-        """Send what is ready; return how many items were acknowledged (0: idle).
-
-        Raises :class:`ForwardError` when the peer fails; nothing acknowledged is
-        lost, nothing unacknowledged is counted, the cursor stays where it was.
-        """
-        ...
-
-    def floor(self) -> int | None:
-        """The lowest seq not yet acknowledged (retention keeps it), None: no limit."""
-        ...
-
-    def lag(self) -> dict[str, int]:
-        """How far behind: ``records`` (and ``segments``/``checkpoints`` where it applies)."""
-        ...
-
-    def close(self) -> None: ...
-
-
 __all__ = [
     "ArchiveInfo",
     "Cursor",
-    "ForwardError",
-    "Forwarder",
     "Sealed",
     "cursor_path",
     "load_cursor",

@@ -16,9 +16,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-from auditd_py import metalog as ev
-from auditd_py.forward.base import Forwarder, ForwardError
-from auditd_py.sources.base import Meta
+from auditd_py import events as ev
+from auditd_py.contracts import Forwarder, Meta
+from auditd_py.errors import ForwardError
 
 BACKOFF_BASE_S = 0.25
 

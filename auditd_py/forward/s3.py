@@ -36,19 +36,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from auditd_py import metalog
+from auditd_py import events
 from auditd_py.clock import Clock
 from auditd_py.config import S3Forward
-from auditd_py.errors import ArchiveError
+from auditd_py.contracts import Meta
+from auditd_py.errors import ArchiveError, ForwardError
 from auditd_py.forward.base import (
     ArchiveInfo,
     Cursor,
-    ForwardError,
     cursor_path,
     load_cursor,
     save_cursor,
 )
-from auditd_py.sources.base import Meta
 from auditd_py.store.compress import is_compressed
 from auditd_py.store.layout import CHECKPOINT_RE, CHECKPOINTS, IDENTITY, SEGMENTS, Layout
 from auditd_py.store.retention import read_header
@@ -367,7 +366,7 @@ class S3Forwarder:
         if key not in self._conflicts:
             self._conflicts.add(key)
             self.meta.event(
-                metalog.FORWARD_CONFLICT,
+                events.FORWARD_CONFLICT,
                 f"s3://{self.loc.bucket}/{key} already holds other bytes; not overwritten",
                 forwarder=self.name,
                 bucket=self.loc.bucket,

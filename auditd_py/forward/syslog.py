@@ -35,18 +35,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from auditd_py import metalog as ev
+from auditd_py import events as ev
 from auditd_py.config import SyslogForward, split_listen
+from auditd_py.contracts import Meta
+from auditd_py.errors import ForwardError
 from auditd_py.forward.base import (
     ArchiveInfo,
     Cursor,
-    ForwardError,
     cursor_path,
     load_cursor,
     save_cursor,
 )
 from auditd_py.forward.tail import Durable, SealedTail
-from auditd_py.sources.base import Meta
 from auditd_py.store.layout import Layout
 
 SD_ID = "auditd@32473"

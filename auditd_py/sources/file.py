@@ -52,11 +52,11 @@ from typing import Any
 
 import orjson
 
-from auditd_py import metalog as ev
+from auditd_py import events as ev
 from auditd_py.clock import Clock
 from auditd_py.config import FileSource
+from auditd_py.contracts import Meta, Sink
 from auditd_py.record import Fields, Position, pos_key
-from auditd_py.sources.base import Meta, Sink
 
 CHUNK = 1 << 18
 WAIT = -1  # _copy_origin: "cannot tell yet"
@@ -252,6 +252,10 @@ class FileTailer:
         if not alive and not self._stop.is_set():
             return False, "file tailer thread is not running"
         return (not self.error, self.error)
+
+    def stats(self) -> dict[str, int]:
+        # No lock: a scrape must never wait for the tailer (len() of a dict is atomic).
+        return {"files": len(self._files), "lines": self.lines}
 
     # ------------------------------------------------------------ discovery
 

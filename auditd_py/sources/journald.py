@@ -36,9 +36,9 @@ from typing import Any, Final, Protocol
 
 from auditd_py import config
 from auditd_py.clock import Clock
-from auditd_py.metalog import JOURNAL_CURSOR_LOST, SOURCE_ERROR
+from auditd_py.contracts import Meta, Position, Sink
+from auditd_py.events import JOURNAL_CURSOR_LOST, SOURCE_ERROR
 from auditd_py.record import Fields, pos_key
-from auditd_py.sources.base import Meta, Position, Sink
 
 __all__ = ["JournalSource", "RawEntry", "entry_fields", "field_value"]
 
@@ -317,6 +317,13 @@ class JournalSource:
         if error is not None:
             return False, f"cannot read {where}: {error}"
         return True, f"following {where}, {self.delivered} entries delivered"
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "delivered": self.delivered,
+            "errors": self.errors,
+            "cursors_lost": self.cursors_lost,
+        }
 
     # -------------------------------------------------------- the thread
 

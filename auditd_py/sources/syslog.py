@@ -31,12 +31,12 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any, Final
 
-from auditd_py import metalog
+from auditd_py import events
 from auditd_py.clock import Clock
 from auditd_py.config import SyslogSource
+from auditd_py.contracts import Meta, Position, Sink
 from auditd_py.errors import ConfigError
 from auditd_py.record import Fields
-from auditd_py.sources.base import Meta, Position, Sink
 from auditd_py.sources.syslog_parse import (
     STREAM_TRANSPORTS,
     Frame,
@@ -140,10 +140,10 @@ class _Listener:
             else UDP_BUFSIZE
         )
         what = f"syslog listener {self.url}"
-        self.parse_errors = _Limited(srv, metalog.SYSLOG_PARSE_ERROR, f"{what}: unparsable frames")
-        self.drops = _Limited(srv, metalog.SYSLOG_DROPPED, f"{what}: datagrams dropped")
-        self.limit = _Limited(srv, metalog.SYSLOG_LIMIT, f"{what}: connection refused")
-        self.tls = _Limited(srv, metalog.SYSLOG_TLS_ERROR, f"{what}: TLS handshake failed")
+        self.parse_errors = _Limited(srv, events.SYSLOG_PARSE_ERROR, f"{what}: unparsable frames")
+        self.drops = _Limited(srv, events.SYSLOG_DROPPED, f"{what}: datagrams dropped")
+        self.limit = _Limited(srv, events.SYSLOG_LIMIT, f"{what}: connection refused")
+        self.tls = _Limited(srv, events.SYSLOG_TLS_ERROR, f"{what}: TLS handshake failed")
         self.limiters = (self.parse_errors, self.drops, self.limit, self.tls)
 
 
@@ -318,7 +318,7 @@ class SyslogServer:
         self._reads = 0
         self._stopping = False
         self._stopped = False
-        self._errors = _Limited(self, metalog.SOURCE_ERROR, f"syslog source {self.name}: error")
+        self._errors = _Limited(self, events.SOURCE_ERROR, f"syslog source {self.name}: error")
 
     # ------------------------------------------------------------ Source protocol
 
@@ -595,7 +595,7 @@ class SyslogServer:
             lost = sum(len(b) for b in self._backlog)
             self._backlog.clear()
             self._meta_event(
-                metalog.SOURCE_ERROR,
+                events.SOURCE_ERROR,
                 f"syslog source {self.name}: sink full at stop, records not delivered",
                 lost=lost,
             )
@@ -734,7 +734,7 @@ class SyslogServer:
                 k = max(lst.kernel_drops, self._proc_drops(lst))
                 if k > lst.kernel_reported:
                     self._meta_event(
-                        metalog.SYSLOG_DROPPED,
+                        events.SYSLOG_DROPPED,
                         f"syslog listener {lst.url}: the kernel dropped datagrams",
                         listener=lst.url,
                         count=k - lst.kernel_reported,
