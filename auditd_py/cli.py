@@ -502,10 +502,10 @@ def cmd_check_proof(a: argparse.Namespace) -> int:
 
 def cmd_run(a: argparse.Namespace) -> int:
     from auditd_py import config, metalog  # noqa: PLC0415 - daemon-only imports
-    from auditd_py.service import Daemon, check_config  # noqa: PLC0415
+    from auditd_py.daemon.supervisor import Daemon  # noqa: PLC0415
 
     loaded = config.load(a.config)
-    problems = check_config(loaded)
+    problems = config.check_config(loaded)
     if problems:
         raise ConfigError("\n".join(problems))
     metalog.configure(level=metalog.LOG_LEVELS[a.log_level], fmt=a.log_format)
@@ -626,7 +626,7 @@ def cmd_config_check(a: argparse.Namespace) -> int:
     import yaml  # noqa: PLC0415
 
     from auditd_py import config  # noqa: PLC0415
-    from auditd_py.service import check_config, effective  # noqa: PLC0415
+    from auditd_py.config import check_config, effective  # noqa: PLC0415
 
     loaded = config.load(a.file)
     problems = check_config(loaded)
@@ -655,7 +655,8 @@ def _rate(r: object) -> str:
 
 
 def cmd_status(a: argparse.Namespace) -> int:
-    from auditd_py import config, observe  # noqa: PLC0415 - only this command needs them
+    from auditd_py import config  # noqa: PLC0415 - only this command needs them
+    from auditd_py.daemon import observe  # noqa: PLC0415
 
     if a.config and a.url:
         raise UsageError("give --config FILE or --url URL, not both")

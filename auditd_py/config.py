@@ -557,3 +557,35 @@ def load(path: str | Path, env: Mapping[str, str] | None = None) -> Loaded:
         raise ConfigError(f"configuration is not UTF-8 (byte {exc.start})", file=str(p)) from exc
     cfg = load_text(text, str(p), env)
     return Loaded(cfg, str(p), hashlib.blake2b(raw, digest_size=32).hexdigest())
+
+
+def check_config(loaded: Loaded) -> list[str]:
+    """Problems a schema cannot see: sources that overlap, paths that cannot work."""
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    for s in loaded.config.sources:
+        if isinstance(s, FileSource):
+            for p in s.paths:
+                norm = os.path.normpath(p)
+                if norm in seen and seen[norm] != s.name:
+                    problems.append(
+                        f"{loaded.path}: sources {seen[norm]!r} and {s.name!r} both read {p!r}; "
+                        "a file must belong to one source"
+                    )
+                seen[norm] = s.name
+    listen: dict[str, str] = {}
+    for s in loaded.config.sources:
+        if isinstance(s, SyslogSource):
+            for url in s.listen:
+                if url in listen:
+                    problems.append(
+                        f"{loaded.path}: sources {listen[url]!r} and {s.name!r} "
+                        f"both listen on {url}"
+                    )
+                listen[url] = s.name
+    return problems
+
+
+def effective(loaded: Loaded) -> dict[str, Any]:
+    """The effective configuration, as plain data (for ``config check``)."""
+    return loaded.config.model_dump(mode="json")

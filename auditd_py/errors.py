@@ -11,6 +11,7 @@
     │   ├── ArchiveExistsError       keygen refuses to overwrite
     │   ├── ArchiveLockedError       another writer holds the archive
     │   └── StateError               the sealing state is unreadable or inconsistent
+    ├── SealLoopError                the daemon's seal loop died (the writer is unusable)
     ├── ForwardError                 a forwarding peer failed (the runner retries)
     ├── ControlError                 the running daemon could not be asked, or refused
     ├── FormatError                  bytes that do not follow docs/FORMAT.md (exit 1 in verify)
@@ -120,3 +121,7 @@ class ControlError(AuditdError):
     def __init__(self, message: str, *, reason: str = "rejected", **where: Any) -> None:
         super().__init__(message, **where)
         self.reason = reason
+
+
+class SealLoopError(AuditdError):
+    """The seal loop died with an unexpected error; the daemon stops (exit 2)."""

@@ -13,13 +13,12 @@ import logging
 import os
 import sys
 import threading
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import structlog
 
 from auditd_py import events
 from auditd_py.contracts import MetaItem
-from auditd_py.pipeline import BatchQueue
 
 LOG_FORMATS: Final = ("auto", "json", "console")
 LOG_LEVELS: Final = {
@@ -100,12 +99,18 @@ def configure(stream: Any = None, level: int = logging.INFO, fmt: str = "auto") 
     )
 
 
+class MetaQueue(Protocol):
+    """Where meta events are sealed from: the daemon's queue (never refuses them)."""
+
+    def put_meta(self, item: MetaItem) -> None: ...
+
+
 class MetaLog:
     """Implements :class:`auditd_py.sources.base.Meta`."""
 
     def __init__(self) -> None:
         self._log = structlog.get_logger("auditd-py")
-        self._queue: BatchQueue | None = None
+        self._queue: MetaQueue | None = None
         self._pending: list[MetaItem] = []
         self._lock = threading.Lock()
         self.counts: dict[str, int] = {}
@@ -119,7 +124,7 @@ class MetaLog:
         getattr(self._log, level)(name, message=message, **fields)
         self.counts[name] = self.counts.get(name, 0) + 1
 
-    def attach(self, queue: BatchQueue) -> None:
+    def attach(self, queue: MetaQueue) -> None:
         """From now on events are sealed; those logged before are sealed first."""
         with self._lock:
             self._queue = queue

@@ -28,10 +28,10 @@ import yaml
 
 from auditd_py import events, metalog
 from auditd_py.chain.encoding import record_bytes
-from auditd_py.config import FileSource
+from auditd_py.config import FileSource, check_config
 from auditd_py.config import load as load_config
+from auditd_py.daemon.supervisor import Daemon
 from auditd_py.record import Fields, Position
-from auditd_py.service import Daemon, check_config
 from auditd_py.sources.file import FileTailer
 from auditd_py.store.state import StateFile
 from tests._archive_helpers import CLI_BIN, Archive, Result, keygen, run_cli, run_real
@@ -262,7 +262,7 @@ class Sandbox:
 
 
 class LiveDaemon:
-    """The real :class:`~auditd_py.service.Daemon` (not ``--once``) in a thread."""
+    """The real :class:`~auditd_py.daemon.supervisor.Daemon` (not ``--once``) in a thread."""
 
     def __init__(self, config: Path) -> None:
         loaded = load_config(config)
@@ -315,7 +315,7 @@ class LiveDaemon:
     def stop(self) -> None:
         if self._thread.is_alive():
             self.daemon.flags.stop = True
-            self.daemon._wake.set()
+            self.daemon.wake.set()
             self._thread.join(30)
         assert not self._thread.is_alive(), "daemon did not stop"
 
@@ -421,6 +421,9 @@ def file_settings(paths: Iterable[Path | str], **settings: Any) -> FileSource:
 class Clock:
     def now_ns(self) -> int:
         return time.time_ns()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
 
 
 def start_tailer(

@@ -30,7 +30,6 @@ ARCHIVE = "/var/lib/auditd-py/archive"
 DROPIN = "/etc/systemd/system/auditd-py.service.d"
 INSTALL_DIR = "/root/install"
 GUIDE = re.compile(r"<!-- install-guide:[^>]*-->\s*```sh\n(.*?)```\s*<!-- /install-guide -->", re.S)
-STALL = "/run/auditd-py-test-stall"
 COLLECTOR_PORT = 6601
 COLLECTOR_OUT = "/var/lib/collector/received"
 
@@ -363,18 +362,21 @@ def test_forwarding_works_under_the_units_ip_policy(box: Container) -> None:
 # ---------------------------------------------------------------- watchdog and stop
 
 
-def test_watchdog_restarts_a_stalled_sealer(box: Container) -> None:
+def test_watchdog_restarts_a_hung_daemon(box: Container) -> None:
+    """A daemon that stops pinging (here: stopped with SIGSTOP) is aborted and restarted.
+
+    That the ping stops when only the seal loop hangs is shown in-process
+    (tests/test_observe.py); here the unit's WatchdogSec=/Restart= do their part.
+    """
     c = box
     c.sh(
         f"mkdir -p {DROPIN} && printf '[Service]\\nWatchdogSec=4s\\nRestartSec=1s\\n"
-        f"Environment=AUDITD_PY_TEST_STALL_SEALER={STALL}\\n' > {DROPIN}/watchdog.conf && "
-        "systemctl daemon-reload"
+        f"TimeoutAbortSec=3s\\n' > {DROPIN}/watchdog.conf && systemctl daemon-reload"
     )
     pid = restart(c)
     restarts = int(prop(c, "NRestarts"))
-    c.sh(f"touch {STALL} && logger -u /run/auditd-py/log.sock -t boot {token()}")
+    c.sh(f"kill -STOP {pid}")
     c.wait_for(f"journalctl --no-pager -u {UNIT} -n 50 | grep -q 'Watchdog timeout'", 30)
-    c.sh(f"rm -f {STALL}")
     c.wait_for(
         f'[ "$(systemctl show -p NRestarts --value {UNIT})" -gt {restarts} ] && '
         f"systemctl is-active {UNIT}",
@@ -391,7 +393,7 @@ def test_watchdog_restarts_a_stalled_sealer(box: Container) -> None:
 def test_journal_priorities_follow_the_event_severity(box: Container) -> None:
     c = box
     warn = c.sh(f"journalctl --no-pager -o cat -u {UNIT} -p warning").stdout
-    assert '"sealer.stalled"' in warn or '"forward.failed"' in warn, warn
+    assert '"forward.failed"' in warn, warn
     assert '"source.added"' not in warn
     info = c.sh(f"journalctl --no-pager -o cat -u {UNIT} -p info").stdout
     assert '"source.added"' in info

@@ -43,8 +43,8 @@ from auditd_py.control import (
     parse_request,
     socket_path,
 )
+from auditd_py.daemon.supervisor import Daemon as InProcessDaemon
 from auditd_py.errors import AuditdError
-from auditd_py.service import Daemon as InProcessDaemon
 from tests.test_daemon import CLI, Daemon, show, verify_both, wait_for
 from tests.util import Arc
 
@@ -695,7 +695,7 @@ def test_in_process_daemon_leaves_no_threads(tmp_path: Path) -> None:
         assert _control_threads() != before
     finally:
         dm.flags.stop = True
-        dm._wake.set()
+        dm.wake.set()
         t.join(30)
     assert not t.is_alive()
     assert _control_threads() == before

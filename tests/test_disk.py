@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from auditd_py.config import DiskSettings, Space
-from auditd_py.diskwatch import EXIT_HALTED, FULL_MARGIN, Level, classify
+from auditd_py.daemon.disk import EXIT_HALTED, FULL_MARGIN, Level, classify
 from tests.test_daemon import Daemon, show, verify_both, wait_for
 from tests.test_retention import app_messages, assert_suffix_exactly_once
 from tests.test_segments import syslog_line

@@ -1,7 +1,7 @@
 """The file source: globs, partial and long lines, bytes, rotation, truncation, restarts.
 
 Real files, the real daemon (``auditd-py run --config C --once`` in-process, a
-live :class:`~auditd_py.service.Daemon` in a thread, or the installed tool as a
+live :class:`~auditd_py.daemon.supervisor.Daemon` in a thread, or the installed tool as a
 subprocess for the tests marked ``integration``), the real ``logrotate``, and
 :class:`~auditd_py.sources.file.FileTailer` driven directly with a collecting
 fake Sink/Meta for the unit-level cases. Every test asserts exact outcomes:

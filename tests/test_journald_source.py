@@ -32,7 +32,7 @@ from auditd_py import events as ev_names
 from auditd_py.chain.encoding import encode_body
 from auditd_py.clock import ManualClock
 from auditd_py.contracts import Position
-from auditd_py.pipeline import BatchQueue
+from auditd_py.daemon.queue import BatchQueue
 from auditd_py.record import Fields
 from auditd_py.sources.journald import JournalSource, entry_fields, field_value
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 from pathlib import Path
 
 import orjson
@@ -11,7 +10,8 @@ import pytest
 
 from auditd_py import config, metalog
 from auditd_py.chain.encoding import Fields
-from auditd_py.service import CLOCK_JUMP_NS, Daemon
+from auditd_py.clock import ManualClock
+from auditd_py.daemon.supervisor import CLOCK_JUMP_NS, Daemon
 from auditd_py.store.writer import EpochPolicy
 from tests.test_daemon import Daemon as DaemonProc
 from tests.test_daemon import show, verify_both, wait_for
@@ -42,12 +42,14 @@ def test_clock_jump_is_meta_logged(tmp_path: Path) -> None:
     cfg.write_text(f"archive: {{path: {tmp_path / 'a'}}}\n")
     out = io.StringIO()
     metalog.configure(out)
-    d = Daemon(config.load(cfg))
-    d._clock_ref = (time.time_ns() - 2 * CLOCK_JUMP_NS, time.monotonic_ns())
-    d._check_clock()  # the wall clock moved 2 jumps more than the monotonic one
-    d._clock_ref = (time.time_ns() + 3 * CLOCK_JUMP_NS, time.monotonic_ns())
+    clock = ManualClock()
+    d = Daemon(config.load(cfg), clock=clock)
+    clock.t += 2 * CLOCK_JUMP_NS  # the wall clock moves, the monotonic one does not
     d._check_clock()
-    d._check_clock()  # no jump since: nothing more
+    clock.t -= 3 * CLOCK_JUMP_NS
+    d._check_clock()
+    clock.advance(3600)  # both move alike: no jump
+    d._check_clock()
     events = [orjson.loads(x) for x in out.getvalue().splitlines()]
     jumps = [e for e in events if e["event"] == "clock.jump"]
     assert len(jumps) == 2

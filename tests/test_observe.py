@@ -1,8 +1,8 @@
 """Observability: Prometheus metrics, /health, ``auditd-py status``, sd_notify and
 the watchdog, against a real daemon subprocess (and a real NOTIFY_SOCKET).
 
-The stuck sealer is made with the pipeline's test-only fault injection
-(``AUDITD_PY_TEST_STALL_SEALER``: the sealer pauses while the named file exists).
+A stuck seal loop is made by holding back its queue in an in-process daemon
+(:class:`Stalling`): its heartbeat goes stale exactly as when its thread hangs.
 """
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from auditd_py import config
+from auditd_py.daemon.observe import url_for
+from auditd_py.daemon.queue import Item
+from auditd_py.daemon.rates import Rates
+from auditd_py.daemon.sealloop import SealLoop
+from auditd_py.daemon.supervisor import Daemon as InProcessDaemon
+from auditd_py.daemon.systemd import notify, notify_socket, watchdog_seconds
 from auditd_py.errors import ConfigError
-from auditd_py.observe import url_for
-from auditd_py.pipeline import STALL_ENV
-from auditd_py.service import Daemon as InProcessDaemon
-from auditd_py.service import Rates, notify, notify_socket, watchdog_seconds
 from tests.test_daemon import CLI, Daemon, Notify, free_port, show, verify_both, wait_for
 from tests.util import Arc
 
@@ -250,25 +252,83 @@ def test_health_is_503_while_a_source_is_unhealthy(tmp_path: Path) -> None:
         assert d.stop() == 0
 
 
+class Stalling:
+    """The seal loop's queue, held back while :attr:`stalled` is set (until the loop stops).
+
+    Put in place of a running daemon's ``sealer.queue``: the loop's heartbeat goes
+    stale exactly as when its thread is stuck, while sources keep queueing.
+    """
+
+    def __init__(self, loop: SealLoop) -> None:
+        self.loop = loop
+        self.inner = loop.queue
+        self.stalled = threading.Event()
+
+    def get_timed(self, timeout: float) -> list[tuple[float, list[Item]]]:
+        while self.stalled.is_set() and not self.loop.stopping:
+            time.sleep(0.02)
+        return self.inner.get_timed(timeout)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class InProcess:
+    """The real daemon in a thread, its sd_notify messages captured."""
+
+    def __init__(self, cfg: Path, env: dict[str, str]) -> None:
+        self.messages: list[str] = []
+        self.d = InProcessDaemon(config.load(cfg), notify_fn=self._notify, env=env)
+        self.code: int | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _notify(self, state: str) -> bool:
+        self.messages.append(state)
+        return True
+
+    def _run(self) -> None:
+        self.code = self.d.run()
+
+    def start(self) -> Stalling:
+        self.thread.start()
+        assert wait_for(lambda: any("READY=1" in m for m in self.messages), 20)
+        assert self.d.sealer is not None
+        stalling = Stalling(self.d.sealer)
+        self.d.sealer.queue = stalling  # type: ignore[assignment]
+        return stalling
+
+    def during(self, seconds: float) -> list[str]:
+        n = len(self.messages)
+        time.sleep(seconds)
+        return self.messages[n:]
+
+    def stop(self) -> int | None:
+        self.d.flags.stop = True
+        self.d.wake.set()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+        return self.code
+
+
 @integration
 def test_stuck_sealer_stops_the_watchdog_and_fails_health(tmp_path: Path) -> None:
     arc = Arc(tmp_path, random=None)
     logs = tmp_path / "logs"
     logs.mkdir()
     port = free_port()
-    stall = tmp_path / "stall"
     cfg = write_config(tmp_path, arc, port, file_source(logs))
-    d = Daemon(tmp_path, cfg, env={"WATCHDOG_USEC": "2000000", STALL_ENV: str(stall)})
+    d = InProcess(cfg, env={"WATCHDOG_USEC": "2000000"})
+    stall = d.start()
     try:
-        d.ready()
-        ok = d.notify.during(2.0)
+        ok = d.during(2.0)
         assert sum("WATCHDOG=1" in m for m in ok) >= 2, ok  # every 0.5 s with a 2 s watchdog
         assert any("STATUS=" in m and "records/s" in m for m in ok)
         assert get_health(port)[0] == 200
 
-        stall.touch()
-        time.sleep(1.5)  # the heartbeat goes stale after 1 s (half of WATCHDOG_USEC)
-        stuck = d.notify.during(3.0)
+        stall.stalled.set()
+        # the heartbeat goes stale after 1 s (half of WATCHDOG_USEC): no ping from then on
+        assert wait_for(lambda: any("sealer stalled" in m for m in d.messages), 10)
+        stuck = d.during(3.0)
         assert stuck and not any("WATCHDOG=1" in m for m in stuck), stuck
         assert any("sealer stalled" in m for m in stuck), stuck
         (logs / "app.log").write_bytes(b"".join(b"during %d\n" % i for i in range(50)))
@@ -287,21 +347,20 @@ def test_stuck_sealer_stops_the_watchdog_and_fails_health(tmp_path: Path) -> Non
         m = scrape(port)
         assert metric(m, "auditd_py_records_sealed_total", source="app") == 0
         assert (metric(m, "auditd_py_queue_depth") or 0) >= 50
-        assert d.proc.poll() is None
+        assert d.thread.is_alive()
 
-        stall.unlink()
-        resumed = d.notify.during(2.0)
+        stall.stalled.clear()
+        resumed = d.during(2.0)
         assert any("WATCHDOG=1" in m for m in resumed), resumed
         assert wait_for(lambda: get_health(port)[0] == 200, 10), get_health(port)
         assert wait_for(
             lambda: metric(scrape(port), "auditd_py_records_sealed_total", source="app") == 50, 10
         ), scrape(port)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            stall.unlink()
+        stall.stalled.clear()
         code = d.stop()
     assert code == 0
-    assert any("STOPPING=1" in m for m in d.notify.messages)
+    assert any("STOPPING=1" in m for m in d.messages)
     events = [r["event"] for r in show(arc, "--meta")]
     assert "sealer.stalled" in events and "sealer.resumed" in events
     assert [r["message"] for r in show(arc)] == [f"during {i}" for i in range(50)]
@@ -309,19 +368,19 @@ def test_stuck_sealer_stops_the_watchdog_and_fails_health(tmp_path: Path) -> Non
 
 
 @integration
-def test_sigterm_while_the_sealer_is_stuck(tmp_path: Path) -> None:
-    """Stopping lets the sealer go: what was read is sealed, the exit is clean."""
+def test_stopping_while_the_sealer_is_stuck(tmp_path: Path) -> None:
+    """Stopping while the seal loop is held back: what was read is sealed, the exit is clean."""
     arc = Arc(tmp_path, random=None)
     logs = tmp_path / "logs"
     logs.mkdir()
-    stall = tmp_path / "stall"
-    stall.touch()
     cfg = write_config(tmp_path, arc, free_port(), file_source(logs))
-    d = Daemon(tmp_path, cfg, env={STALL_ENV: str(stall)})
+    d = InProcess(cfg, env={})
+    stall = d.start()
+    stall.stalled.set()
     try:
-        d.ready()
         (logs / "app.log").write_bytes(b"".join(b"x %d\n" % i for i in range(20)))
-        time.sleep(1.0)
+        assert wait_for(lambda: d.d.queue.read_counts().get("app", 0) == 20, 10)
+        assert d.d.sealer is not None and d.d.sealer.stats.sealed_by_source.get("app", 0) == 0
     finally:
         code = d.stop()
     assert code == 0
@@ -394,7 +453,7 @@ def test_two_daemons_in_one_process_have_their_own_registries(tmp_path: Path) ->
     finally:
         for dm in daemons:
             dm.flags.stop = True
-            dm._wake.set()
+            dm.wake.set()
         for t in threads:
             t.join(30)
     assert not any(t.is_alive() for t in threads)

@@ -483,7 +483,8 @@ def test_layout_helpers_see_a_retained_archive(tmp_path: Path) -> None:
 
 def test_a_failing_deletion_does_not_stop_sealing(tmp_path: Path) -> None:
     """Retention that cannot delete (say, a flag it may not lift) is reported, not fatal."""
-    from auditd_py.pipeline import BatchQueue, Sealer
+    from auditd_py.daemon.queue import BatchQueue
+    from auditd_py.daemon.sealloop import NoEvents, SealLoop
     from auditd_py.store.retention import Blocked, Retainer
 
     class Refusing(Retainer):
@@ -495,14 +496,21 @@ def test_a_failing_deletion_does_not_stop_sealing(tmp_path: Path) -> None:
     q = BatchQueue(1000)
     seen: list[Blocked] = []
     errors: list[BaseException] = []
-    s = Sealer(
+
+    class Told(NoEvents):
+        def failed(self, exc: BaseException) -> None:
+            errors.append(exc)
+
+        def retention_blocked(self, blocked: Blocked) -> None:
+            seen.append(blocked)
+
+    s = SealLoop(
         w,
         q,
+        Told(),
         commit_interval_ns=10**7,
-        on_error=errors.append,
         retainer=Refusing(arc.layout, RetentionPolicy(max_segments=1)),
         retention_interval_ns=10**8,
-        on_retention_blocked=seen.append,
     )
     s.start()
     q.put([Fields(arc.clock.now_ns(), "test", b"one")])

@@ -13,10 +13,11 @@ import orjson
 import pytest
 import zstandard
 
-from auditd_py import pipeline
 from auditd_py.chain.encoding import Fields
 from auditd_py.config import load_text
-from auditd_py.pipeline import BatchQueue, RotationPolicy, Sealer
+from auditd_py.daemon import sealloop
+from auditd_py.daemon.queue import BatchQueue
+from auditd_py.daemon.sealloop import NoEvents, RotationPolicy, SealLoop
 from auditd_py.store.compress import compress_segment, finish_pending, open_segment
 from auditd_py.store.reader import build_proof, check_proof, iter_records
 from auditd_py.store.writer import NS, EpochPolicy
@@ -61,13 +62,17 @@ def test_sealer_rotates_by_size(tmp_path: Path) -> None:
     w = arc.writer()
     q = BatchQueue(10_000)
     rotated: list[tuple[str, str]] = []
-    s = Sealer(
+
+    class Rotations(NoEvents):
+        def rotated(self, prev: str, reason: str, epoch: int) -> None:
+            rotated.append((prev, reason))
+
+    s = SealLoop(
         w,
         q,
+        Rotations(),
         commit_interval_ns=1_000_000,
-        on_error=lambda e: None,
         rotation=RotationPolicy(max_bytes=8 * 1024, max_age_ns=3600 * NS),
-        on_rotated=lambda prev, why, cp: rotated.append((prev, why)),
     )
     s.start()
     sent = [syslog_line(i) for i in range(400)]
@@ -115,16 +120,16 @@ def test_rotation_is_postponed_while_the_compressor_holds_the_gate(
     """The sealer does not wait for the compressor's fsync/rename/unlink: it seals on and
     rotates at a later turn, until the segment is twice its limit; then it waits, and
     the wait counts in the rotation's pause (reported as p50/p99/max)."""
-    monkeypatch.setattr(pipeline, "GATE_WAIT_MAX", 60.0)
+    monkeypatch.setattr(sealloop, "GATE_WAIT_MAX", 60.0)
     arc = Arc(tmp_path)
     w = arc.writer()
     q = BatchQueue(10_000)
     limit = 16 * 1024
-    s = Sealer(
+    s = SealLoop(
         w,
         q,
+        NoEvents(),
         commit_interval_ns=1_000_000,
-        on_error=lambda e: None,
         rotation=RotationPolicy(max_bytes=limit, max_age_ns=3600 * NS),
     )
     s.io_gate.acquire()  # as the compressor does around its fsync, rename and unlink

@@ -839,7 +839,7 @@ def test_back_pressure_blocks_tcp_sender_and_loses_nothing(serve: Serve) -> None
 def test_with_the_pipeline_queue_as_sink() -> None:
     """The real Sink: a small BatchQueue drained slowly; records encode as sealed bodies."""
     from auditd_py.chain.encoding import encode_body
-    from auditd_py.pipeline import BatchQueue
+    from auditd_py.daemon.queue import BatchQueue
 
     q = BatchQueue(capacity=1000)
     srv = SyslogServer(

@@ -13,7 +13,7 @@ answers
 Values are collected when scraped (a :class:`DaemonCollector` reads the daemon's
 state), not updated on the sealing path: the only counters kept on the hot path
 are the queue's per-batch record counts and the sealer's per-commit latency
-buckets (:mod:`auditd_py.pipeline`).
+buckets (:mod:`auditd_py.daemon.sealloop`).
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ from auditd_py.record import META_SOURCE
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-    from auditd_py.pipeline import Sealer
-    from auditd_py.service import Daemon
+    from auditd_py.daemon.sealloop import SealLoop
+    from auditd_py.daemon.supervisor import Daemon
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +165,7 @@ def _suspended(d: Daemon) -> bool:
     return s is not None and (s.suspended.is_set() or s.disk_full_since is not None)
 
 
-def _pauses(sealer: Sealer | None) -> dict[str, Any]:
+def _pauses(sealer: SealLoop | None) -> dict[str, Any]:
     """Where sealing stopped: rotation pauses, the longest commit, the longest record wait."""
     if sealer is None:
         return {}
@@ -188,7 +188,7 @@ def health(d: Daemon) -> tuple[bool, dict[str, Any]]:
     sealer = d.sealer
     heartbeat_age = None
     if sealer is not None:
-        heartbeat_age = time.monotonic() - sealer.heartbeat
+        heartbeat_age = d.clock.monotonic() - sealer.heartbeat
         if sealer.error is not None:
             reasons.append(f"sealer failed: {sealer.error!r}")
         elif not sealer.alive():
@@ -208,7 +208,7 @@ def health(d: Daemon) -> tuple[bool, dict[str, Any]]:
         held = d.writer.unwritten if d.writer is not None else 0
         reasons.append(
             f"the archive's file system is full for "
-            f"{time.monotonic() - sealer.disk_full_since:.0f}s ({held} sealed bytes held)"
+            f"{d.clock.monotonic() - sealer.disk_full_since:.0f}s ({held} sealed bytes held)"
         )
     total_rate, _ = d.rates.rates()
     segments, size, free = _archive_stats(d)
@@ -220,7 +220,7 @@ def health(d: Daemon) -> tuple[bool, dict[str, Any]]:
         "environment": d.cfg.environment,
         "config": d.loaded.path,
         "config_hash": d.loaded.digest,
-        "uptime_seconds": round(time.monotonic() - d.started, 3),
+        "uptime_seconds": round(d.clock.monotonic() - d.started, 3),
         "archive": str(d.writer.layout.root) if d.writer is not None else None,
         "segment": d.writer.segment if d.writer is not None else None,
         "segments": segments,
@@ -371,7 +371,7 @@ class DaemonCollector(Collector):
             yield GaugeMetricFamily(
                 "auditd_py_sealer_heartbeat_age_seconds",
                 "Seconds since the sealing loop last ran.",
-                value=time.monotonic() - sealer.heartbeat,
+                value=d.clock.monotonic() - sealer.heartbeat,
             )
         if d.writer is not None:
             yield GaugeMetricFamily(

@@ -1,58 +1,104 @@
-"""sources → bounded queue → sealer → archive.
+"""The seal loop: queue → archive, with group commits, rotation and retention.
 
-One sealer thread owns the :class:`~auditd_py.store.writer.ArchiveWriter`. It
-takes batches from the queue, seals them, and makes them durable with a group
-commit (one fsync per ``commit_interval`` at most, never per line). It also
-ends epochs on time even when no record arrives, so an idle archive still gets
-its checkpoints and its keys still evolve.
-
-Test-only fault injection: if ``AUDITD_PY_TEST_STALL_SEALER`` names a file, the
-sealer thread pauses (sealing nothing, its heartbeat going stale) for as long as
-that file exists. It exists so that tests can show that a stuck sealer stops the
-systemd watchdog and turns ``/health`` unhealthy; never set it in production.
+One thread owns the :class:`~auditd_py.store.writer.ArchiveWriter`. It takes
+batches from the queue, seals them, and makes them durable with a group commit
+(one fsync per ``commit_interval`` at most, never per line). It also ends
+epochs on time even when no record arrives, so an idle archive still gets its
+checkpoints and its keys still evolve. What it has to tell goes to one
+:class:`SealEvents` object (the daemon words and seals it).
 """
 
 from __future__ import annotations
 
 import bisect
 import contextlib
-import os
 import sys
 import threading
-import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
 from auditd_py.chain.checkpoint import Checkpoint
+from auditd_py.clock import Clock, SystemClock
 from auditd_py.contracts import MetaItem
+from auditd_py.daemon.queue import BatchQueue, Item
 from auditd_py.errors import ArchiveError, DiskFullError
-from auditd_py.record import META_SOURCE, Fields
+from auditd_py.record import Fields
 from auditd_py.store.reserve import Reserve
 from auditd_py.store.retention import Blocked, Retainer
 from auditd_py.store.writer import ArchiveWriter
 
-
-@dataclass(frozen=True, slots=True)
-class Barrier:
-    """Set by the sealer once every item queued before it is sealed.
-
-    The daemon queues one after stopping a source: when it is set, the archive
-    writer's positions include everything that source delivered.
-    """
-
-    done: threading.Event
-
-
-Item = Fields | MetaItem | Barrier
-STALL_ENV = "AUDITD_PY_TEST_STALL_SEALER"
 PAUSES_KEPT = 1024
 """Rotation pauses kept for their percentiles (the longest is kept separately)."""
 GATE_WAIT_MAX = 1.0
 """Seconds a due rotation may be postponed while the compressor syncs or deletes a file."""
 ROTATION_SWITCH_INTERVAL = 0.0005
 """``sys.setswitchinterval`` while a rotation runs (see :func:`_prompt_gil`)."""
+
+
+class SealEvents(Protocol):
+    """What the seal loop tells the daemon. Called from the loop's thread, lock held."""
+
+    def failed(self, exc: BaseException) -> None:
+        """The loop died: the writer is unusable (the daemon stops, non-zero)."""
+        ...
+
+    def committed(self) -> None:
+        """A group commit made everything sealed so far durable."""
+        ...
+
+    def rotated(self, prev: str, reason: str, epoch: int) -> None:
+        """Segment ``prev`` was closed with checkpoint ``epoch``."""
+        ...
+
+    def checkpointed(self, cp: Checkpoint) -> None:
+        """An epoch ended with checkpoint ``cp`` (its keys are erased)."""
+        ...
+
+    def retired(self, info: dict[str, object]) -> None:
+        """Retention deleted a segment (the writer sealed ``retention.deleted`` first)."""
+        ...
+
+    def retention_blocked(self, blocked: Blocked) -> None:
+        """Retention wants a segment gone that may not go yet (told once per cause)."""
+        ...
+
+    def disk_full(self, exc: DiskFullError) -> None:
+        """A write was refused; what was sealed is held in memory."""
+        ...
+
+    def disk_ok(self, seconds: float) -> None:
+        """Writes succeed again after ``seconds``; everything held is durable."""
+        ...
+
+
+class NoEvents:
+    """A :class:`SealEvents` that ignores everything (subclass what you need)."""
+
+    def failed(self, exc: BaseException) -> None:
+        pass
+
+    def committed(self) -> None:
+        pass
+
+    def rotated(self, prev: str, reason: str, epoch: int) -> None:
+        pass
+
+    def checkpointed(self, cp: Checkpoint) -> None:
+        pass
+
+    def retired(self, info: dict[str, object]) -> None:
+        pass
+
+    def retention_blocked(self, blocked: Blocked) -> None:
+        pass
+
+    def disk_full(self, exc: DiskFullError) -> None:
+        pass
+
+    def disk_ok(self, seconds: float) -> None:
+        pass
 
 
 @contextlib.contextmanager
@@ -71,108 +117,6 @@ def _prompt_gil() -> Iterator[None]:
         yield
     finally:
         sys.setswitchinterval(old)
-
-
-class BatchQueue:
-    """A bounded FIFO of batches, counted in records."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._q: deque[tuple[float, list[Item]]] = deque()
-        self._n = 0
-        self._cv = threading.Condition()
-        self._closed = False
-        self.dropped = 0
-        self.high_water = 0
-        self._read: dict[str, int] = {}
-        """Records accepted per source (one update per batch: batches are per source)."""
-        self.max_put_wait_ns = 0
-        """The longest a producer's :meth:`put` waited for room (the ingestion gap it saw)."""
-
-    def _waited(self, since: float) -> None:
-        self.max_put_wait_ns = max(self.max_put_wait_ns, int((time.monotonic() - since) * 1e9))
-
-    def put(self, batch: list[Any], *, block: bool = True, timeout: float | None = None) -> bool:
-        if not batch:
-            return True
-        n = len(batch)
-        with self._cv:
-            if self._n and self._n + n > self.capacity:
-                if not block:
-                    return False
-                since = time.monotonic()
-                deadline = None if timeout is None else since + timeout
-                while self._n and self._n + n > self.capacity and not self._closed:
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
-                        self._waited(since)
-                        return False
-                    self._cv.wait(left)
-                self._waited(since)
-            self._q.append((time.monotonic(), batch))
-            self._n += n
-            self.high_water = max(self.high_water, self._n)
-            src = getattr(batch[0], "source", None)
-            if isinstance(src, str):
-                self._read[src] = self._read.get(src, 0) + n
-            self._cv.notify_all()
-            return True
-
-    def put_meta(self, item: MetaItem) -> None:
-        """Meta events are never refused (they are few and must not be lost)."""
-        with self._cv:
-            self._q.append((time.monotonic(), [item]))
-            self._n += 1
-            self._read[META_SOURCE] = self._read.get(META_SOURCE, 0) + 1
-            self._cv.notify_all()
-
-    def put_barrier(self, barrier: Barrier) -> None:
-        with self._cv:
-            self._q.append((time.monotonic(), [barrier]))
-            self._cv.notify_all()
-
-    def read_counts(self) -> dict[str, int]:
-        """Records accepted so far, per source (``auditd-py`` for meta events)."""
-        with self._cv:
-            return dict(self._read)
-
-    def room(self) -> int:
-        with self._cv:
-            return max(0, self.capacity - self._n)
-
-    def depth(self) -> int:
-        with self._cv:
-            return self._n
-
-    def get(self, timeout: float) -> list[list[Item]]:
-        """Everything queued now (waiting up to ``timeout`` for something)."""
-        return [b for _, b in self.get_timed(timeout)]
-
-    def get_timed(self, timeout: float) -> list[tuple[float, list[Item]]]:
-        """Like :meth:`get`, with the ``time.monotonic()`` each batch was queued at."""
-        with self._cv:
-            if not self._q:
-                self._cv.wait(timeout)
-            out = list(self._q)
-            self._q.clear()
-            self._n = 0
-            self._cv.notify_all()
-            return out
-
-    def wait_empty(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._cv:
-            while self._n:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cv.wait(left)
-            return True
-
-    def close(self) -> None:
-        with self._cv:
-            self._closed = True
-            self._cv.notify_all()
 
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -219,7 +163,7 @@ class Stats:
     rotations: int = 0
     max_rotation_pause_ns: int = 0
     """The longest time spent inside ``rotate_segment`` (sealing paused meanwhile), plus
-    any wait for :attr:`Sealer.io_gate` (the group commit before it is not included)."""
+    any wait for :attr:`SealLoop.io_gate` (the group commit before it is not included)."""
     last_rotation_pause_ns: int = 0
     rotation_pauses_ns: deque[int] = field(default_factory=lambda: deque(maxlen=PAUSES_KEPT))
     """The last rotation pauses, for :meth:`rotation_pause_ms`."""
@@ -261,40 +205,31 @@ class RotationPolicy:
         return None
 
 
-class Sealer:
-    """The sealer thread: drains the queue into the archive with group commits."""
+class SealLoop:
+    """The seal loop's thread: drains the queue into the archive with group commits."""
 
     def __init__(
         self,
         writer: ArchiveWriter,
         queue: BatchQueue,
+        events: SealEvents,
         *,
         commit_interval_ns: int,
-        on_error: Callable[[BaseException], None],
-        on_commit: Callable[[], None] | None = None,
         rotation: RotationPolicy | None = None,
-        on_rotated: Callable[[str, str, int], None] | None = None,
         retainer: Retainer | None = None,
         retention_interval_ns: int = 60 * 10**9,
-        on_retired: Callable[[dict[str, object]], None] | None = None,
-        on_retention_blocked: Callable[[Blocked], None] | None = None,
         reserve: Reserve | None = None,
-        on_disk_full: Callable[[DiskFullError], None] | None = None,
-        on_disk_ok: Callable[[float], None] | None = None,
-        on_checkpoint: Callable[[Checkpoint], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.writer = writer
+        self.queue = queue
+        self.events = events
         self.rotation = rotation
-        self.on_rotated = on_rotated
         self.retainer = retainer
         self.retention_interval = retention_interval_ns / 1e9
-        self.on_retired = on_retired
-        self.on_retention_blocked = on_retention_blocked
         self.reserve = reserve
-        self.on_disk_full = on_disk_full
-        self.on_disk_ok = on_disk_ok
-        self.on_checkpoint = on_checkpoint
-        """Called (lock held) for each checkpoint written: the daemon meta-logs it."""
+        self.clock = clock or SystemClock()
+        self._mono = self.clock.monotonic
         self._last_retention = 0.0
         self._need_free: int | None = None
         self._blocked: Blocked | None = None
@@ -303,19 +238,15 @@ class Sealer:
         (sources wait on it), epochs still end so keys keep evolving."""
         self.disk_full_since: float | None = None
         self._dirty = False
-        self._last_commit = time.monotonic()
+        self._last_commit = self._mono()
         self._queued_at: list[float] = []  # of the batches sealed since the last fsync
-        """Called (closed segment, reason, checkpoint epoch) after each rotation, lock held."""
-        self.queue = queue
         self.commit_interval = commit_interval_ns / 1e9
-        self.on_error = on_error
-        self.on_commit = on_commit
         self.stats = Stats()
         self._stop = threading.Event()
         self._idle = threading.Event()
         self._thread = threading.Thread(target=self._run, name="auditd-sealer", daemon=True)
         self.error: BaseException | None = None
-        self.heartbeat = time.monotonic()
+        self.heartbeat = self._mono()
         self.lock = threading.Lock()
         """Held while the thread uses the writer: take it to read ``writer.positions``
         or to act on the writer (rotate) from another thread."""
@@ -323,9 +254,11 @@ class Sealer:
         """Held for each rotation; the compressor holds it while it fsyncs, renames or
         deletes a file, so that their device work never lands inside a rotation pause.
         A due rotation waits for it by postponing (up to :data:`GATE_WAIT_MAX`), never
-        by blocking the sealer."""
+        by blocking the seal loop."""
         self._gate_wait_since: float | None = None
-        self._stall_path = os.environ.get(STALL_ENV) or None
+
+    def _mono_ns(self) -> int:
+        return int(self._mono() * 1e9)
 
     def alive(self) -> bool:
         return self._thread.is_alive()
@@ -363,11 +296,6 @@ class Sealer:
             stats.bytes_sealed += w.offset - offset
         return n
 
-    def _stall(self, path: str) -> None:
-        """The test-only fault injection (module docstring): wait while ``path`` exists."""
-        while os.path.exists(path) and not self._stop.is_set():
-            time.sleep(0.05)
-
     def request_retention(self, need_free: int | None = None) -> None:
         """Run retention at the next turn of the loop (``need_free``: the disk action)."""
         with self.lock:
@@ -380,7 +308,7 @@ class Sealer:
         assert self.retainer is not None
         need, self._need_free = self._need_free, None
         owed = self.reserve.missing if self.reserve is not None else 0
-        self._last_retention = time.monotonic()
+        self._last_retention = self._mono()
         try:
             done, blocked = self.retainer.run(self.writer, need_free=need, owed=owed)
         except DiskFullError:
@@ -394,19 +322,17 @@ class Sealer:
         for info in done:
             self.stats.retention_deleted += 1
             self.stats.retention_deleted_bytes += int(str(info["bytes"]))
-            if self.on_retired is not None:
-                self.on_retired(info)
-        if blocked is not None and blocked != self._blocked and self.on_retention_blocked:
-            self.on_retention_blocked(blocked)
+            self.events.retired(info)
+        if blocked is not None and blocked != self._blocked:
+            self.events.retention_blocked(blocked)
         self._blocked = blocked
 
     def _disk_full(self, exc: DiskFullError) -> None:
         """A write was refused: hold everything sealed in memory until space returns."""
         if self.disk_full_since is None:
-            self.disk_full_since = time.monotonic()
+            self.disk_full_since = self._mono()
             self.stats.disk_full_events += 1
-            if self.on_disk_full is not None:
-                self.on_disk_full(exc)
+            self.events.disk_full(exc)
 
     def _wait_for_space(self) -> bool:
         """While the disk is full (lock held): free what the action allows, retry the write.
@@ -430,8 +356,8 @@ class Sealer:
             return False
         since = self.disk_full_since
         self.disk_full_since = None
-        if self.on_disk_ok is not None and since is not None:
-            self.on_disk_ok(time.monotonic() - since)
+        if since is not None:
+            self.events.disk_ok(self._mono() - since)
         return True
 
     def _turn(self, timed: list[tuple[float, list[Item]]], batches: list[list[Item]]) -> None:
@@ -440,7 +366,7 @@ class Sealer:
             self._seal_batches(batches)
             self._queued_at.extend(t for t, _ in timed)
             self._dirty = True
-        now = time.monotonic()
+        now = self._mono()
         why = self.rotation.due(self.writer) if self.rotation is not None else None
         waited = self._take_gate(now) if why is not None else None
         if waited is None:
@@ -471,9 +397,9 @@ class Sealer:
 
     def _commit(self, now: float) -> None:
         """The group commit: everything sealed so far is written and fsynced."""
-        t0 = time.monotonic()
+        t0 = self._mono()
         self.writer.flush(sync=True)
-        done = time.monotonic()
+        done = self._mono()
         st = self.stats
         waited = [done - t for t in self._queued_at]
         st.seal_latency.observe_many(waited)
@@ -482,11 +408,10 @@ class Sealer:
         st.max_commit_latency_ns = max(st.max_commit_latency_ns, int((done - t0) * 1e9))
         self._queued_at.clear()
         st.commits += 1
-        st.last_commit_ns = time.time_ns()
+        st.last_commit_ns = self.clock.now_ns()
         self._dirty = False
         self._last_commit = now
-        if self.on_commit is not None:
-            self.on_commit()
+        self.events.committed()
 
     def _take_gate(self, now: float) -> int | None:
         """Take :attr:`io_gate` for a due rotation: the ns waited for it, or None to postpone.
@@ -505,25 +430,23 @@ class Sealer:
         if now - self._gate_wait_since < GATE_WAIT_MAX and self.writer.offset < limit:
             self.stats.rotations_postponed += 1
             return None
-        t0 = time.monotonic_ns()
+        t0 = self._mono_ns()
         self.io_gate.acquire()
         self._gate_wait_since = None
-        return time.monotonic_ns() - t0
+        return self._mono_ns() - t0
 
     def _report_checkpoints(self) -> None:
-        """Hand every checkpoint written since the last turn to ``on_checkpoint``."""
+        """Hand every checkpoint written since the last turn to the events."""
         cps = self.writer.checkpoints_written
-        if cps and self.on_checkpoint is not None:
+        if cps:
             for c in cps:
-                self.on_checkpoint(c)
+                self.events.checkpointed(c)
             cps.clear()  # the daemon keeps none: one per epoch, for as long as it runs
 
     def _run(self) -> None:
         try:
             while True:
-                if self._stall_path is not None:
-                    self._stall(self._stall_path)
-                self.heartbeat = time.monotonic()
+                self.heartbeat = self._mono()
                 stopping = self._stop.is_set()
                 if self.disk_full_since is not None:
                     with self.lock:
@@ -555,27 +478,27 @@ class Sealer:
                     self._idle.set()
                 else:
                     self._idle.clear()
-        except BaseException as exc:  # surfaced to the service, which exits non-zero
+        except BaseException as exc:  # surfaced to the daemon, which exits non-zero
             self.error = exc
-            self.on_error(exc)
+            self.events.failed(exc)
 
     def rotate(self, reason: str) -> None:
         """Rotate the open segment now (call with :attr:`lock` held), timing the pause."""
-        t0 = time.monotonic_ns()
+        t0 = self._mono_ns()
         with self.io_gate:  # waits for a sync or a deletion of the compressor to end
-            waited = time.monotonic_ns() - t0
+            waited = self._mono_ns() - t0
             if self._dirty:
-                self._commit(time.monotonic())
+                self._commit(self._mono())
             self._rotate(reason, waited)
 
     def _rotate(self, reason: str, waited_ns: int) -> None:
         """Rotate (:attr:`io_gate` held after ``waited_ns``; what was sealed is committed)."""
         w = self.writer
         prev = w.segment
-        t0 = time.monotonic_ns()
+        t0 = self._mono_ns()
         with _prompt_gil():
             cp = w.rotate_segment(reason)
-        pause = time.monotonic_ns() - t0 + waited_ns
+        pause = self._mono_ns() - t0 + waited_ns
         st = self.stats
         st.rotations += 1
         st.last_rotation_pause_ns = pause
@@ -583,11 +506,16 @@ class Sealer:
         st.rotation_pauses_ns.append(pause)
         st.last_checkpoint_epoch = cp.epoch
         st.last_checkpoint_ns = cp.end
-        if self.on_rotated is not None and prev is not None:
-            self.on_rotated(prev, reason, cp.epoch)
+        if prev is not None:
+            self.events.rotated(prev, reason, cp.epoch)
 
     def idle(self) -> bool:
         return self._idle.is_set() and self.queue.depth() == 0
+
+    @property
+    def stopping(self) -> bool:
+        """:meth:`stop` was called: the loop seals what is queued and ends."""
+        return self._stop.is_set()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Seal everything queued, fsync, and stop (the caller closes the writer)."""

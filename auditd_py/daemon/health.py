@@ -1,0 +1,97 @@
+"""Is the seal loop alive? The watchdog ping, the STATUS= line and the stall events."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from auditd_py.clock import Clock
+from auditd_py.daemon.narrator import Narrator
+from auditd_py.daemon.rates import Rates
+from auditd_py.forward.runner import Runner
+from auditd_py.store.writer import ArchiveWriter
+
+
+class _Loop(Protocol):
+    heartbeat: float
+
+    @property
+    def stats(self) -> _Stats: ...
+
+
+class _Stats(Protocol):
+    sealed: int
+    sealed_by_source: dict[str, int]
+
+
+class Health:
+    """Every main-loop tick: sample the rates, ping the watchdog only while the seal loop
+    makes progress, and tell once when it stalls and when it resumes.
+
+    A stuck seal loop stops ``WATCHDOG=1`` (systemd restarts the daemon) even while
+    the main loop itself is healthy.
+    """
+
+    def __init__(
+        self,
+        notify: Callable[[str], bool],
+        say: Narrator,
+        clock: Clock,
+        *,
+        stall_after: float,
+    ) -> None:
+        self.notify = notify
+        self.say = say
+        self.clock = clock
+        self.stall_after = stall_after
+        """The heartbeat must be younger than this (half the watchdog period)."""
+        self.rates = Rates()
+        self.stalled_since: float | None = None
+
+    def sample(self, loop: _Loop) -> None:
+        st = loop.stats
+        self.rates.sample(self.clock.monotonic(), st.sealed, st.sealed_by_source)
+
+    def tick(self, loop: _Loop, status: str) -> None:
+        """Once per main-loop turn (``status``: the STATUS= line without stall news)."""
+        self.sample(loop)
+        now = self.clock.monotonic()
+        age = now - loop.heartbeat
+        if age < self.stall_after:
+            if self.stalled_since is not None:
+                self.say.sealer_resumed(now - self.stalled_since)
+                self.stalled_since = None
+            self.notify(f"WATCHDOG=1\nSTATUS={status}")
+            return
+        if self.stalled_since is None:
+            self.stalled_since = loop.heartbeat
+            self.say.sealer_stalled(age, self.stall_after)
+        self.notify(f"STATUS=sealer stalled for {age:.0f}s; {status}")
+
+    def status_line(
+        self,
+        writer: ArchiveWriter | None,
+        depth: int,
+        forwarders: list[Runner],
+        failed_sources: dict[str, str],
+    ) -> str:
+        """One line for systemd's STATUS=: rate, last checkpoint, queue depth, targets."""
+        rate, _ = self.rates.rates()
+        parts = [f"{rate:.1f} records/s" if rate is not None else "starting"]
+        if writer is not None and writer.sealer.epoch > 0:
+            age = max(0, self.clock.now_ns() - writer.sealer.epoch_start) / 1e9
+            parts.append(f"last checkpoint {writer.sealer.epoch - 1} {age:.0f}s ago")
+        else:
+            parts.append("no checkpoint yet")
+        parts.append(f"queue {depth}")
+        now = self.clock.monotonic()
+        for r in forwarders:
+            down = r.stats.failing_since
+            lag = r.fwd.lag().get("records", 0)
+            parts.append(
+                f"{r.fwd.name}: lag {lag}"
+                + (f", down {now - down:.0f}s" if down is not None else "")
+            )
+        if failed_sources:
+            parts.append("not running: " + ", ".join(sorted(failed_sources)))
+        return ", ".join(parts)
