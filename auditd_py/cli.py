@@ -639,24 +639,10 @@ def cmd_config_check(a: argparse.Namespace) -> int:
     return 0
 
 
-def _bytes(n: object) -> str:
-    if not isinstance(n, int | float):
-        return "-"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"
-
-
-def _rate(r: object) -> str:
-    return f"{r:.1f}/s" if isinstance(r, int | float) else "-"
-
-
 def cmd_status(a: argparse.Namespace) -> int:
     from auditd_py import config  # noqa: PLC0415 - only this command needs them
     from auditd_py.daemon import observe  # noqa: PLC0415
+    from auditd_py.daemon.status import Snapshot  # noqa: PLC0415
 
     if a.config and a.url:
         raise UsageError("give --config FILE or --url URL, not both")
@@ -670,65 +656,12 @@ def cmd_status(a: argparse.Namespace) -> int:
     else:
         url = a.url or observe.url_for("127.0.0.1:9464")
     code, doc = observe.fetch_health(url, a.timeout)
-    healthy = code == 200 and doc.get("status") == "ok"
+    snap = Snapshot.from_doc(doc)
+    healthy = code == 200 and snap.status == "ok"
     if a.json:
         print(orjson.dumps({"url": url, "http_status": code, **doc}).decode())
         return 0 if healthy else 1
-    state = "healthy" if healthy else "UNHEALTHY"
-    up = doc.get("uptime_seconds")
-    uptime = f", up {int(up)}s" if isinstance(up, int | float) else ""
-    print(f"auditd-py (pid {doc.get('pid')}) at {url}: {state}{uptime}")
-    for r in doc.get("reasons") or []:
-        print(f"  problem: {r}")
-    print(
-        f"  archive {doc.get('archive')}: epoch {doc.get('epoch')}, segment {doc.get('segment')}"
-        f" of {doc.get('segments')}, {_bytes(doc.get('archive_bytes'))},"
-        f" {_bytes(doc.get('disk_free_bytes'))} free"
-    )
-    cp = doc.get("last_checkpoint")
-    if isinstance(cp, dict):
-        print(
-            f"  last checkpoint: epoch {cp.get('epoch')} at {cp.get('time')}"
-            f" ({cp.get('age_seconds')}s ago, {cp.get('seq_end')} records)"
-        )
-    else:
-        print("  last checkpoint: none yet")
-    print(
-        f"  sealing {_rate(doc.get('records_per_second'))} over the last"
-        f" {doc.get('rate_window_seconds')}s, queue {doc.get('queue_depth')},"
-        f" {doc.get('positions')} positions"
-    )
-    for src in doc.get("sources") or []:
-        if not isinstance(src, dict):
-            continue
-        ok = "ok" if src.get("healthy") else "UNHEALTHY"
-        reason = f" ({src['reason']})" if src.get("reason") else ""
-        print(
-            f"  source {src.get('name')} ({src.get('type') or 'removed'}): {ok}{reason};"
-            f" {_rate(src.get('records_per_second'))}, read {src.get('records_read')},"
-            f" sealed {src.get('records_sealed')}"
-        )
-    if doc.get("disk_level") not in (None, "ok") or doc.get("reading_suspended"):
-        print(
-            f"  disk: {doc.get('disk_level')}"
-            + (", reading suspended" if doc.get("reading_suspended") else "")
-            + (
-                f", {doc.get('unwritten_bytes')} sealed bytes held"
-                if doc.get("unwritten_bytes")
-                else ""
-            )
-        )
-    for fw in doc.get("forward") or []:
-        if not isinstance(fw, dict):
-            continue
-        lag = fw.get("lag") if isinstance(fw.get("lag"), dict) else {}
-        down = fw.get("failing_for_seconds")
-        state = f"DOWN for {down}s ({fw.get('last_error')})" if down is not None else "ok"
-        print(
-            f"  forward {fw.get('target')} ({fw.get('kind')}): {state}; lag "
-            + ", ".join(f"{v} {k}" for k, v in (lag or {}).items())
-            + f"; delivered {fw.get('delivered')}"
-        )
+    print("\n".join(snap.lines(url)))
     return 0 if healthy else 1
 
 

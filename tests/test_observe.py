@@ -263,10 +263,14 @@ class Stalling:
         self.loop = loop
         self.inner = loop.queue
         self.stalled = threading.Event()
+        self.holding = threading.Event()
+        """Set while the loop is held here (nothing taken from the queue after that)."""
 
     def get_timed(self, timeout: float) -> list[tuple[float, list[Item]]]:
         while self.stalled.is_set() and not self.loop.stopping:
+            self.holding.set()
             time.sleep(0.02)
+        self.holding.clear()
         return self.inner.get_timed(timeout)
 
     def __getattr__(self, name: str) -> Any:
@@ -331,6 +335,7 @@ def test_stuck_sealer_stops_the_watchdog_and_fails_health(tmp_path: Path) -> Non
         stuck = d.during(3.0)
         assert stuck and not any("WATCHDOG=1" in m for m in stuck), stuck
         assert any("sealer stalled" in m for m in stuck), stuck
+        assert stall.holding.is_set()
         (logs / "app.log").write_bytes(b"".join(b"during %d\n" % i for i in range(50)))
 
         def stuck_health() -> bool:
@@ -378,6 +383,7 @@ def test_stopping_while_the_sealer_is_stuck(tmp_path: Path) -> None:
     stall = d.start()
     stall.stalled.set()
     try:
+        assert stall.holding.wait(5)
         (logs / "app.log").write_bytes(b"".join(b"x %d\n" % i for i in range(20)))
         assert wait_for(lambda: d.d.queue.read_counts().get("app", 0) == 20, 10)
         assert d.d.sealer is not None and d.d.sealer.stats.sealed_by_source.get("app", 0) == 0

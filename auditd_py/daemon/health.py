@@ -8,8 +8,6 @@ from typing import Protocol
 from auditd_py.clock import Clock
 from auditd_py.daemon.narrator import Narrator
 from auditd_py.daemon.rates import Rates
-from auditd_py.forward.runner import Runner
-from auditd_py.store.writer import ArchiveWriter
 
 
 class _Loop(Protocol):
@@ -67,31 +65,3 @@ class Health:
             self.stalled_since = loop.heartbeat
             self.say.sealer_stalled(age, self.stall_after)
         self.notify(f"STATUS=sealer stalled for {age:.0f}s; {status}")
-
-    def status_line(
-        self,
-        writer: ArchiveWriter | None,
-        depth: int,
-        forwarders: list[Runner],
-        failed_sources: dict[str, str],
-    ) -> str:
-        """One line for systemd's STATUS=: rate, last checkpoint, queue depth, targets."""
-        rate, _ = self.rates.rates()
-        parts = [f"{rate:.1f} records/s" if rate is not None else "starting"]
-        if writer is not None and writer.sealer.epoch > 0:
-            age = max(0, self.clock.now_ns() - writer.sealer.epoch_start) / 1e9
-            parts.append(f"last checkpoint {writer.sealer.epoch - 1} {age:.0f}s ago")
-        else:
-            parts.append("no checkpoint yet")
-        parts.append(f"queue {depth}")
-        now = self.clock.monotonic()
-        for r in forwarders:
-            down = r.stats.failing_since
-            lag = r.fwd.lag().get("records", 0)
-            parts.append(
-                f"{r.fwd.name}: lag {lag}"
-                + (f", down {now - down:.0f}s" if down is not None else "")
-            )
-        if failed_sources:
-            parts.append("not running: " + ", ".join(sorted(failed_sources)))
-        return ", ".join(parts)

@@ -35,6 +35,7 @@ from auditd_py.daemon.queue import BatchQueue
 from auditd_py.daemon.rates import Rates
 from auditd_py.daemon.reloader import Reloader
 from auditd_py.daemon.sealloop import RotationPolicy, SealLoop
+from auditd_py.daemon.snapshot import snapshot
 from auditd_py.daemon.sourceset import SourceSet
 from auditd_py.daemon.systemd import DEFAULT_WATCHDOG_S, notify, watchdog_seconds
 from auditd_py.errors import AuditdError, DiskFullError, SealLoopError
@@ -288,9 +289,8 @@ class Daemon:
             self.health.tick(self.sealer, self.status_line())
 
     def status_line(self) -> str:
-        return self.health.status_line(
-            self.writer, self.queue.depth(), self.forwarders, self.failed_sources
-        )
+        """systemd's STATUS= line (from a snapshot that skips listing the segment files)."""
+        return snapshot(self, archive=False).status_line()
 
     def _check_clock(self) -> None:
         """Meta-log the wall clock jumping (backwards, or forward beyond the tick)."""
