@@ -24,9 +24,7 @@ from auditd_py.sources.file.rotation import (
     copy_of_unread,
     copy_too_short_to_compare,
 )
-from auditd_py.sources.file.tracked import Tracked
-
-CHUNK = 1 << 18
+from auditd_py.sources.file.tracked import CHUNK, Tracked
 
 
 class Copies:

@@ -24,9 +24,8 @@ from auditd_py.sources.file import discovery, lines
 from auditd_py.sources.file.origins import Origin
 from auditd_py.sources.file.rotation import WAIT, decided_offset, let_go, truncation, undecided
 from auditd_py.sources.file.scanner import Scanner
-from auditd_py.sources.file.tracked import Tracked
+from auditd_py.sources.file.tracked import CHUNK, Tracked
 
-CHUNK = 1 << 18
 BATCH = 2048
 
 
@@ -221,6 +220,7 @@ class FileTailer(Scanner):
             t.refingerprint(self.settings.fingerprint_bytes, size)
         got = False
         batch: list[Fields] = []
+        maxlen = self.settings.max_line_bytes
         while pos < size and not self._stop.is_set():
             chunk = os.pread(t.fd, min(CHUNK, size - pos), pos)
             if not chunk:
@@ -228,7 +228,6 @@ class FileTailer(Scanner):
             pos += len(chunk)
             got = True
             data = t.partial + chunk if t.partial else chunk
-            maxlen = self.settings.max_line_bytes
             self.lines += lines.split(t, data, batch, self.name, maxlen, self.clock.now_ns())
             if len(batch) >= BATCH:
                 self._deliver(batch)

@@ -12,6 +12,9 @@ from auditd_py.sources.file.fingerprint import fingerprint
 from auditd_py.sources.file.origins import Origin
 from auditd_py.sources.file.position import FilePosition
 
+CHUNK = 1 << 18
+"""The most bytes read from a file at once."""
+
 
 # Not frozen: the tailer thread advances it with every read (one per open file).
 @dataclass(eq=False)
