@@ -164,7 +164,7 @@ def _torture(tmp: Path, mode: str, *, seconds: float, kill_every: tuple[float, f
             bad.append(msg)
     assert not bad, f"torn or foreign lines: {bad[:5]}"
     # Lines the file source itself said may be sealed twice (a copy it cannot tell
-    # from a new file; see auditd_py/sources/file.py): counted per log.
+    # from a new file; see auditd_py/sources/file/): counted per log.
     meta = subprocess.run(
         [*CLI, "show", str(arc.layout.root), "--json", "--meta"], check=True, capture_output=True
     ).stdout

@@ -35,6 +35,7 @@ from auditd_py.config import FileSource
 from auditd_py.record import Position
 from auditd_py.sources import file as file_mod
 from auditd_py.sources.file import FileTailer
+from auditd_py.sources.file.fingerprint import same_end
 from tests.file_helpers import (
     CLI_BIN,
     LOGROTATE,
@@ -952,7 +953,6 @@ def test_original_truncated_in_the_middle_of_comparing_its_copy(
     late = padded(app, "late", 5)
     t.poll()  # the copy is pending: a prefix of a.log, which was read further
     after: list[bytes] = []
-    same_end = file_mod._same_end
 
     def truncated_meanwhile(a: int, b: int, size: int, n: int = 4096) -> bool:
         if not after:
@@ -960,7 +960,7 @@ def test_original_truncated_in_the_middle_of_comparing_its_copy(
             after.extend(padded(app, "after", 3))
         return same_end(a, b, size, n)
 
-    monkeypatch.setattr(file_mod, "_same_end", truncated_meanwhile)
+    monkeypatch.setattr("auditd_py.sources.file.copies.same_end", truncated_meanwhile)
     t.poll()
     assert after
     t.drain()
