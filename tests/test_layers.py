@@ -26,7 +26,7 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def _runtime_imports(tree: ast.AST) -> Iterator[str]:
+def _runtime_imports(tree: ast.AST, modules: set[str]) -> Iterator[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             node.body = []  # type-only
@@ -35,9 +35,11 @@ def _runtime_imports(tree: ast.AST) -> Iterator[str]:
             for a in node.names:
                 yield a.name
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            yield node.module
-            for a in node.names:  # `from auditd_py import events`: a module too
-                yield f"{node.module}.{a.name}"
+            for a in node.names:
+                sub = f"{node.module}.{a.name}"
+                # `from auditd_py import events` depends on the module events, not on
+                # the package's __init__ (which may re-export the importer itself)
+                yield sub if sub in modules else node.module
 
 
 def graph() -> dict[str, set[str]]:
@@ -46,7 +48,7 @@ def graph() -> dict[str, set[str]]:
     for name, path in files.items():
         deps = {
             d
-            for d in _runtime_imports(ast.parse(path.read_text()))
+            for d in _runtime_imports(ast.parse(path.read_text()), set(files))
             if d in files and d not in (name, "auditd_py")
         }
         out[name] = deps
