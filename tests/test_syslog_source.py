@@ -757,7 +757,7 @@ def test_ten_thousand_connections_leave_no_trace(serve: Serve) -> None:
     # connections reset while still in the accept queue never reach user space
     # (accept() fails with ECONNABORTED); the ones closed with a FIN all do
     fin_closed = 10_000 - len(range(0, 10_000, 3))
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30  # under load (both cores busy) the backlog takes a while
     while time.monotonic() < deadline:
         st = srv.stats()
         seen = st["connections"] + st["rejected_connections"]
@@ -768,7 +768,7 @@ def test_ten_thousand_connections_leave_no_trace(serve: Serve) -> None:
     assert fin_closed <= st["connections"] + st["rejected_connections"] <= 10_000
     assert st["active_connections"] == 0
     assert srv.healthy() == (True, "")
-    assert settled_fd_count(running) == running  # closing transports takes a moment under load
+    assert settled_fd_count(running, 30) == running  # closing transports takes a while under load
     run_logger("-n", "127.0.0.1", "-P", str(port), "-T", "still serving")
     assert sink.wait_n(1)[0].message == b"still serving"
     assert len(sink.records) == 1
