@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.worm_helpers import release_tree
+from tests.support.syslog import OPENSSL, make_pki
+from tests.support.worm import release_tree
 
 ALLOW_SKIP = os.environ.get("AUDITD_ALLOW_SKIP") == "1"
 
@@ -52,6 +53,14 @@ def _release_inode_flags_at_end(
                 release_tree(d)
     yield
     release_tree(base)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A test PKI (:func:`tests.support.syslog.make_pki`), one per module that uses it."""
+    if OPENSSL is None:
+        pytest.skip("openssl not installed")
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.hookimpl(hookwrapper=True)

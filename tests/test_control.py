@@ -45,8 +45,9 @@ from auditd_py.control import (
 )
 from auditd_py.errors import AuditdError
 from auditd_py.service import Daemon as InProcessDaemon
-from tests.test_daemon import CLI, Daemon, show, verify_both, wait_for
-from tests.util import Arc
+from tests.support import configs
+from tests.support.archive import Arc
+from tests.support.daemon import CLI, Daemon, show, verify_both, wait_for
 
 integration = pytest.mark.integration
 
@@ -425,23 +426,10 @@ def test_controller_runs_reloads_on_the_main_loop() -> None:
 
 
 def daemon_config(arc: Arc, logs: Path, path: Path) -> Path:
-    path.write_text(
-        f"""environment: test
-archive:
-  path: {arc.layout.root}
-sealing:
-  epoch_interval: 1m
-  commit_interval: 20ms
-segments:
-  compress: zstd
-sources:
-  - name: app
-    type: file
-    paths: ["{logs}/*.log"]
-    poll_interval: 100ms
-"""
+    doc = configs.daemon(
+        arc, epoch_interval="1m", segments={"compress": "zstd"}, sources=[configs.file_source(logs)]
     )
-    return path
+    return configs.write(path, doc)
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from auditd_py.config import FileSource
 from auditd_py.record import Position
 from auditd_py.sources import file as file_mod
 from auditd_py.sources.file import FileTailer
-from tests.file_helpers import (
+from tests.support.files import (
     CLI_BIN,
     LOGROTATE,
     SOURCE,

@@ -19,7 +19,7 @@ from auditd_py.store import state as state_mod
 from auditd_py.store.reader import iter_records
 from auditd_py.store.state import SLOT, StateFile
 from auditd_py.store.writer import NS, EpochPolicy
-from tests.util import Arc
+from tests.support.archive import Arc
 
 
 def data_messages(arc: Arc) -> list[bytes]:

@@ -17,7 +17,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -34,7 +34,8 @@ from auditd_py.record import Fields, Position
 from auditd_py.service import Daemon, check_config
 from auditd_py.sources.file import FileTailer
 from auditd_py.store.state import StateFile
-from tests._archive_helpers import CLI_BIN, Archive, Result, keygen, run_cli, run_real
+from tests.support.cli import CLI_BIN, Archive, Result, keygen, run_cli, run_real
+from tests.support.wait import wait_until
 
 LOGROTATE = "/usr/sbin/logrotate"
 SOURCE = "app"
@@ -56,15 +57,6 @@ __all__ = [
     "run_real",
     "wait_until",
 ]
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 10.0, step: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
 
 
 def key_of(path: Path | str, source: str = SOURCE) -> str:
