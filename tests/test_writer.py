@@ -138,6 +138,9 @@ def test_crash_after_checkpoint_before_key_evolution(
     with pytest.raises(OSError, match="simulated"):
         w.close()
     monkeypatch.undo()
+    if w._fd is not None:  # the crashed process's descriptor goes with it (close() kept it)
+        os.close(w._fd)
+        w._fd = None
     assert arc.layout.checkpoint(0).exists()
     sf, st = StateFile.open(arc.layout.state)  # lock was released by close's finally
     sf.release()

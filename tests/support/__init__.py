@@ -8,6 +8,7 @@
   ``NOTIFY_SOCKET`` (:class:`Notify`), ``show``/``verify`` through the CLI.
 * :mod:`tests.support.files`: the file source's sandbox, writers and logrotate.
 * :mod:`tests.support.journal`: a journal written by ``systemd-journal-remote``.
+* :mod:`tests.support.leaks`: the per-test check for leaked threads, fds and processes.
 * :mod:`tests.support.syslog`: logger, rsyslogd and openssl, a test PKI, syslog lines.
 * :mod:`tests.support.weed`: a real S3 server (SeaweedFS ``weed mini``).
 * :mod:`tests.support.worm`: inode flags (append-only, immutable).
