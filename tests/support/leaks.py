@@ -11,7 +11,8 @@ a process is its pid *and* its start time.
 Only what appeared after the snapshot counts, so a server that a module- or
 session-scoped fixture started before the snapshot was taken is never a leak;
 :data:`ALLOWED` names the few things that libraries start once, lazily, and
-keep for the life of the process.
+keep for the life of the process, and the descriptors a known watchdog race
+orphans are not counted (:func:`_watchdog_orphans`).
 """
 
 from __future__ import annotations
@@ -114,6 +115,26 @@ def _procs() -> dict[tuple[int, str], str]:
     return out
 
 
+def _watchdog_orphans() -> set[int]:
+    """Descriptors of watchdog inotify instances that were closed but not released.
+
+    watchdog 7.1's ``InotifyFD.close()`` races with its reader thread: now and
+    then (about one stop in 40 of a file source) neither side closes the inotify
+    descriptor and the reader's wake-up pipe, and nothing ever will (the object
+    has no finaliser). That is a leak of the library (reported, not the test's
+    doing), so it is not counted against the test that stopped the source.
+    """
+    try:
+        from watchdog.observers import inotify_c
+    except ImportError:  # pragma: no cover
+        return set()
+    out: set[int] = set()
+    for obj in gc.get_objects():
+        if isinstance(obj, inotify_c.InotifyFD) and obj._closed:
+            out.update((obj._inotify_fd, obj._kill_r, obj._kill_w))
+    return out
+
+
 def snapshot() -> Snapshot:
     return Snapshot(_threads(), _fds(), _procs())
 
@@ -127,7 +148,11 @@ def _new(before: Snapshot) -> Snapshot:
             k: v for k, v in d.items() if k not in old and not any(a.search(v) for a in ALLOWED)
         }
 
-    return Snapshot(keep(now.threads), keep(now.fds), keep(now.procs))
+    fds = keep(now.fds)
+    if fds:
+        orphans = _watchdog_orphans()
+        fds = {k: v for k, v in fds.items() if k[0] not in orphans}
+    return Snapshot(keep(now.threads), fds, keep(now.procs))
 
 
 def leaked(before: Snapshot, timeout: float = 2.0) -> list[str]:
