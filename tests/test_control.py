@@ -48,6 +48,7 @@ from auditd_py.service import Daemon as InProcessDaemon
 from tests.support import configs
 from tests.support.archive import Arc
 from tests.support.daemon import CLI, Daemon, show, verify_both, wait_for
+from tests.support.wait import wait_until
 
 integration = pytest.mark.integration
 
@@ -216,7 +217,7 @@ def test_server_stops_cleanly_and_removes_its_socket(tmp_path: Path) -> None:
     assert _control_threads() != before
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as hanging:
         hanging.connect(str(srv.path))  # a request under way when stop comes
-        time.sleep(0.1)
+        assert wait_until(lambda: "auditd-control-request" in _control_threads(), 5)
         t0 = time.monotonic()
         srv.stop()
         assert time.monotonic() - t0 < 2

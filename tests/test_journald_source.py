@@ -42,6 +42,7 @@ from tests.support.journal import (
     wait_entries,
     write_journal,
 )
+from tests.support.wait import wait_until
 
 # ---------------------------------------------------------------- fakes
 
@@ -301,8 +302,8 @@ def test_live_entries_and_new_files_are_delivered_promptly_exactly_once(
         other.close()
     finally:
         remote.close()
-    r.source.drain()
-    time.sleep(0.3)  # anything duplicated would show up by now
+    for _ in range(3):  # three more reads of everything there is: a duplicate would show
+        r.source.drain()
     want = [b"live %d" % i for i in range(9)] + [b"other 0", b"other 1"]
     assert r.messages() == want
     assert r.meta.events == []
@@ -472,7 +473,13 @@ def test_back_pressure_blocks_and_loses_nothing(tmp_path: Path) -> None:
 
 
 class FullSink(CollectSink):
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocked = threading.Event()
+        """Set once a batch was offered (and refused after the put's timeout)."""
+
     def put(self, batch: list[Fields], *, block: bool = True, timeout: float | None = None) -> bool:
+        self.blocked.set()
         time.sleep(timeout if timeout is not None else 3600)
         return False
 
@@ -481,8 +488,9 @@ class FullSink(CollectSink):
 def test_stop_is_prompt_even_when_the_sink_is_full(tmp_path: Path) -> None:
     write_journal(tmp_path / "j", [entry(i, b"s%d" % i) for i in range(10)])
     src = JournalSource(settings(tmp_path / "j"), ManualClock())
-    src.start(FullSink(), CollectMeta(), {})
-    time.sleep(0.3)
+    sink = FullSink()
+    src.start(sink, CollectMeta(), {})
+    assert sink.blocked.wait(10)  # the source is stuck on the full sink
     t = time.monotonic()
     src.stop()
     assert time.monotonic() - t < 2.0
@@ -498,7 +506,7 @@ def test_missing_directory_is_an_error_that_is_retried(tmp_path: Path, run: Any)
     assert time.monotonic() - t < 1
     ok, why = r.source.healthy()
     assert not ok and "FileNotFoundError" in why
-    time.sleep(0.4)  # several retries …
+    assert wait_until(lambda: r.source.errors >= 4, 10)  # several retries …
     errors = r.meta.named(ev_names.SOURCE_ERROR)
     assert len(errors) == 1  # … reported once
     assert errors[0]["errno"] == 2 and errors[0]["directory"] == str(d)

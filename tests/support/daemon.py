@@ -77,8 +77,15 @@ class Notify:
         time.sleep(seconds)
         return self.messages[start:]
 
-    def drain(self) -> None:
-        time.sleep(0.2)  # what was sent before now has been read
+    def drain(self, timeout: float = 5.0) -> None:
+        """Until every message sent before now has been read: a marker sent now
+        queues behind them (a datagram socket keeps order), so once it is read,
+        so are they."""
+        marker = f"test-drain-{time.monotonic_ns()}"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(marker.encode(), str(self.path))
+        assert wait_until(lambda: marker in self.messages, timeout, 0.005), "notify not drained"
+        self.messages.remove(marker)
 
     def close(self) -> None:
         self._closed.set()
