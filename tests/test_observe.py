@@ -136,7 +136,9 @@ def test_metrics_move_as_lines_are_sealed(tmp_path: Path) -> None:
             return metric(m, "auditd_py_records_sealed_total", source="app") == 300
 
         assert wait_for(sealed)
-        time.sleep(2.5)  # more than two 1 s epochs
+        epoch0 = m0[("auditd_py_epoch", ())]
+        # two more 1 s epochs, within the 2.5 s they take
+        assert wait_for(lambda: scrape(port)[("auditd_py_epoch", ())] >= epoch0 + 2, 2.5)
         m1 = scrape(port)
         assert metric(m1, "auditd_py_records_read_total", source="app") == 300
         assert metric(m1, "auditd_py_bytes_sealed_total")
@@ -300,12 +302,17 @@ def test_sigterm_while_the_sealer_is_stuck(tmp_path: Path) -> None:
     logs.mkdir()
     stall = tmp_path / "stall"
     stall.touch()
-    cfg = write_config(tmp_path, arc, free_port(), [configs.file_source(logs)])
+    port = free_port()
+    cfg = write_config(tmp_path, arc, port, [configs.file_source(logs)])
     d = Daemon(tmp_path, cfg, env={STALL_ENV: str(stall)})
     try:
         d.ready()
         (logs / "app.log").write_bytes(b"".join(b"x %d\n" % i for i in range(20)))
-        time.sleep(1.0)
+
+        def read() -> bool:  # read and queued, not sealed: the sealer is stalled
+            return metric(scrape(port), "auditd_py_records_read_total", source="app") == 20
+
+        assert wait_for(read, 10)
     finally:
         code = d.stop()
     assert code == 0

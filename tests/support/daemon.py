@@ -130,11 +130,6 @@ def show(arc: Arc, *args: str) -> list[dict[str, object]]:
     return [orjson.loads(x) for x in out.splitlines()]
 
 
-def meta_events(arc: Arc, name: str | None = None) -> list[dict[str, object]]:
-    """The daemon's own sealed records (of event ``name``), in archive order."""
-    return [r for r in show(arc, "--meta") if name is None or r["event"] == name]
-
-
 def verify_both(arc: Arc, *extra: str) -> None:
     """``auditd-py verify`` with the verify key and with the public key: both succeed."""
     for flag, key in (("--key", arc.vk_path), ("--public-key", arc.pk_path)):
