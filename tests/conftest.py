@@ -24,6 +24,7 @@ from tests.support.syslog import OPENSSL, make_pki
 from tests.support.worm import release_tree
 
 ALLOW_SKIP = os.environ.get("AUDITD_ALLOW_SKIP") == "1"
+leaks.track_watchdog()
 
 
 @pytest.hookimpl(tryfirst=True)
