@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 import pytest
+import yaml
 
 from auditd_py import config, control, events
 from auditd_py.control import (
@@ -504,7 +505,10 @@ def test_reload_command_waits_for_the_daemons_verdict(
     other = tmp_path / "other"
     other.mkdir()
     (other / "new.log").write_bytes(b"from the reloaded glob\n")
-    cfg.write_text(good.replace(f'"{logs}/*.log"', f'"{logs}/*.log", "{other}/*.log"'))
+    doc = yaml.safe_load(good)
+    assert doc["sources"][0]["paths"] == [f"{logs}/*.log"]
+    doc["sources"][0]["paths"].append(f"{other}/*.log")
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
     r = cli("reload", "--config", cfg)
     assert r.returncode == 0, r.stderr
     assert "reloaded" in r.stdout and "changed ['app']" in r.stdout
