@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.weed_helpers
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support.weed
 
 from auditd_py.chain.encoding import Fields
 from auditd_py.chain.keys import PublicKey
@@ -42,7 +42,7 @@ from auditd_py.store.layout import Layout
 from auditd_py.store.reader import archive_bytes, verify_archive
 from auditd_py.store.s3 import S3Location, verify_bucket
 from auditd_py.store.writer import ArchiveWriter, EpochPolicy, create_archive
-from tests.weed_helpers import ACCESS_KEY, SECRET_KEY, Weed
+from tests.support.weed import ACCESS_KEY, SECRET_KEY, Weed
 
 MB = 1e6
 

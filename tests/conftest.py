@@ -3,8 +3,10 @@
 * A skipped test is not a passing test: unless ``AUDITD_ALLOW_SKIP=1``, a skip
   (a missing tool, say) fails the run, so a CI machine without rsyslog or
   journal-remote cannot look green.
-* Tests start their own servers and must leave nothing running: after the
-  session, no child process of the test run may remain.
+* Tests start their own servers and must leave nothing running: a test that
+  leaves a thread, an open file descriptor or a child process behind fails
+  (after its fixtures' teardown and a grace of up to 2 s), and after the
+  session no child process of the test run may remain.
 * Temp dirs stay deletable: append-only/immutable flags that daemons set on
   their segments are cleared after each test and at the end of the session.
 """
@@ -17,9 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.worm_helpers import release_tree
+from tests.support import leaks
+from tests.support.syslog import OPENSSL, make_pki
+from tests.support.worm import release_tree
 
 ALLOW_SKIP = os.environ.get("AUDITD_ALLOW_SKIP") == "1"
+leaks.track_watchdog()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -32,6 +37,25 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     tmp = getattr(item, "funcargs", {}).get("tmp_path")
     if isinstance(tmp, Path):
         release_tree(tmp)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks(request: pytest.FixtureRequest) -> Generator[None, None, None]:
+    """Fail a test that leaves threads, file descriptors or child processes behind.
+
+    pytest sets up a test's fixtures scope by scope, session first, and among
+    the function-scoped ones the autouse fixtures of this (the root) conftest
+    first; so the snapshot here is taken after every module- and
+    session-scoped fixture the test uses is up (their servers are in the
+    baseline, not leaks), and the check after ``yield`` runs after every other
+    function-scoped fixture of the test has been torn down.
+    """
+    before = leaks.snapshot()
+    yield
+    left = leaks.leaked(before)
+    if left:
+        leaks.kill_leaked(before)
+        pytest.fail(f"{request.node.nodeid} left behind:\n  " + "\n  ".join(left), pytrace=False)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -52,6 +76,14 @@ def _release_inode_flags_at_end(
                 release_tree(d)
     yield
     release_tree(base)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A test PKI (:func:`tests.support.syslog.make_pki`), one per module that uses it."""
+    if OPENSSL is None:
+        pytest.skip("openssl not installed")
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -58,7 +58,7 @@ from auditd_py.clock import ManualClock
 from auditd_py.store.layout import Layout
 from auditd_py.store.state import StateFile
 from auditd_py.store.writer import NS, ArchiveWriter, EpochPolicy
-from tests._archive_helpers import (
+from tests.support.cli import (
     MODES,
     Archive,
     cp_ref,

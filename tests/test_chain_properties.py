@@ -21,7 +21,7 @@ from auditd_py.chain import merkle
 from auditd_py.chain.encoding import Fields, encode_body, leaf_hash, record_bytes, split_line
 from auditd_py.errors import FormatError, IntegrityError
 from auditd_py.store.reader import iter_records
-from tests.util import Arc
+from tests.support.archive import Arc
 
 messages = st.lists(st.binary(max_size=300), min_size=1, max_size=25)
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 import pytest
+import yaml
 
 from auditd_py import config, control, events
 from auditd_py.control import (
@@ -45,8 +46,10 @@ from auditd_py.control import (
 )
 from auditd_py.daemon.supervisor import Daemon as InProcessDaemon
 from auditd_py.errors import AuditdError
-from tests.test_daemon import CLI, Daemon, show, verify_both, wait_for
-from tests.util import Arc
+from tests.support import configs
+from tests.support.archive import Arc
+from tests.support.daemon import CLI, Daemon, show, verify_both, wait_for
+from tests.support.wait import wait_until
 
 integration = pytest.mark.integration
 
@@ -215,7 +218,7 @@ def test_server_stops_cleanly_and_removes_its_socket(tmp_path: Path) -> None:
     assert _control_threads() != before
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as hanging:
         hanging.connect(str(srv.path))  # a request under way when stop comes
-        time.sleep(0.1)
+        assert wait_until(lambda: "auditd-control-request" in _control_threads(), 5)
         t0 = time.monotonic()
         srv.stop()
         assert time.monotonic() - t0 < 2
@@ -425,23 +428,10 @@ def test_controller_runs_reloads_on_the_main_loop() -> None:
 
 
 def daemon_config(arc: Arc, logs: Path, path: Path) -> Path:
-    path.write_text(
-        f"""environment: test
-archive:
-  path: {arc.layout.root}
-sealing:
-  epoch_interval: 1m
-  commit_interval: 20ms
-segments:
-  compress: zstd
-sources:
-  - name: app
-    type: file
-    paths: ["{logs}/*.log"]
-    poll_interval: 100ms
-"""
+    doc = configs.daemon(
+        arc, epoch_interval="1m", segments={"compress": "zstd"}, sources=[configs.file_source(logs)]
     )
-    return path
+    return configs.write(path, doc)
 
 
 @pytest.fixture
@@ -515,7 +505,10 @@ def test_reload_command_waits_for_the_daemons_verdict(
     other = tmp_path / "other"
     other.mkdir()
     (other / "new.log").write_bytes(b"from the reloaded glob\n")
-    cfg.write_text(good.replace(f'"{logs}/*.log"', f'"{logs}/*.log", "{other}/*.log"'))
+    doc = yaml.safe_load(good)
+    assert doc["sources"][0]["paths"] == [f"{logs}/*.log"]
+    doc["sources"][0]["paths"].append(f"{other}/*.log")
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
     r = cli("reload", "--config", cfg)
     assert r.returncode == 0, r.stderr
     assert "reloaded" in r.stdout and "changed ['app']" in r.stdout

@@ -21,7 +21,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.util import Arc
+from tests.support import configs
+from tests.support.archive import Arc
 
 SOAK = os.environ.get("AUDITD_SOAK") == "1"
 CLI = [sys.executable, "-m", "auditd_py"]
@@ -63,22 +64,13 @@ def _logrotate_conf(tmp: Path, logs: Path, mode: str) -> Path:
 
 
 def _config(tmp: Path, arc: Arc, logs: Path) -> Path:
-    cfg = tmp / "daemon.yaml"
-    cfg.write_text(
-        f"""environment: torture
-archive:
-  path: {arc.layout.root}
-sealing:
-  epoch_interval: 2s
-  commit_interval: 20ms
-sources:
-  - name: app
-    type: file
-    paths: ["{logs}/*.log*"]
-    poll_interval: 100ms
-"""
+    doc = configs.daemon(
+        arc,
+        environment="torture",
+        epoch_interval="2s",
+        sources=[configs.file_source(logs, "*.log*")],
     )
-    return cfg
+    return configs.write(tmp / "daemon.yaml", doc)
 
 
 def _start(cfg: Path, log: Path) -> subprocess.Popen[bytes]:

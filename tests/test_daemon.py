@@ -8,129 +8,20 @@ checkpoint, and everything read is in the archive exactly once.
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import orjson
 import pytest
 
-from tests.test_journald_source import Remote, entry
-from tests.util import Arc
+from tests.support import configs
+from tests.support.archive import Arc
+from tests.support.daemon import CLI, Daemon, free_port, show, verify_both, wait_for
+from tests.support.journal import Remote, entry
 
-CLI = [sys.executable, "-m", "auditd_py"]
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-        u.bind(("127.0.0.1", port))  # the same number must be free for UDP too
-    return port
-
-
-class Notify:
-    """A NOTIFY_SOCKET like systemd's, collecting what the daemon says.
-
-    Read continuously, as systemd does: a unix datagram socket queues only
-    ``net.unix.max_dgram_qlen`` (often 10) messages, after which the daemon's
-    sd_notify() would block.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.1)
-        self.messages: list[str] = []
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._read, name="notify", daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while not self._closed.is_set():
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-
-    def wait_for(self, what: str, timeout: float, since: int = 0) -> bool:
-        """Whether a message containing ``what`` arrives (from index ``since`` on)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if any(what in m for m in self.messages[since:]):
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.02)
-
-    def during(self, seconds: float) -> list[str]:
-        """The messages that arrive in the next ``seconds``."""
-        start = len(self.messages)
-        time.sleep(seconds)
-        return self.messages[start:]
-
-    def drain(self) -> None:
-        time.sleep(0.2)  # what was sent before now has been read
-
-    def close(self) -> None:
-        self._closed.set()
-        self._thread.join(2)
-        self.sock.close()
-
-
-class Daemon:
-    def __init__(self, tmp: Path, config: Path, env: dict[str, str] | None = None) -> None:
-        self.notify = Notify(tmp / f"notify-{time.monotonic_ns()}.sock")
-        self.stderr = (tmp / "daemon.stderr").open("ab")
-        env = {**os.environ, "NOTIFY_SOCKET": str(self.notify.path), **(env or {})}
-        self.proc = subprocess.Popen(
-            [*CLI, "run", "--config", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=self.stderr,
-            env=env,
-        )
-        self.tmp = tmp
-
-    def ready(self) -> None:
-        ok = self.notify.wait_for("READY=1", 20)
-        assert ok, (self.tmp / "daemon.stderr").read_text()[-2000:]
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        self.proc.send_signal(sig)
-        code = self.proc.wait(timeout=30)
-        self.notify.drain()
-        self.notify.close()
-        self.stderr.close()
-        return code
-
-
-def show(arc: Arc, *args: str) -> list[dict[str, object]]:
-    out = subprocess.run(
-        [*CLI, "show", str(arc.layout.root), "--json", *args], check=True, capture_output=True
-    ).stdout
-    return [orjson.loads(x) for x in out.splitlines()]
-
-
-def verify_both(arc: Arc, *extra: str) -> None:
-    for flag, key in (("--key", arc.vk_path), ("--public-key", arc.pk_path)):
-        r = subprocess.run(
-            [*CLI, "verify", str(arc.layout.root), flag, str(key), *extra],
-            capture_output=True,
-            check=False,
-        )
-        assert r.returncode == 0, r.stdout + r.stderr
 
 
 @pytest.fixture
@@ -141,39 +32,19 @@ def setup(tmp_path: Path) -> Iterator[tuple[Arc, Path, int, Path]]:
     port = free_port()
     jdir = tmp_path / "journal"
     jdir.mkdir()
-    cfg = tmp_path / "daemon.yaml"
-    cfg.write_text(
-        f"""environment: test
-archive:
-  path: {arc.layout.root}
-sealing:
-  epoch_interval: 1s
-  commit_interval: 20ms
-sources:
-  - name: app
-    type: file
-    paths: ["{logs}/*.log*"]
-    poll_interval: 100ms
-  - name: syslog
-    type: syslog
-    listen: ["udp://127.0.0.1:{port}", "tcp://127.0.0.1:{port}",
-             "unix://{tmp_path}/log.sock"]
-  - name: journal
-    type: journald
-    directory: {jdir}
-"""
+    doc = configs.daemon(
+        arc,
+        epoch_interval="1s",
+        sources=[
+            configs.file_source(logs, "*.log*"),
+            configs.syslog_source(
+                f"udp://127.0.0.1:{port}", f"tcp://127.0.0.1:{port}", f"unix://{tmp_path}/log.sock"
+            ),
+            configs.journald_source(jdir),
+        ],
     )
+    cfg = configs.write(tmp_path / "daemon.yaml", doc)
     yield arc, logs, port, cfg
-
-
-def wait_for(pred: object, timeout: float = 20.0) -> bool:
-    assert callable(pred)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.2)
-    return bool(pred())
 
 
 def test_all_sources_sealed_exactly_once_and_clean_stop(

@@ -11,17 +11,24 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
 from auditd_py.config import DiskSettings, Space
 from auditd_py.daemon.disk import EXIT_HALTED, FULL_MARGIN, Level, classify
-from tests.test_daemon import Daemon, show, verify_both, wait_for
-from tests.test_retention import app_messages, assert_suffix_exactly_once
-from tests.test_segments import syslog_line
-from tests.util import Arc
+from tests.support import configs
+from tests.support.archive import Arc
+from tests.support.daemon import (
+    Daemon,
+    app_messages,
+    assert_suffix_exactly_once,
+    show,
+    verify_both,
+    wait_for,
+)
+from tests.support.syslog import syslog_line
 
 MiB = 1 << 20
 
@@ -67,31 +74,17 @@ def fill(mnt: Path, leave: int) -> Path:
     return ballast
 
 
-def config(arc: Arc, logs: Path, path: Path, disk: str, extra: str = "") -> Path:
-    path.write_text(
-        f"""environment: test
-archive:
-  path: {arc.layout.root}
-sealing:
-  epoch_interval: 1h
-  commit_interval: 20ms
-segments:
-  max_bytes: 256KiB
-  compress: none
-disk:
-{disk}
-{extra}
-sources:
-  - name: app
-    type: file
-    paths: ["{logs}/*.log"]
-    poll_interval: 100ms
-"""
+def config(arc: Arc, logs: Path, path: Path, disk: Mapping[str, object]) -> Path:
+    doc = configs.daemon(
+        arc,
+        segments={"max_bytes": "256KiB", "compress": "none"},
+        disk=disk,
+        sources=[configs.file_source(logs)],
     )
-    return path
+    return configs.write(path, doc)
 
 
-def start(mnt: Path, tmp: Path, disk: str) -> tuple[Arc, Path, Daemon]:
+def start(mnt: Path, tmp: Path, disk: Mapping[str, object]) -> tuple[Arc, Path, Daemon]:
     """An archive on the small file system, a log directory beside it, a daemon running."""
     arc = Arc(mnt / "a", random=None)
     logs = tmp / "logs"
@@ -126,8 +119,12 @@ def test_full_disk_holds_sealed_records_and_resumes(small_fs: Path, tmp_path: Pa
     arc, logs, d = start(
         small_fs,
         tmp_path,
-        "  space_left: 256KiB\n  admin_space_left: 128KiB\n"
-        "  disk_full_action: suspend\n  check_interval: 10s",
+        {
+            "space_left": "256KiB",
+            "admin_space_left": "128KiB",
+            "disk_full_action": "suspend",
+            "check_interval": "10s",
+        },
     )
     try:
         d.ready()
@@ -156,8 +153,12 @@ def test_admin_space_left_suspends_reading_and_resumes(small_fs: Path, tmp_path:
     arc, logs, d = start(
         small_fs,
         tmp_path,
-        "  space_left: 6MiB\n  admin_space_left: 4MiB\n"
-        "  admin_space_left_action: suspend\n  check_interval: 200ms",
+        {
+            "space_left": "6MiB",
+            "admin_space_left": "4MiB",
+            "admin_space_left_action": "suspend",
+            "check_interval": "200ms",
+        },
     )
     try:
         d.ready()
@@ -186,8 +187,12 @@ def test_rotate_action_deletes_oldest_segments_through_retention(
     arc, logs, d = start(
         small_fs,
         tmp_path,
-        "  space_left: 14MiB\n  admin_space_left: 13MiB\n"
-        "  admin_space_left_action: rotate\n  check_interval: 200ms",
+        {
+            "space_left": "14MiB",
+            "admin_space_left": "13MiB",
+            "admin_space_left_action": "rotate",
+            "check_interval": "200ms",
+        },
     )
     n = 12000
     try:
@@ -213,8 +218,13 @@ def test_rotate_on_a_completely_full_disk_uses_the_reserve(small_fs: Path, tmp_p
     arc, logs, d = start(
         small_fs,
         tmp_path,
-        "  space_left: 2MiB\n  admin_space_left: 1MiB\n"
-        "  admin_space_left_action: rotate\n  disk_full_action: rotate\n  check_interval: 200ms",
+        {
+            "space_left": "2MiB",
+            "admin_space_left": "1MiB",
+            "admin_space_left_action": "rotate",
+            "disk_full_action": "rotate",
+            "check_interval": "200ms",
+        },
     )
     try:
         d.ready()
@@ -239,8 +249,12 @@ def test_halt_action_exits_non_zero(small_fs: Path, tmp_path: Path) -> None:
     arc, logs, d = start(
         small_fs,
         tmp_path,
-        "  space_left: 8MiB\n  admin_space_left: 6MiB\n"
-        "  admin_space_left_action: halt\n  check_interval: 200ms",
+        {
+            "space_left": "8MiB",
+            "admin_space_left": "6MiB",
+            "admin_space_left_action": "halt",
+            "check_interval": "200ms",
+        },
     )
     d.ready()
     write(logs, 0, 500)
@@ -261,9 +275,17 @@ def test_exec_action_runs_the_command_once_per_crossing(small_fs: Path, tmp_path
     arc, _logs, d = start(
         small_fs,
         tmp_path,
-        "  space_left: 8MiB\n  admin_space_left: 6MiB\n"
-        "  admin_space_left_action: exec\n  check_interval: 200ms\n"
-        f'  exec: ["/bin/sh", "-c", "echo $AUDITD_PY_DISK_LEVEL $AUDITD_PY_DISK_FREE >> {marker}"]',
+        {
+            "space_left": "8MiB",
+            "admin_space_left": "6MiB",
+            "admin_space_left_action": "exec",
+            "check_interval": "200ms",
+            "exec": [
+                "/bin/sh",
+                "-c",
+                f"echo $AUDITD_PY_DISK_LEVEL $AUDITD_PY_DISK_FREE >> {marker}",
+            ],
+        },
     )
     try:
         d.ready()

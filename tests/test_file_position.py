@@ -13,7 +13,7 @@ from auditd_py.record import Fields, Position
 from auditd_py.sources.file import lines
 from auditd_py.sources.file.position import FilePosition, PositionVersionError, Sealed
 from auditd_py.sources.file.tracked import Tracked
-from tests.file_helpers import file_settings, key_of, manual_tailer
+from tests.support.files import file_settings, key_of, manual_tailer
 
 V1 = [
     {"k": "s:1:2", "off": 10, "fp": "0011223344556677", "fpn": 16},

@@ -36,12 +36,13 @@ from auditd_py.record import Position
 from auditd_py.sources import file as file_mod
 from auditd_py.sources.file import FileTailer
 from auditd_py.sources.file.fingerprint import same_end
-from tests.file_helpers import (
+from tests.support.files import (
     CLI_BIN,
     LOGROTATE,
     SOURCE,
     Collector,
     LiveDaemon,
+    Polls,
     Rec,
     Sandbox,
     Writer,
@@ -146,7 +147,8 @@ def test_live_tailer_picks_up_a_file_created_later(sb: Sandbox, tailers: StartTa
     settings = file_settings(
         [sb.logs / "*.log"], exclude=[str(sb.logs / "skip-*.log")], poll_interval="50ms"
     )
-    _, c = tailers(settings)
+    t, c = tailers(settings)
+    polls = Polls(t)
     c.wait_records(3)
 
     b = Writer(sb.log("b.log"))  # appears after the tailer started
@@ -155,7 +157,7 @@ def test_live_tailer_picks_up_a_file_created_later(sb: Sandbox, tailers: StartTa
     skip.numbered("skip", 2)
     a.numbered("a", 2, start=3)
     recs = c.wait_records(9)
-    time.sleep(0.3)
+    polls.wait(6)  # (what 0.3 s of 50 ms polls would be) nothing more, nothing twice
     recs = c.records()
     assert_once_each(recs, {**a.written, **b.written})
     # (a new file may first be "deferred" while it could be a copy being written)
@@ -205,9 +207,10 @@ def test_partial_line_is_held_then_sealed_flagged_partial_after_timeout(
 ) -> None:
     log = sb.log("a.log")
     write(log, b"first\n")
-    _, c = tailers(
+    t, c = tailers(
         file_settings([log], partial_line_timeout="200ms", poll_interval="20ms"),
     )
+    polls = Polls(t)
     c.wait_records(1)
     written_at = time.monotonic()
     write(log, b"hel")
@@ -222,7 +225,7 @@ def test_partial_line_is_held_then_sealed_flagged_partial_after_timeout(
 
     write(log, b"lo world\n")  # the rest of the line: its own record
     recs = c.wait_records(3)
-    time.sleep(0.3)
+    polls.wait(15)  # 0.3 s of 20 ms polls: past the partial-line timeout, nothing more
     recs = c.records()
     assert [r.message for r in recs] == [b"first", b"hel", b"lo world"]
     assert [r.partial for r in recs] == [False, True, False]
@@ -234,12 +237,13 @@ def test_partial_line_completed_before_timeout_is_one_record(
 ) -> None:
     log = sb.log("a.log")
     write(log, b"")
-    _, c = tailers(file_settings([log], partial_line_timeout="5s", poll_interval="20ms"))
+    t, c = tailers(file_settings([log], partial_line_timeout="5s", poll_interval="20ms"))
+    polls = Polls(t)
     write(log, b"hel")
-    time.sleep(0.2)
+    polls.wait(10)  # the tailer has seen the partial line (0.2 s of 20 ms polls)
     write(log, b"lo\n")
     recs = c.wait_records(1)
-    time.sleep(0.2)
+    polls.wait(10)  # and nothing more comes of it
     recs = c.records()
     assert [(r.message, r.partial, r.split) for r in recs] == [(b"hello", False, False)]
 
@@ -310,12 +314,13 @@ def test_long_line_is_split_into_flagged_pieces(sb: Sandbox) -> None:
 def test_long_line_arriving_in_parts_flags_every_piece(sb: Sandbox, tailers: StartTailer) -> None:
     log = sb.log("a.log")
     write(log, b"")
-    _, c = tailers(file_settings([log], max_line_bytes="1KiB", poll_interval="20ms"))
+    t, c = tailers(file_settings([log], max_line_bytes="1KiB", poll_interval="20ms"))
+    polls = Polls(t)
     write(log, b"x" * 1500)
     c.wait_records(1)
     write(log, b"y" * 500 + b"\n")
     recs = c.wait_records(2)
-    time.sleep(0.2)
+    polls.wait(10)  # (0.2 s of 20 ms polls) no third piece
     recs = c.records()
     assert b"".join(r.message for r in recs) == b"x" * 1500 + b"y" * 500
     assert [len(r.message) for r in recs] == [1024, 976]
@@ -389,7 +394,7 @@ def test_logrotate_create_while_running_reads_old_file_to_its_end(sb: Sandbox) -
         assert sb.log("a.log.1").exists() and log.stat().st_size == 0
         # the app has not reopened yet: it still writes to the renamed file
         app.numbered("old fd", 5)
-        time.sleep(0.3)
+        d.polls.wait(6)  # the tailer has looked at both files (0.3 s of 50 ms polls)
         app.numbered("old fd late", 3)
         app.partial(b"old fd unterminated")  # sealed flagged partial when let go
         app.reopen()  # as after its SIGHUP
@@ -486,7 +491,8 @@ def test_copytruncate_copy_seen_while_logrotate_is_still_writing_it(
     on the creation sees the copy empty; replayed here step by step."""
     log = sb.log("a.log")
     app = Writer(log)
-    _, c = tailers(file_settings([sb.logs / "*.log*"], poll_interval="20ms"))
+    t, c = tailers(file_settings([sb.logs / "*.log*"], poll_interval="20ms"))
+    polls = Polls(t)
     first = padded(app, "read", 20)
     c.wait_records(20)
     copy = sb.log("a.log.1")
@@ -494,13 +500,13 @@ def test_copytruncate_copy_seen_while_logrotate_is_still_writing_it(
     assert wait_until(lambda: any(f["path"] == str(copy) for f in c.named(ev.FILE_OPENED)))
     data = log.read_bytes()
     os.write(fd, data[:100])  # the copy is being written...
-    time.sleep(0.1)
+    polls.wait(5)  # ...while the tailer looks at it (0.1 s of 20 ms polls)...
     os.write(fd, data[100:])
     os.close(fd)
     os.truncate(log, 0)  # ...then the original truncated
     after = padded(app, "after", 5)
     c.wait_records(25)
-    time.sleep(0.3)
+    polls.wait(15)  # (0.3 s of 20 ms polls) nothing twice
     assert_once_each(c.records(), {key_of(log): first + after})
 
 
@@ -544,7 +550,7 @@ def test_truncated_and_regrown_past_offset_between_two_polls(
         after = padded(app, "after burst", 15)
         assert log.stat().st_size > len(joined(before))
     c.wait_records(25, timeout=3)
-    time.sleep(0.2)
+    Polls(t).wait(10)  # (0.2 s of 20 ms polls) nothing twice
     assert_once_each(c.records(), {key_of(log): before + after})
     assert len(c.named(ev.FILE_TRUNCATED)) == 1
 
@@ -723,8 +729,9 @@ def test_file_replaced_by_directory_while_running(sb: Sandbox, tailers: StartTai
     t, c = tailers(file_settings([sb.logs / "*.log"], poll_interval="20ms"))
     c.wait_records(2)
     b.unlink()
+    polls = Polls(t)
     b.mkdir()
-    time.sleep(0.3)  # many polls
+    polls.wait(15)  # many polls (0.3 s of 20 ms ones)
     write(a, b"a2\n")
     c.wait_records(3)
     assert [r.message for r in c.records()] == [b"a1", b"b1", b"a2"]

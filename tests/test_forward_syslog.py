@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -30,10 +31,10 @@ from auditd_py.store.compress import compress_segment
 from auditd_py.store.layout import Layout
 from auditd_py.store.reader import verify_archive
 from auditd_py.store.writer import ArchiveWriter, EpochPolicy
-from tests.test_daemon import CLI, Daemon, show, wait_for
-from tests.test_segments import syslog_line
-from tests.test_syslog_source import RSYSLOGD, free_port, needs_rsyslog, pki  # noqa: F401
-from tests.util import Arc
+from tests.support import configs
+from tests.support.archive import Arc
+from tests.support.daemon import CLI, Daemon, show, wait_for
+from tests.support.syslog import RSYSLOGD, free_port, needs_rsyslog, syslog_line
 
 TRICKY = [
     "plain",
@@ -304,7 +305,7 @@ def test_collector_copy_verifies_with_the_host_keys(
 def test_tls_with_server_verification(
     tmp_path: Path,
     collector: Callable[..., Collector],
-    pki: dict[str, Path],  # noqa: F811
+    pki: dict[str, Path],
 ) -> None:
     arc = Arc(tmp_path)
     build(arc, n=80).close()
@@ -369,29 +370,16 @@ def test_outage_loses_nothing_and_duplicates_are_harmless(
 # ---------------------------------------------------------------- the daemon
 
 
-def daemon_config(arc: Arc, logs: Path, path: Path, port: int, extra: str = "") -> Path:
-    path.write_text(
-        f"""environment: test
-archive:
-  path: {arc.layout.root}
-sealing:
-  epoch_interval: 1s
-  commit_interval: 20ms
-segments:
-  max_bytes: 64KiB
-sources:
-  - name: app
-    type: file
-    paths: ["{logs}/*.log"]
-    poll_interval: 100ms
-forward:
-  - name: central
-    type: syslog
-    target: tcp://127.0.0.1:{port}
-    retry_max: 1s
-{extra}"""
+def daemon_config(arc: Arc, logs: Path, path: Path, port: int, **sections: Any) -> Path:
+    doc = configs.daemon(
+        arc,
+        epoch_interval="1s",
+        segments={"max_bytes": "64KiB"},
+        sources=[configs.file_source(logs)],
+        forward=[configs.syslog_forward(f"tcp://127.0.0.1:{port}", retry_max="1s")],
+        **sections,
     )
-    return path
+    return configs.write(path, doc)
 
 
 def app_lines(layout: Layout) -> list[str]:
@@ -416,8 +404,8 @@ def test_daemon_forwards_through_an_outage(
         logs,
         tmp_path / "d.yaml",
         port,
-        "retention:\n  max_segments: 2\n  check_interval: 200ms\n"
-        f"metrics:\n  listen: 127.0.0.1:{mport}\n",
+        retention={"max_segments": 2, "check_interval": "200ms"},
+        metrics={"listen": f"127.0.0.1:{mport}"},
     )
     d = Daemon(tmp_path, cfg)
     n1, n2 = 1500, 3000
@@ -480,7 +468,7 @@ def test_daemon_forwards_through_an_outage(
 
 def test_tls13_session_tickets_are_not_taken_for_a_closed_connection(
     tmp_path: Path,
-    pki: dict[str, Path],  # noqa: F811
+    pki: dict[str, Path],
 ) -> None:
     """A TLS 1.3 server sends tickets after the handshake: readable, yet still open."""
     import ssl
@@ -527,7 +515,7 @@ def test_tls13_session_tickets_are_not_taken_for_a_closed_connection(
 def test_tls_client_certificate_when_the_collector_requires_one(
     tmp_path: Path,
     collector: Callable[..., Collector],
-    pki: dict[str, Path],  # noqa: F811
+    pki: dict[str, Path],
 ) -> None:
     arc = Arc(tmp_path)
     build(arc, n=40).close()

@@ -44,9 +44,10 @@ from auditd_py.store.immutable import (
 )
 from auditd_py.store.reader import iter_records
 from auditd_py.store.writer import ArchiveWriter
-from tests.test_daemon import Notify, show, verify_both, wait_for
-from tests.util import Arc
-from tests.worm_helpers import flags, release_tree
+from tests.support import configs
+from tests.support.archive import Arc
+from tests.support.daemon import Notify, show, verify_both, wait_for
+from tests.support.worm import flags, release_tree
 
 CLI = [sys.executable, "-m", "auditd_py.cli"]
 NOBODY = 65534
@@ -442,26 +443,14 @@ def launched() -> Iterator[list[Launched]]:
             d.stop(signal.SIGKILL)
 
 
-def daemon_config(arc: Arc, logs: Path, path: Path, extra: str = "") -> Path:
-    path.write_text(
-        f"""environment: test
-archive:
-  path: {arc.layout.root}
-sealing:
-  epoch_interval: 1h
-  commit_interval: 20ms
-segments:
-  max_bytes: 64KiB
-  compress: zstd
-{extra}
-sources:
-  - name: app
-    type: file
-    paths: ["{logs}/*.log"]
-    poll_interval: 50ms
-"""
+def daemon_config(arc: Arc, logs: Path, path: Path, immutable: str | None = None) -> Path:
+    segments = {"max_bytes": "64KiB", "compress": "zstd"}
+    if immutable is not None:
+        segments["immutable"] = immutable
+    doc = configs.daemon(
+        arc, segments=segments, sources=[configs.file_source(logs, poll_interval="50ms")]
     )
-    return path
+    return configs.write(path, doc)
 
 
 def write_lines(logs: Path, start: int, n: int) -> None:
@@ -562,7 +551,7 @@ def test_daemon_without_the_capability_seals_and_says_so(
     verify_both(arc, "--require-sealed")
 
     # segments.immutable: off: no flags even with the capability, and a notice of that
-    off = daemon_config(arc, logs, tmp_path / "off.yaml", "  immutable: off")
+    off = daemon_config(arc, logs, tmp_path / "off.yaml", immutable="off")
     write_lines(logs, 50, 10)
     subprocess.run([*CLI, "run", "--config", str(off), "--once"], check=True, capture_output=True)
     assert sealed_count(arc)() == 60

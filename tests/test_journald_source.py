@@ -9,11 +9,9 @@ meta-log are collecting fakes.
 from __future__ import annotations
 
 import base64
-import importlib
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -35,116 +33,16 @@ from auditd_py.contracts import Position
 from auditd_py.daemon.queue import BatchQueue
 from auditd_py.record import Fields
 from auditd_py.sources.journald import JournalSource, entry_fields, field_value
-
-JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
-BOOT = b"0123456789abcdef0123456789abcdef"
-T0 = 1_764_000_000_000_000  # µs
-
-try:
-    importlib.import_module("systemd.journal")  # systemd-python (no type hints shipped)
-    HAVE_SYSTEMD_PYTHON = True
-except ImportError:
-    HAVE_SYSTEMD_PYTHON = False
-
-integration = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not HAVE_SYSTEMD_PYTHON, reason="systemd-python is not installed"),
-    pytest.mark.skipif(
-        not os.access(JOURNAL_REMOTE, os.X_OK),
-        reason="systemd-journal-remote is not installed (apt: systemd-journal-remote)",
-    ),
-]
-
-
-# ---------------------------------------------------------------- export format
-
-
-def _is_utf8(value: bytes) -> bool:
-    try:
-        value.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def export(fields: Sequence[tuple[str, bytes]]) -> bytes:
-    """One entry in the Journal Export Format (binary-safe encoding where needed)."""
-    out = bytearray()
-    for key, value in fields:
-        if b"\n" not in value and _is_utf8(value):
-            out += key.encode() + b"=" + value + b"\n"
-        else:
-            out += key.encode() + b"\n" + struct.pack("<Q", len(value)) + value + b"\n"
-    return bytes(out) + b"\n"
-
-
-def entry(
-    i: int, message: bytes | None = None, extra: Sequence[tuple[str, bytes]] = ()
-) -> list[tuple[str, bytes]]:
-    """Entry number ``i``: time and monotonic clock grow with ``i``."""
-    fields = [
-        ("__REALTIME_TIMESTAMP", str(T0 + i * 1000).encode()),
-        ("__MONOTONIC_TIMESTAMP", str(1_000_000 + i).encode()),
-        ("_BOOT_ID", BOOT),
-        ("_HOSTNAME", b"testhost"),
-    ]
-    if message is not None:
-        fields.append(("MESSAGE", message))
-    fields += extra
-    return fields
-
-
-class Remote:
-    """systemd-journal-remote writing ``directory/name`` from our stdin."""
-
-    def __init__(self, directory: Path, name: str = "remote.journal") -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / name
-        self.proc = subprocess.Popen(
-            [JOURNAL_REMOTE, "--split-mode=none", f"--output={self.path}", "-"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-
-    def feed(self, entries: Sequence[Sequence[tuple[str, bytes]]]) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(b"".join(export(e) for e in entries))
-        self.proc.stdin.flush()
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.proc.wait(30)
-        assert self.proc.stderr is not None
-        err = self.proc.stderr.read()
-        assert self.proc.returncode == 0, err.decode(errors="replace")
-
-
-def write_journal(
-    directory: Path, entries: Sequence[Sequence[tuple[str, bytes]]], name: str = "remote.journal"
-) -> Path:
-    r = Remote(directory, name)
-    r.feed(entries)
-    r.close()
-    return r.path
-
-
-def wait_entries(directory: Path, n: int, timeout: float = 5.0) -> None:
-    """Until a reader of its own sees ``n`` entries in ``directory``."""
-    journal: Any = importlib.import_module("systemd.journal")
-    deadline = time.monotonic() + timeout
-    while True:
-        seen = 0
-        if directory.exists():
-            with journal.Reader(path=str(directory)) as r:
-                while r._next():
-                    seen += 1
-        if seen >= n:
-            return
-        assert time.monotonic() < deadline, f"{seen} of {n} entries written"
-        time.sleep(0.02)
-
+from tests.support.journal import (
+    BOOT,
+    T0,
+    Remote,
+    entry,
+    integration,
+    wait_entries,
+    write_journal,
+)
+from tests.support.wait import wait_until
 
 # ---------------------------------------------------------------- fakes
 
@@ -404,8 +302,8 @@ def test_live_entries_and_new_files_are_delivered_promptly_exactly_once(
         other.close()
     finally:
         remote.close()
-    r.source.drain()
-    time.sleep(0.3)  # anything duplicated would show up by now
+    for _ in range(3):  # three more reads of everything there is: a duplicate would show
+        r.source.drain()
     want = [b"live %d" % i for i in range(9)] + [b"other 0", b"other 1"]
     assert r.messages() == want
     assert r.meta.events == []
@@ -575,7 +473,13 @@ def test_back_pressure_blocks_and_loses_nothing(tmp_path: Path) -> None:
 
 
 class FullSink(CollectSink):
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocked = threading.Event()
+        """Set once a batch was offered (and refused after the put's timeout)."""
+
     def put(self, batch: list[Fields], *, block: bool = True, timeout: float | None = None) -> bool:
+        self.blocked.set()
         time.sleep(timeout if timeout is not None else 3600)
         return False
 
@@ -584,8 +488,9 @@ class FullSink(CollectSink):
 def test_stop_is_prompt_even_when_the_sink_is_full(tmp_path: Path) -> None:
     write_journal(tmp_path / "j", [entry(i, b"s%d" % i) for i in range(10)])
     src = JournalSource(settings(tmp_path / "j"), ManualClock())
-    src.start(FullSink(), CollectMeta(), {})
-    time.sleep(0.3)
+    sink = FullSink()
+    src.start(sink, CollectMeta(), {})
+    assert sink.blocked.wait(10)  # the source is stuck on the full sink
     t = time.monotonic()
     src.stop()
     assert time.monotonic() - t < 2.0
@@ -601,7 +506,7 @@ def test_missing_directory_is_an_error_that_is_retried(tmp_path: Path, run: Any)
     assert time.monotonic() - t < 1
     ok, why = r.source.healthy()
     assert not ok and "FileNotFoundError" in why
-    time.sleep(0.4)  # several retries …
+    assert wait_until(lambda: r.source.errors >= 4, 10)  # several retries …
     errors = r.meta.named(ev_names.SOURCE_ERROR)
     assert len(errors) == 1  # … reported once
     assert errors[0]["errno"] == 2 and errors[0]["directory"] == str(d)

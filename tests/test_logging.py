@@ -6,6 +6,8 @@ import io
 import json
 import os
 import pty
+import select
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,6 +60,19 @@ def test_console_lines_escape_control_characters() -> None:
     assert "bad \\x1b[2Jthing\\x07 happened" in lines[2]
 
 
+def read_lines(fd: int, n: int, timeout: float = 5.0) -> str:
+    """What a terminal shows once ``n`` lines have arrived (the tty layer passes
+    written bytes on asynchronously: one read may return only the first ones)."""
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while buf.count(b"\n") < n:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        buf += os.read(fd, 65536)
+    return buf.decode()
+
+
 def test_auto_picks_console_on_a_terminal_with_colour() -> None:
     leader, follower = pty.openpty()
     try:
@@ -65,7 +80,7 @@ def test_auto_picks_console_on_a_terminal_with_colour() -> None:
             metalog.configure(stream=tty)
             emit()
             tty.flush()
-        text = os.read(leader, 65536).decode()
+        text = read_lines(leader, 3)
     finally:
         os.close(leader)
         os.close(follower)

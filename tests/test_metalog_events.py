@@ -13,9 +13,10 @@ from auditd_py.chain.encoding import Fields
 from auditd_py.clock import ManualClock
 from auditd_py.daemon.supervisor import CLOCK_JUMP_NS, Daemon
 from auditd_py.store.writer import EpochPolicy
-from tests.test_daemon import Daemon as DaemonProc
-from tests.test_daemon import show, verify_both, wait_for
-from tests.util import Arc
+from tests.support import configs
+from tests.support.archive import Arc
+from tests.support.daemon import Daemon as DaemonProc
+from tests.support.daemon import show, verify_both, wait_for
 
 
 def test_sealing_survives_the_wall_clock_going_backwards_and_jumping(tmp_path: Path) -> None:
@@ -61,16 +62,7 @@ def test_clock_jump_is_meta_logged(tmp_path: Path) -> None:
 @pytest.mark.integration
 def test_daemon_seals_checkpoint_events(tmp_path: Path) -> None:
     arc = Arc(tmp_path, random=None)
-    cfg = tmp_path / "d.yaml"
-    cfg.write_text(
-        f"""environment: test
-archive:
-  path: {arc.layout.root}
-sealing:
-  epoch_interval: 300ms
-  commit_interval: 20ms
-"""
-    )
+    cfg = configs.write(tmp_path / "d.yaml", configs.daemon(arc, epoch_interval="300ms"))
     d = DaemonProc(tmp_path, cfg)
     try:
         d.ready()

@@ -30,8 +30,18 @@ from auditd_py.daemon.sealloop import SealLoop
 from auditd_py.daemon.supervisor import Daemon as InProcessDaemon
 from auditd_py.daemon.systemd import notify, notify_socket, watchdog_seconds
 from auditd_py.errors import ConfigError
-from tests.test_daemon import CLI, Daemon, Notify, free_port, show, verify_both, wait_for
-from tests.util import Arc
+from tests.support import configs
+from tests.support.archive import Arc
+from tests.support.daemon import (
+    CLI,
+    Daemon,
+    Notify,
+    free_port,
+    get_health,
+    show,
+    verify_both,
+    wait_for,
+)
 
 integration = pytest.mark.integration
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -51,39 +61,13 @@ def metric(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, tuple(sorted(labels.items()))))
 
 
-def get_health(port: int) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
-            return int(r.status), orjson.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, orjson.loads(exc.read())
-
-
 def write_config(
-    tmp: Path, arc: Arc, port: int, sources: str, *, epoch: str = "1s", extra: str = ""
+    tmp: Path, arc: Arc, port: int, sources: list[dict[str, Any]], *, epoch: str = "1s"
 ) -> Path:
-    cfg = tmp / "daemon.yaml"
-    cfg.write_text(
-        f"""environment: test
-archive:
-  path: {arc.layout.root}
-sealing:
-  epoch_interval: {epoch}
-  commit_interval: 20ms
-metrics:
-  listen: 127.0.0.1:{port}
-{extra}sources:
-{sources}"""
+    doc = configs.daemon(
+        arc, epoch_interval=epoch, metrics={"listen": f"127.0.0.1:{port}"}, sources=sources
     )
-    return cfg
-
-
-def file_source(logs: Path, name: str = "app") -> str:
-    return f"""  - name: {name}
-    type: file
-    paths: ["{logs}/*.log"]
-    poll_interval: 100ms
-"""
+    return configs.write(tmp / "daemon.yaml", doc)
 
 
 def status(*args: str) -> subprocess.CompletedProcess[bytes]:
@@ -129,7 +113,7 @@ def test_metrics_move_as_lines_are_sealed(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
     port = free_port()
-    cfg = write_config(tmp_path, arc, port, file_source(logs))
+    cfg = write_config(tmp_path, arc, port, [configs.file_source(logs)])
     d = Daemon(tmp_path, cfg)
     try:
         d.ready()
@@ -154,7 +138,9 @@ def test_metrics_move_as_lines_are_sealed(tmp_path: Path) -> None:
             return metric(m, "auditd_py_records_sealed_total", source="app") == 300
 
         assert wait_for(sealed)
-        time.sleep(2.5)  # more than two 1 s epochs
+        epoch0 = m0[("auditd_py_epoch", ())]
+        # two more 1 s epochs, within the 2.5 s they take
+        assert wait_for(lambda: scrape(port)[("auditd_py_epoch", ())] >= epoch0 + 2, 2.5)
         m1 = scrape(port)
         assert metric(m1, "auditd_py_records_read_total", source="app") == 300
         assert metric(m1, "auditd_py_bytes_sealed_total")
@@ -221,7 +207,7 @@ def test_health_is_503_while_a_source_is_unhealthy(tmp_path: Path) -> None:
     logs.mkdir()
     jdir = tmp_path / "journal"
     port = free_port()
-    sources = file_source(logs) + f"  - name: journal\n    type: journald\n    directory: {jdir}\n"
+    sources = [configs.file_source(logs), configs.journald_source(jdir)]
     cfg = write_config(tmp_path, arc, port, sources, epoch="1m")
     d = Daemon(tmp_path, cfg)
     try:
@@ -320,7 +306,7 @@ def test_stuck_sealer_stops_the_watchdog_and_fails_health(tmp_path: Path) -> Non
     logs = tmp_path / "logs"
     logs.mkdir()
     port = free_port()
-    cfg = write_config(tmp_path, arc, port, file_source(logs))
+    cfg = write_config(tmp_path, arc, port, [configs.file_source(logs)])
     d = InProcess(cfg, env={"WATCHDOG_USEC": "2000000"})
     stall = d.start()
     try:
@@ -378,7 +364,7 @@ def test_stopping_while_the_sealer_is_stuck(tmp_path: Path) -> None:
     arc = Arc(tmp_path, random=None)
     logs = tmp_path / "logs"
     logs.mkdir()
-    cfg = write_config(tmp_path, arc, free_port(), file_source(logs))
+    cfg = write_config(tmp_path, arc, free_port(), [configs.file_source(logs)])
     d = InProcess(cfg, env={})
     stall = d.start()
     stall.stalled.set()
@@ -403,7 +389,7 @@ def test_metrics_port_in_use_fails_the_start_clearly(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        cfg = write_config(tmp_path, arc, port, file_source(logs))
+        cfg = write_config(tmp_path, arc, port, [configs.file_source(logs)])
         r = subprocess.run(
             [*CLI, "run", "--config", str(cfg)], capture_output=True, check=False, timeout=30
         )
@@ -438,7 +424,9 @@ def test_two_daemons_in_one_process_have_their_own_registries(tmp_path: Path) ->
             (logs / "x.log").write_bytes(b"x\n" * (i + 1))
             port = free_port()
             ports.append(port)
-            cfg = write_config(root, arc, port, file_source(logs, f"src{i}"), epoch="1m")
+            cfg = write_config(
+                root, arc, port, [configs.file_source(logs, name=f"src{i}")], epoch="1m"
+            )
             dm = InProcessDaemon(config.load(cfg), notify_fn=lambda _s: False, env={})
             daemons.append(dm)
             t = threading.Thread(target=dm.run, daemon=True)

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from auditd_py.chain.encoding import Fields
 from auditd_py.store.writer import ArchiveWriter
-from tests.test_daemon import Daemon, free_port, show, verify_both, wait_for
-from tests.test_observe import get_health
-from tests.util import Arc
+from tests.support import configs
+from tests.support.archive import Arc
+from tests.support.daemon import Daemon, free_port, get_health, show, verify_both, wait_for
 
 
 class Appender:
@@ -70,26 +71,26 @@ def wait_meta(arc: Arc, name: str, count: int, timeout: float = 20.0) -> dict[st
     return attrs
 
 
-def config_text(arc: Arc, logs: Path, *, extra: bool, app_poll: str = "100ms") -> str:
-    text = f"""environment: test
-archive:
-  path: {arc.layout.root}
-sealing:
-  epoch_interval: 1s
-  commit_interval: 20ms
-sources:
-  - name: app
-    type: file
-    paths: ["{logs}/a.log"]
-    poll_interval: {app_poll}
-"""
+def config_text(
+    arc: Arc,
+    logs: Path,
+    *,
+    extra: bool,
+    app_poll: str = "100ms",
+    metrics_port: int | None = None,
+    syslog_port: int | None = None,
+) -> str:
+    """The YAML text (tests edit it to make it wrong) of a daemon reading ``logs/a.log``
+    (and ``b.log`` with ``extra``, a syslog port with ``syslog_port``)."""
+    sources = [configs.file_source(logs, "a.log", poll_interval=app_poll)]
     if extra:
-        text += f"""  - name: extra
-    type: file
-    paths: ["{logs}/b.log"]
-    poll_interval: 100ms
-"""
-    return text
+        sources.append(configs.file_source(logs, "b.log", name="extra"))
+    if syslog_port is not None:
+        sources.insert(0, configs.syslog_source(f"udp://127.0.0.1:{syslog_port}", name="net"))
+    doc = configs.daemon(arc, epoch_interval="1s", sources=sources)
+    if metrics_port is not None:
+        doc["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
+    return yaml.safe_dump(doc, sort_keys=False)
 
 
 @pytest.mark.integration
@@ -214,11 +215,8 @@ def test_a_source_that_cannot_start_on_reload_is_reported_and_retried(tmp_path: 
     logs.mkdir()
     mport, sport = free_port(), free_port()
     cfg = tmp_path / "daemon.yaml"
-    base = config_text(arc, logs, extra=False) + f"metrics:\n  listen: 127.0.0.1:{mport}\n"
-    with_syslog = base.replace(
-        "sources:\n",
-        f'sources:\n  - name: net\n    type: syslog\n    listen: ["udp://127.0.0.1:{sport}"]\n',
-    )
+    base = config_text(arc, logs, extra=False, metrics_port=mport)
+    with_syslog = config_text(arc, logs, extra=False, metrics_port=mport, syslog_port=sport)
     cfg.write_text(base)
     d = Daemon(tmp_path, cfg)
     busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

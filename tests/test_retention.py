@@ -24,9 +24,18 @@ from auditd_py.store.retention import (
     plan,
 )
 from auditd_py.store.writer import NS, ArchiveWriter, EpochPolicy
-from tests.test_daemon import CLI, Daemon, show, verify_both, wait_for
-from tests.test_segments import syslog_line
-from tests.util import Arc
+from tests.support import configs
+from tests.support.archive import Arc
+from tests.support.daemon import (
+    CLI,
+    Daemon,
+    app_messages,
+    assert_suffix_exactly_once,
+    show,
+    verify_both,
+    wait_for,
+)
+from tests.support.syslog import syslog_line
 
 
 def build(arc: Arc, n: int = 300, every: int = 60, max_records: int | None = 7) -> ArchiveWriter:
@@ -349,40 +358,14 @@ def test_any_retained_prefix_verifies_and_only_it(
 # ---------------------------------------------------------------- the daemon
 
 
-def retention_config(arc: Arc, logs: Path, path: Path, extra: str = "") -> Path:
-    path.write_text(
-        f"""environment: test
-archive:
-  path: {arc.layout.root}
-sealing:
-  epoch_interval: 1h
-  commit_interval: 20ms
-segments:
-  max_bytes: 32KiB
-  compress: zstd
-retention:
-  max_segments: 4
-  check_interval: 200ms
-sources:
-  - name: app
-    type: file
-    paths: ["{logs}/*.log"]
-    poll_interval: 100ms
-{extra}"""
+def retention_config(arc: Arc, logs: Path, path: Path) -> Path:
+    doc = configs.daemon(
+        arc,
+        segments={"max_bytes": "32KiB", "compress": "zstd"},
+        retention={"max_segments": 4, "check_interval": "200ms"},
+        sources=[configs.file_source(logs)],
     )
-    return path
-
-
-def app_messages(arc: Arc) -> list[str]:
-    return [str(r["message"]) for r in show(arc) if r["source"] == "app"]
-
-
-def assert_suffix_exactly_once(got: list[str], n: int) -> None:
-    """Retention removes the oldest lines; what is left is the rest, each once, in order."""
-    want = [syslog_line(i).decode() for i in range(n)]
-    assert got, "nothing left"
-    k = want.index(got[0])
-    assert got == want[k:], "lost, duplicated or reordered lines after the retention cut"
+    return configs.write(path, doc)
 
 
 @pytest.mark.integration

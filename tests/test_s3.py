@@ -34,9 +34,10 @@ from auditd_py.store.reader import iter_records
 from auditd_py.store.retention import Retainer, RetentionPolicy, read_header
 from auditd_py.store.s3 import S3Location, verify_bucket
 from auditd_py.store.writer import NS, ArchiveWriter, EpochPolicy
-from tests.test_daemon import CLI, Daemon, wait_for
-from tests.util import Arc
-from tests.weed_helpers import ACCESS_KEY, SECRET_KEY, Weed
+from tests.support import configs
+from tests.support.archive import Arc
+from tests.support.daemon import CLI, Daemon, wait_for
+from tests.support.weed import ACCESS_KEY, SECRET_KEY, Weed
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -631,31 +632,24 @@ def test_daemon_forwards_to_s3(weed: Weed, tmp_path: Path) -> None:
     bucket = new_bucket(weed)
     logs = tmp_path / "logs"
     logs.mkdir()
-    cfg = tmp_path / "d.yaml"
-    cfg.write_text(
-        f"""environment: qa
-archive:
-  path: {arc.layout.root}
-sealing:
-  epoch_interval: 1s
-  commit_interval: 20ms
-segments:
-  max_bytes: 32KiB
-  compress: none
-sources:
-  - name: app
-    type: file
-    paths: ["{logs}/*.log"]
-    poll_interval: 100ms
-forward:
-  - name: vault
-    type: s3
-    bucket: {bucket}
-    endpoint: {weed.endpoint}
-    retain_for: 1d
-    retry_max: 1s
-"""
+    doc = configs.daemon(
+        arc,
+        environment="qa",
+        epoch_interval="1s",
+        segments={"max_bytes": "32KiB", "compress": "none"},
+        sources=[configs.file_source(logs)],
+        forward=[
+            {
+                "name": "vault",
+                "type": "s3",
+                "bucket": bucket,
+                "endpoint": weed.endpoint,
+                "retain_for": "1d",
+                "retry_max": "1s",
+            }
+        ],
     )
+    cfg = configs.write(tmp_path / "d.yaml", doc)
     s3 = weed.client()
     p = where(arc)
     d = Daemon(tmp_path, cfg, env=weed.env())

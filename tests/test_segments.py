@@ -21,18 +21,12 @@ from auditd_py.daemon.sealloop import NoEvents, RotationPolicy, SealLoop
 from auditd_py.store.compress import compress_segment, finish_pending, open_segment
 from auditd_py.store.reader import build_proof, check_proof, iter_records
 from auditd_py.store.writer import NS, EpochPolicy
-from tests.test_daemon import Daemon, show, verify_both, wait_for
-from tests.util import Arc
+from tests.support import configs
+from tests.support.archive import Arc
+from tests.support.daemon import Daemon, show, verify_both, wait_for
+from tests.support.syslog import syslog_line
 
 CLI = [sys.executable, "-m", "auditd_py.cli"]
-
-
-def syslog_line(i: int) -> bytes:
-    return (
-        b"<30>Nov 26 10:00:%02d web-%d nginx[%d]: 10.0.%d.%d - - "
-        b'"GET /api/v1/items?page=%d HTTP/1.1" 200 %d "-" "Mozilla/5.0"'
-        % (i % 60, i % 4, 1000 + i % 50, i % 255, i % 7, i, i * 37 % 90000)
-    )
 
 
 def messages(arc: Arc) -> list[bytes]:
@@ -321,24 +315,12 @@ def test_crash_at_each_step_of_compression(
 
 
 def daemon_config(arc: Arc, logs: Path, path: Path, compress: str = "zstd") -> Path:
-    path.write_text(
-        f"""environment: test
-archive:
-  path: {arc.layout.root}
-sealing:
-  epoch_interval: 1h
-  commit_interval: 20ms
-segments:
-  max_bytes: 64KiB
-  compress: {compress}
-sources:
-  - name: app
-    type: file
-    paths: ["{logs}/*.log"]
-    poll_interval: 100ms
-"""
+    doc = configs.daemon(
+        arc,
+        segments={"max_bytes": "64KiB", "compress": compress},
+        sources=[configs.file_source(logs)],
     )
-    return path
+    return configs.write(path, doc)
 
 
 @pytest.mark.integration

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import ssl
@@ -32,17 +31,15 @@ from auditd_py.errors import ConfigError
 from auditd_py.record import Fields
 from auditd_py.sources.syslog import SyslogServer
 from auditd_py.sources.syslog_parse import parse_listen_url
+from tests.support.syslog import (
+    LOGGER,
+    RSYSLOGD,
+    free_port,
+    needs_logger,
+    needs_rsyslog,
+)
 
 pytestmark = pytest.mark.integration
-
-LOGGER = shutil.which("logger")
-RSYSLOGD = shutil.which("rsyslogd") or (
-    "/usr/sbin/rsyslogd" if os.path.exists("/usr/sbin/rsyslogd") else None
-)
-OPENSSL = shutil.which("openssl")
-needs_logger = pytest.mark.skipif(LOGGER is None, reason="util-linux logger not installed")
-needs_rsyslog = pytest.mark.skipif(RSYSLOGD is None, reason="rsyslog not installed")
-needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="openssl not installed")
 
 
 # ---------------------------------------------------------------- fakes and helpers
@@ -184,14 +181,6 @@ def by_message(recs: list[Fields], text: str) -> list[Fields]:
     return [r for r in recs if r.message == text.encode()]
 
 
-def free_port(kind: socket.SocketKind = socket.SOCK_DGRAM) -> int:
-    s = socket.socket(socket.AF_INET, kind)
-    s.bind(("127.0.0.1", 0))
-    port = int(s.getsockname()[1])
-    s.close()
-    return port
-
-
 def run_logger(*args: str, stdin: bytes | None = None) -> None:
     assert LOGGER is not None
     subprocess.run([LOGGER, *args], input=stdin, check=True, timeout=10, capture_output=True)
@@ -330,43 +319,6 @@ def test_logger_unix_stream(serve: Serve, tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- rsyslog as a relay
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A CA, a server cert for localhost/127.0.0.1, a client cert, and a client
-    cert from another CA."""
-    if OPENSSL is None:
-        pytest.skip("openssl not installed")
-    d = tmp_path_factory.mktemp("pki")
-
-    def run(*args: str) -> None:
-        assert OPENSSL is not None
-        subprocess.run([OPENSSL, *args], check=True, capture_output=True, cwd=d, timeout=30)
-
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    for ca in ("ca", "evil-ca"):
-        run(
-            "req", "-x509", *ec, "-keyout", f"{ca}.key", "-out", f"{ca}.pem", "-days", "2",
-            "-subj", f"/CN={ca}", "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        )  # fmt: skip
-    exts = {
-        "server": "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-        "client": "subjectAltName=DNS:client.test\nextendedKeyUsage=clientAuth\n",
-        "evil": "subjectAltName=DNS:evil.test\nextendedKeyUsage=clientAuth\n",
-    }
-    for i, (name, ext) in enumerate(exts.items()):
-        ca = "evil-ca" if name == "evil" else "ca"
-        (d / f"{name}.ext").write_text("basicConstraints=CA:FALSE\n" + ext)
-        cn = "localhost" if name == "server" else f"{name}.test"
-        run("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}")
-        run(
-            "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
-            "-set_serial", str(1000 + i), "-days", "2", "-out", f"{name}.pem",
-            "-extfile", f"{name}.ext",
-        )  # fmt: skip
-    return {p.stem if p.suffix == ".pem" else p.name: p for p in d.iterdir()}
 
 
 class Rsyslog:

@@ -19,7 +19,7 @@ from auditd_py.store import state as state_mod
 from auditd_py.store.reader import iter_records
 from auditd_py.store.state import SLOT, StateFile
 from auditd_py.store.writer import NS, EpochPolicy
-from tests.util import Arc
+from tests.support.archive import Arc
 
 
 def data_messages(arc: Arc) -> list[bytes]:
@@ -138,6 +138,9 @@ def test_crash_after_checkpoint_before_key_evolution(
     with pytest.raises(OSError, match="simulated"):
         w.close()
     monkeypatch.undo()
+    if w._fd is not None:  # the crashed process's descriptor goes with it (close() kept it)
+        os.close(w._fd)
+        w._fd = None
     assert arc.layout.checkpoint(0).exists()
     sf, st = StateFile.open(arc.layout.state)  # lock was released by close's finally
     sf.release()

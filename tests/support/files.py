@@ -17,7 +17,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -30,11 +30,13 @@ from auditd_py import events, metalog
 from auditd_py.chain.encoding import record_bytes
 from auditd_py.config import FileSource, check_config
 from auditd_py.config import load as load_config
+from auditd_py.daemon.queue import Barrier
 from auditd_py.daemon.supervisor import Daemon
 from auditd_py.record import Fields, Position
 from auditd_py.sources.file import FileTailer
 from auditd_py.store.state import StateFile
-from tests._archive_helpers import CLI_BIN, Archive, Result, keygen, run_cli, run_real
+from tests.support.cli import CLI_BIN, Archive, Result, keygen, run_cli, run_real
+from tests.support.wait import wait_until
 
 LOGROTATE = "/usr/sbin/logrotate"
 SOURCE = "app"
@@ -45,6 +47,7 @@ __all__ = [
     "SOURCE",
     "Collector",
     "LiveDaemon",
+    "Polls",
     "Rec",
     "Result",
     "Sandbox",
@@ -56,15 +59,6 @@ __all__ = [
     "run_real",
     "wait_until",
 ]
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 10.0, step: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
 
 
 def key_of(path: Path | str, source: str = SOURCE) -> str:
@@ -185,6 +179,38 @@ def logrotate(work: Path, log: Path, mode: str, *, rotate: int = 3) -> None:
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
 
 
+# ---------------------------------------------------------------- polls of a running tailer
+
+
+class Polls:
+    """Counts the polls a running :class:`FileTailer` completes (its ``_poll`` is
+    wrapped), so that a test can wait for the tailer to have looked again instead
+    of sleeping for a time in which it probably has."""
+
+    def __init__(self, tailer: FileTailer) -> None:
+        self.count = 0
+        self._cv = threading.Condition()
+        poll = tailer._poll
+
+        def counted() -> bool:
+            try:
+                return poll()
+            finally:
+                with self._cv:
+                    self.count += 1
+                    self._cv.notify_all()
+
+        tailer._poll = counted  # type: ignore[method-assign]
+
+    def wait(self, n: int, timeout: float = 10.0) -> None:
+        """Until ``n`` whole polls have run that started after this call (the one
+        in progress, if any, does not count)."""
+        with self._cv:
+            target = self.count + n + 1
+            ok = self._cv.wait_for(lambda: self.count >= target, timeout)
+        assert ok, f"the tailer completed {self.count - target + n + 1} of {n} polls"
+
+
 # ---------------------------------------------------------------- the sandbox
 
 
@@ -288,6 +314,7 @@ class LiveDaemon:
             )
         )
         assert ok and self._thread.is_alive(), f"daemon did not start: {self.error!r}"
+        self.polls = Polls(self.tailer)
         return self
 
     @property
@@ -306,8 +333,16 @@ class LiveDaemon:
         assert wait_until(lambda: self.sealed(source) >= n, timeout), (
             f"only {self.sealed(source)} of {n} records sealed"
         )
-        time.sleep(0.1)
+        self.settle()
         assert self.sealed(source) == n, f"{self.sealed(source)} records sealed, expected {n}"
+
+    def settle(self, polls: int = 2) -> None:
+        """Until the tailer has looked at its files ``polls`` more times and
+        everything it read by then is sealed (a barrier through the queue)."""
+        self.polls.wait(polls)
+        barrier = Barrier(threading.Event())
+        self.daemon.queue.put_barrier(barrier)
+        assert barrier.done.wait(10), "the sealer did not reach the barrier"
 
     def events(self, name: str) -> int:
         return self.daemon.meta.counts.get(name, 0)
