@@ -23,6 +23,7 @@ import orjson
 
 from auditd_py import __version__, control, early
 from auditd_py.chain.encoding import META_SOURCE, Fields, format_ts, record_bytes
+from auditd_py.chain.format import NS
 from auditd_py.chain.keys import PublicKey, VerifyKey
 from auditd_py.chain.verify import Report
 from auditd_py.clock import SystemClock
@@ -36,26 +37,24 @@ from auditd_py.store.reader import (
     latest_checkpoint,
     verify_archive,
 )
-from auditd_py.store.writer import NS, ArchiveWriter, EpochPolicy, create_archive
+from auditd_py.store.writer import ArchiveWriter, EpochPolicy, create_archive
+from auditd_py.units import DurationError, parse_duration
 
-_UNITS = {"ms": 10**6, "s": NS, "m": 60 * NS, "h": 3600 * NS, "d": 86400 * NS}
 
-
-def parse_duration(text: str) -> int:
-    """``15m``, ``1h``, ``30s``, ``500ms``, ``2d`` or plain seconds → nanoseconds."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", text)
-    if not m:
-        raise UsageError(f"invalid duration {text!r} (use e.g. 30s, 15m, 1h)")
-    value = float(m.group(1)) * _UNITS[m.group(2) or "s"]
-    if value <= 0:
-        raise UsageError(f"duration must be positive: {text!r}")
-    return int(value)
+def duration_arg(text: str) -> int:
+    """A duration option (:func:`~auditd_py.units.parse_duration`) → ns, or a UsageError."""
+    try:
+        return parse_duration(text)
+    except DurationError as exc:
+        if exc.malformed:
+            raise UsageError(f"invalid duration {text!r} (use e.g. 30s, 15m, 1h)") from exc
+        raise UsageError(f"duration must be positive: {text!r}") from exc
 
 
 def parse_time(text: str) -> int:
     """An RFC 3339 time (``2026-11-26T10:00:00Z``), a date, or ``-1h`` relative to now."""
     if text.startswith("-"):
-        return time.time_ns() - parse_duration(text[1:])
+        return time.time_ns() - duration_arg(text[1:])
     try:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
@@ -102,7 +101,7 @@ def cmd_seal(a: argparse.Namespace) -> int:
         if name != "-" and not os.access(name, os.R_OK):
             reason = "not found" if not os.path.exists(name) else "not readable"
             raise UsageError(f"cannot read input: {reason}", file=name)
-    policy = EpochPolicy(parse_duration(a.epoch_interval), a.epoch_records)
+    policy = EpochPolicy(duration_arg(a.epoch_interval), a.epoch_records)
     clock = SystemClock()
     w = ArchiveWriter.open(layout, clock, policy)
     source = os.fsencode(a.source).decode("utf-8", "replace") if a.source else None
@@ -349,7 +348,7 @@ def cmd_fleet_verify(a: argparse.Namespace) -> int:
     from auditd_py.store.s3 import KeyRing, fleet_verify, parse_url  # noqa: PLC0415
 
     env = parse_url(a.location)
-    max_age = parse_duration(a.max_age)
+    max_age = duration_arg(a.max_age)
     keys = KeyRing(Path(a.public_key_dir))
     now = time.time_ns()
     failed = total = 0

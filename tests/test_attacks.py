@@ -52,12 +52,13 @@ from auditd_py.chain.encoding import (
     seal_line,
     split_line,
 )
+from auditd_py.chain.format import NS
 from auditd_py.chain.identity import Identity
 from auditd_py.chain.keys import public_key_of
 from auditd_py.clock import ManualClock
 from auditd_py.store.layout import Layout
 from auditd_py.store.state import StateFile
-from auditd_py.store.writer import NS, ArchiveWriter, EpochPolicy
+from auditd_py.store.writer import ArchiveWriter, EpochPolicy
 from tests._archive_helpers import (
     MODES,
     Archive,

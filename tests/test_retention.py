@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from auditd_py.chain.encoding import Fields
+from auditd_py.chain.format import NS
 from auditd_py.errors import ArchiveError, IntegrityError, ProofError
 from auditd_py.store.layout import Layout
 from auditd_py.store.reader import build_proof, check_proof, iter_records, verify_archive
@@ -23,7 +24,7 @@ from auditd_py.store.retention import (
     SegmentInfo,
     plan,
 )
-from auditd_py.store.writer import NS, ArchiveWriter, EpochPolicy
+from auditd_py.store.writer import ArchiveWriter, EpochPolicy
 from tests.test_daemon import CLI, Daemon, show, verify_both, wait_for
 from tests.test_segments import syslog_line
 from tests.util import Arc

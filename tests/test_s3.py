@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 
 from auditd_py import events
 from auditd_py.chain.encoding import Fields
+from auditd_py.chain.format import NS
 from auditd_py.clock import Clock, SystemClock
 from auditd_py.config import S3Forward
 from auditd_py.errors import ForwardError, IntegrityError
@@ -33,7 +34,7 @@ from auditd_py.store.compress import compress_segment
 from auditd_py.store.reader import iter_records
 from auditd_py.store.retention import Retainer, RetentionPolicy, read_header
 from auditd_py.store.s3 import S3Location, verify_bucket
-from auditd_py.store.writer import NS, ArchiveWriter, EpochPolicy
+from auditd_py.store.writer import ArchiveWriter, EpochPolicy
 from tests.test_daemon import CLI, Daemon, wait_for
 from tests.util import Arc
 from tests.weed_helpers import ACCESS_KEY, SECRET_KEY, Weed

@@ -15,11 +15,12 @@ import zstandard
 
 from auditd_py import pipeline
 from auditd_py.chain.encoding import Fields
+from auditd_py.chain.format import NS
 from auditd_py.config import load_text
 from auditd_py.pipeline import BatchQueue, RotationPolicy, Sealer
 from auditd_py.store.compress import compress_segment, finish_pending, open_segment
 from auditd_py.store.reader import build_proof, check_proof, iter_records
-from auditd_py.store.writer import NS, EpochPolicy
+from auditd_py.store.writer import EpochPolicy
 from tests.test_daemon import Daemon, show, verify_both, wait_for
 from tests.util import Arc
 

@@ -14,11 +14,12 @@ import pytest
 
 from auditd_py.chain.checkpoint import Checkpoint
 from auditd_py.chain.encoding import Fields
+from auditd_py.chain.format import NS
 from auditd_py.errors import ArchiveLockedError, IntegrityError, StateError
 from auditd_py.store import state as state_mod
 from auditd_py.store.reader import iter_records
 from auditd_py.store.state import SLOT, StateFile
-from auditd_py.store.writer import NS, EpochPolicy
+from auditd_py.store.writer import EpochPolicy
 from tests.util import Arc
 
 

@@ -37,11 +37,11 @@ from auditd_py.chain.encoding import (
     scan_int,
     split_line,
 )
+from auditd_py.chain.format import SEGMENT_NAME
 from auditd_py.chain.identity import Identity
 from auditd_py.chain.keys import evolve_mac_key, same
 from auditd_py.errors import FormatError, IntegrityError
 
-SEGMENT_NAME = re.compile(r"seg-[0-9]{10}\.jsonl")
 _HEX32 = re.compile(r"[0-9a-f]{64}")
 _META_MARK = b'"source":"' + META_SOURCE.encode() + b'",'
 

@@ -34,6 +34,7 @@ import zstandard
 
 from auditd_py.chain.checkpoint import Checkpoint
 from auditd_py.chain.encoding import fingerprint
+from auditd_py.chain.format import SEGMENT_FILE
 from auditd_py.chain.identity import Identity
 from auditd_py.chain.keys import PublicKey
 from auditd_py.chain.verify import Report, Verifier
@@ -50,7 +51,6 @@ from auditd_py.store.layout import (
     CHECKPOINT_RE,
     CHECKPOINTS,
     IDENTITY,
-    SEGMENT_FILE_RE,
     SEGMENTS,
     Layout,
 )
@@ -311,14 +311,14 @@ class BucketArchive:
         for rel in self.objects:
             if not rel.startswith(SEGMENTS + "/"):
                 continue
-            m = SEGMENT_FILE_RE.fullmatch(rel[len(SEGMENTS) + 1 :])
+            m = SEGMENT_FILE.fullmatch(rel[len(SEGMENTS) + 1 :])
             if m is None:
                 continue
-            logical = m.group(1)
+            logical = m["name"]
             have = out.get(logical)
             if (
                 have is None
-                or m.group(2) is None
+                or m["suffix"] is None
                 or (have.endswith(".gz") and rel.endswith(".zst"))
             ):
                 out[logical] = rel

@@ -34,6 +34,7 @@ from auditd_py.chain.encoding import (
     parse_record,
     record_bytes,
 )
+from auditd_py.chain.format import NS, SEGMENT_NAME, segment_name
 from auditd_py.chain.identity import Identity
 from auditd_py.chain.keys import PublicKey, VerifyKey, public_key_of
 from auditd_py.chain.seal import Sealer, SealerState
@@ -50,16 +51,13 @@ from auditd_py.record import Position
 from auditd_py.store.compress import is_compressed, open_segment
 from auditd_py.store.immutable import OFF, Worm
 from auditd_py.store.layout import (
-    SEGMENT_RE,
     Layout,
     fsync_dir,
-    segment_name,
     write_atomic,
     write_new,
 )
 from auditd_py.store.state import StateFile
 
-NS = 1_000_000_000
 RESERVED_EVENTS = frozenset({"segment.opened", "recovery.torn_tail", "retention.deleted"})
 _SPILL = 4 << 20
 """Sealed bytes kept in memory before they are handed to the kernel between commits."""
@@ -369,7 +367,7 @@ class ArchiveWriter:
 
     def _open_segment(self) -> None:
         names = self.layout.segment_names()
-        nums = [int(m.group(1)) for n in names if (m := SEGMENT_RE.fullmatch(n))]
+        nums = [int(m["no"]) for n in names if (m := SEGMENT_NAME.fullmatch(n))]
         prev = names[-1] if names else None
         prev_path = self.layout.segment_path(prev) if prev is not None else None
         if prev_path is not None and not is_compressed(prev_path) and prev_path.stat().st_size == 0:
