@@ -35,86 +35,15 @@ from auditd_py.chain.encoding import (
     mac_state,
     parse_record,
     scan_int,
-    split_line,
 )
 from auditd_py.chain.format import SEGMENT_NAME
 from auditd_py.chain.identity import Identity
 from auditd_py.chain.keys import evolve_mac_key, same
+from auditd_py.chain.link import check_record
 from auditd_py.errors import FormatError, IntegrityError
 
 _HEX32 = re.compile(r"[0-9a-f]{64}")
 _META_MARK = b'"source":"' + META_SOURCE.encode() + b'",'
-
-
-def check_record(
-    line: bytes, seq: int, epoch: int, prev_link: bytes, prev_mac: bytes, mac: Any | None
-) -> tuple[bytes, bytes, bytes, bytes]:
-    """Checks R1–R4 for one record line; returns (body, link, mac, leaf hash).
-
-    ``mac`` is the keyed BLAKE2b state of the epoch (``None``: public-key mode,
-    no MAC check).
-    """
-    body, link, tag = split_line(line)  # R1: the seal suffix is present (fail closed)
-    if not body.startswith(b'{"seq":%d,"epoch":%d,' % (seq, epoch)):  # R2: position
-        raise _position_error(body, seq, epoch)
-    if mac is not None:  # R3: the MAC authenticates the stored link
-        st = mac.copy()
-        st.update(link)
-        if not compare_digest(tag, st.digest()):
-            raise IntegrityError(
-                f"MAC mismatch: record is not authentic for epoch {epoch}",
-                what="mac_mismatch",
-                seq=seq,
-                epoch=epoch,
-            )
-    st = _LEAF.copy()
-    st.update(body)
-    leaf = st.digest()
-    st = _LINK.copy()
-    st.update(prev_link)
-    st.update(prev_mac)
-    st.update(leaf)
-    if not compare_digest(link, st.digest()):  # R4: hash chain
-        raise IntegrityError(
-            "record altered: its bytes do not hash to its chain link"
-            + (
-                " (the link itself is authentic)"
-                if mac is not None
-                else " (or the MAC of the record before it was altered)"
-            ),
-            what="broken_link",
-            seq=seq,
-            epoch=epoch,
-        )
-    return body, link, tag, leaf
-
-
-def _position_error(body: bytes, seq: int, epoch: int) -> IntegrityError:
-    got = scan_int(body, b"seq")
-    got_epoch = scan_int(body, b"epoch")
-    if got is None:
-        return IntegrityError("record has no seq", what="format", seq=seq, field="seq")
-    if got == seq:
-        return IntegrityError(
-            f"record claims epoch {got_epoch}, but the checkpoints place seq {seq} "
-            f"in epoch {epoch}",
-            what="wrong_epoch",
-            seq=seq,
-            field="epoch",
-        )
-    if got < seq:
-        return IntegrityError(
-            f"expected seq {seq}, found seq {got}: record duplicated or reordered",
-            what="reorder" if got < seq - 1 else "duplicate",
-            seq=seq,
-            field="seq",
-        )
-    return IntegrityError(
-        f"expected seq {seq}, found seq {got}: {got - seq} record(s) missing",
-        what="gap",
-        seq=seq,
-        field="seq",
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,6 +346,8 @@ class Verifier:
         first unsealed record and any line that does not match go through
         :meth:`record`, whose diagnostics are the reference.
         """
+        # Long on purpose: the per-record loop of a verification, kept in one frame
+        # with everything in locals (a call per record costs more than the hashing).
         seg = self._seg
         assert seg is not None
         size = 0
@@ -438,6 +369,9 @@ class Verifier:
             if fast and s > 0 and seg.line and raw.startswith(prefix % (seq, ci)):
                 i = raw.find(b',"source":', 0, s)
                 if not raw.startswith(mark, i + 1, s):
+                    # Inlined for speed: chain.link.chain_step, the MAC of chain.link's
+                    # check_record (R3/R4 as one comparison of the whole seal suffix) and
+                    # merkle.append, with the chain in locals. Keep them in step.
                     body = raw[:s]
                     st = leaf_copy()
                     st.update(body)
