@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from binascii import hexlify
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from auditd_py.chain import merkle
 from auditd_py.chain.checkpoint import ZERO, Checkpoint
@@ -46,7 +45,6 @@ class SealerState:
     stack: tuple[bytes, ...]
     mac: bytes = ZERO
     prev_checkpoint: bytes = ZERO
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def genesis(
@@ -85,7 +83,6 @@ class Sealer:
         self.mac = state.mac
         self.stack = list(state.stack)
         self.prev_checkpoint = state.prev_checkpoint
-        self.extra = dict(state.extra)
 
     @property
     def epoch_records(self) -> int:
@@ -211,5 +208,4 @@ class Sealer:
             stack=tuple(self.stack),
             mac=self.mac,
             prev_checkpoint=self.prev_checkpoint,
-            extra=dict(self.extra),
         )

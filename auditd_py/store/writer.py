@@ -20,7 +20,7 @@ import os
 import socket
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import orjson
@@ -56,7 +56,7 @@ from auditd_py.store.layout import (
     write_atomic,
     write_new,
 )
-from auditd_py.store.state import StateFile
+from auditd_py.store.state import SavedState, StateFile, WriterState
 
 RESERVED_EVENTS = frozenset({"segment.opened", "recovery.torn_tail", "retention.deleted"})
 _SPILL = 4 << 20
@@ -111,7 +111,7 @@ def create_archive(
         state = SealerState.genesis(
             archive_id, genesis_link(ident_bytes), mac_key, sign_seed, now_ns
         )
-        StateFile.create(layout.state, state).release()
+        StateFile.create(layout.state, SavedState(state)).release()
         write_new(layout.identity, ident_bytes, 0o644)
         fsync_dir(layout.root)
     except FileExistsError as exc:
@@ -135,6 +135,7 @@ class ArchiveWriter:
         clock: Clock,
         policy: EpochPolicy,
         worm: Worm = OFF,
+        saved: WriterState | None = None,
     ) -> None:
         self.layout = layout
         self.worm = worm
@@ -162,10 +163,9 @@ class ArchiveWriter:
         self.checkpoints_written: list[Checkpoint] = []
         self._retired: list[str] = []
         """Segments that rolled-forward ``retention.deleted`` records name."""
-        self.positions: dict[str, Position] = {
-            k: Position(v["pos"], bytes.fromhex(v["tail"]))
-            for k, v in sealer.extra.get("positions", {}).items()
-        }
+        self._saved = saved if saved is not None else WriterState()
+        """The writer's part of the state as last loaded or saved (plus the segment number)."""
+        self.positions: dict[str, Position] = dict(self._saved.positions or {})
 
     # ------------------------------------------------------------ opening
 
@@ -182,13 +182,21 @@ class ArchiveWriter:
         identity = Identity.from_bytes(ident_bytes, file=str(layout.identity))
         statefile, state = StateFile.open(layout.state)
         try:
-            if state.archive != identity.archive:
+            if state.sealer.archive != identity.archive:
                 raise StateError(
-                    f"sealing state belongs to archive {state.archive}, not {identity.archive}",
+                    f"sealing state belongs to archive {state.sealer.archive}, "
+                    f"not {identity.archive}",
                     file=str(statefile.path),
                 )
             w = cls(
-                layout, identity, statefile, Sealer(state), clock, policy or EpochPolicy(), worm
+                layout,
+                identity,
+                statefile,
+                Sealer(state.sealer),
+                clock,
+                policy or EpochPolicy(),
+                worm,
+                state.writer,
             )
             notes = w._recover()
             w._complete_deletions(w._retired)
@@ -206,8 +214,8 @@ class ArchiveWriter:
         s = self.sealer
         notes: list[Fields] = []
         names = self.layout.segment_names()
-        start_seg = s.extra.get("segment")
-        start_off = int(s.extra.get("offset", 0))
+        start_seg = self._saved.segment
+        start_off = self._saved.offset
         if start_seg is not None:
             if start_seg not in names:
                 raise StateError(
@@ -379,7 +387,8 @@ class ArchiveWriter:
             prev = names[-1] if names else None
         if prev is not None:  # closed for good (rotated, or left open by a crash)
             self.worm.immutable(self.layout.segment_path(prev))
-        n = max([*nums, int(self.sealer.extra.get("last_segment_no", -1))]) + 1
+        last = self._saved.last_segment_no
+        n = max([*nums, last if last is not None else -1]) + 1
         name = segment_name(n)
         path = self.layout.segments / name
         try:
@@ -401,7 +410,7 @@ class ArchiveWriter:
         self._offset = 0
         self.segment_opened_ns = self.clock.now_ns()
         self.segment_first_epoch = self.sealer.epoch
-        self.sealer.extra["last_segment_no"] = n
+        self._saved = replace(self._saved, last_segment_no=n)
         self._seal(
             Fields(
                 time_ns=self.clock.now_ns(),
@@ -685,7 +694,7 @@ class ArchiveWriter:
             )
         cp = self.covering_checkpoint(nxt.seq)
         size = path.stat().st_size
-        if self.sealer.extra.get("segment") == name:
+        if self._saved.segment == name:
             # The state must not name a segment that is gone, and the record below
             # must lie where the next writer rolls forward (it completes the deletion).
             self.flush(sync=True)
@@ -753,12 +762,11 @@ class ArchiveWriter:
     def _save_state(self) -> None:
         """Persist keys and chain head with the byte position the head is at."""
         at = (self.segment, self._offset) if self.segment is not None else self._head_at
+        saved = self._saved
         if at is not None:
-            self.sealer.extra["segment"], self.sealer.extra["offset"] = at
-        self.sealer.extra["positions"] = {
-            k: {"pos": dict(p.pos), "tail": p.tail.hex()} for k, p in self.positions.items()
-        }
-        self._statefile.save(self.sealer.snapshot())
+            saved = replace(saved, segment=at[0], offset=at[1])
+        self._saved = replace(saved, positions=dict(self.positions))
+        self._statefile.save(SavedState(self.sealer.snapshot(), self._saved))
 
     def close(self) -> Checkpoint:
         """End the epoch with a checkpoint, close the segment, release the lock."""
