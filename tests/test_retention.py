@@ -19,11 +19,11 @@ from auditd_py.errors import ArchiveError, IntegrityError, ProofError
 from auditd_py.store.layout import Layout
 from auditd_py.store.reader import build_proof, check_proof, iter_records, verify_archive
 from auditd_py.store.retention import (
-    Header,
     RetentionPolicy,
     SegmentInfo,
     plan,
 )
+from auditd_py.store.segment import Header
 from auditd_py.store.writer import ArchiveWriter, EpochPolicy
 from tests.test_daemon import CLI, Daemon, show, verify_both, wait_for
 from tests.test_segments import syslog_line

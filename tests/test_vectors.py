@@ -56,7 +56,7 @@ from auditd_py.errors import FormatError, IntegrityError, ProofError
 from auditd_py.store import writer as writer_module
 from auditd_py.store.layout import Layout
 from auditd_py.store.reader import build_proof, check_proof, verify_archive
-from auditd_py.store.retention import read_header
+from auditd_py.store.segment import read_header
 from auditd_py.store.writer import ArchiveWriter, create_archive
 from tests import independent_verifier as iv
 from tests.vectors import generate

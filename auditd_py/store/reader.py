@@ -15,7 +15,7 @@ from auditd_py.chain.verify import Report, Verifier
 from auditd_py.errors import ArchiveError, FormatError, IntegrityError, ProofError
 from auditd_py.store.compress import CORRUPT, open_segment
 from auditd_py.store.layout import SEGMENTS, Layout
-from auditd_py.store.retention import read_header
+from auditd_py.store.segment import read_header
 
 Progress = Callable[[int], None]
 _CHUNK = 1 << 20

@@ -56,6 +56,7 @@ from auditd_py.store.layout import (
     write_atomic,
     write_new,
 )
+from auditd_py.store.segment import read_header
 from auditd_py.store.state import SavedState, StateFile, WriterState
 
 RESERVED_EVENTS = frozenset({"segment.opened", "recovery.torn_tail", "retention.deleted"})
@@ -676,8 +677,6 @@ class ArchiveWriter:
         policy; then the file is unlinked. A crash in between leaves the record
         and the segment: the next :meth:`open` completes the deletion.
         """
-        from auditd_py.store.retention import read_header  # noqa: PLC0415 - no cycle at import
-
         names = self.layout.segment_names()
         if len(names) < 2 or names[0] != name or name == self.segment:
             raise ArchiveError(
