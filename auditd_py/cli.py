@@ -30,13 +30,14 @@ from auditd_py.clock import SystemClock
 from auditd_py.errors import AuditdError, ConfigError, UsageError
 from auditd_py.store.layout import Layout, read_public, read_secret
 from auditd_py.store.reader import (
+    LocalArchive,
     archive_bytes,
     build_proof,
     check_proof,
     iter_records,
     latest_checkpoint,
-    verify_archive,
 )
+from auditd_py.store.verification import VerifyPolicy, verify
 from auditd_py.store.writer import ArchiveWriter, EpochPolicy, create_archive
 from auditd_py.units import DurationError, parse_duration
 
@@ -221,7 +222,8 @@ def _s3_client(a: argparse.Namespace) -> Any:
 
 def cmd_verify_s3(a: argparse.Namespace) -> int:
     """``verify s3://bucket/prefix/env/host/archive-id``: straight from the bucket, streaming."""
-    from auditd_py.store.s3 import parse_url, verify_bucket  # noqa: PLC0415
+    from auditd_py.store.fleet import verify_bucket  # noqa: PLC0415
+    from auditd_py.store.s3 import parse_url  # noqa: PLC0415
 
     url = a.archive
     try:
@@ -287,14 +289,8 @@ def cmd_verify(a: argparse.Namespace) -> int:
         bar, tick = _progress(layout, sys.stderr.isatty() and not a.json)
         if bar is not None:
             bar.start()
-        report = verify_archive(
-            layout,
-            public_key=public_key,
-            mac_key=mac_key,
-            anchor=anchor,
-            require_sealed=a.require_sealed,
-            progress=tick,
-        )
+        policy = VerifyPolicy(public_key, mac_key, anchor, a.require_sealed)
+        report = verify(LocalArchive(layout), policy, tick).report
     except AuditdError as exc:
         if a.json:  # the report on stdout, the one-line reason on stderr as always
             doc = {"ok": False, "archive_dir": str(layout.root), **exc.diagnostics()}
@@ -345,7 +341,8 @@ def _print_report(layout: Layout | str, r: Report) -> None:
 
 
 def cmd_fleet_verify(a: argparse.Namespace) -> int:
-    from auditd_py.store.s3 import KeyRing, fleet_verify, parse_url  # noqa: PLC0415
+    from auditd_py.store.fleet import KeyRing, fleet_verify  # noqa: PLC0415
+    from auditd_py.store.s3 import parse_url  # noqa: PLC0415
 
     env = parse_url(a.location)
     max_age = duration_arg(a.max_age)
