@@ -13,7 +13,7 @@ from hmac import compare_digest
 from typing import Any
 
 from auditd_py.chain.encoding import _LEAF, _LINK, scan_int, split_line
-from auditd_py.errors import IntegrityError
+from auditd_py.errors import Failure, IntegrityError
 
 
 def chain_step(body: bytes, prev_link: bytes, prev_mac: bytes) -> tuple[bytes, bytes]:
@@ -45,7 +45,7 @@ def check_record(
         if not compare_digest(tag, st.digest()):
             raise IntegrityError(
                 f"MAC mismatch: record is not authentic for epoch {epoch}",
-                what="mac_mismatch",
+                what=Failure.MAC_MISMATCH,
                 seq=seq,
                 epoch=epoch,
             )
@@ -58,7 +58,7 @@ def check_record(
                 if mac is not None
                 else " (or the MAC of the record before it was altered)"
             ),
-            what="broken_link",
+            what=Failure.BROKEN_LINK,
             seq=seq,
             epoch=epoch,
         )
@@ -69,25 +69,25 @@ def position_error(body: bytes, seq: int, epoch: int) -> IntegrityError:
     got = scan_int(body, b"seq")
     got_epoch = scan_int(body, b"epoch")
     if got is None:
-        return IntegrityError("record has no seq", what="format", seq=seq, field="seq")
+        return IntegrityError("record has no seq", what=Failure.FORMAT, seq=seq, field="seq")
     if got == seq:
         return IntegrityError(
             f"record claims epoch {got_epoch}, but the checkpoints place seq {seq} "
             f"in epoch {epoch}",
-            what="wrong_epoch",
+            what=Failure.WRONG_EPOCH,
             seq=seq,
             field="epoch",
         )
     if got < seq:
         return IntegrityError(
             f"expected seq {seq}, found seq {got}: record duplicated or reordered",
-            what="reorder" if got < seq - 1 else "duplicate",
+            what=Failure.REORDER if got < seq - 1 else Failure.DUPLICATE,
             seq=seq,
             field="seq",
         )
     return IntegrityError(
         f"expected seq {seq}, found seq {got}: {got - seq} record(s) missing",
-        what="gap",
+        what=Failure.GAP,
         seq=seq,
         field="seq",
     )

@@ -40,7 +40,7 @@ from auditd_py.chain.format import SEGMENT_NAME
 from auditd_py.chain.identity import Identity
 from auditd_py.chain.keys import evolve_mac_key, same
 from auditd_py.chain.link import check_record
-from auditd_py.errors import FormatError, IntegrityError
+from auditd_py.errors import Failure, FormatError, IntegrityError
 
 _HEX32 = re.compile(r"[0-9a-f]{64}")
 _META_MARK = b'"source":"' + META_SOURCE.encode() + b'",'
@@ -127,7 +127,7 @@ class Verifier:
             raise IntegrityError(
                 "the archive names a different public key than the one given: "
                 "wrong key, or the identity file was replaced",
-                what="identity",
+                what=Failure.IDENTITY,
                 file=identity_file,
                 field="public_key",
             )
@@ -172,30 +172,30 @@ class Verifier:
                     f"checkpoint for epoch {e} is missing (next present is epoch {cp.epoch})"
                     if cp.epoch > e
                     else f"checkpoint for epoch {cp.epoch} appears again or out of order",
-                    what="missing_checkpoint" if cp.epoch > e else "checkpoint_order",
+                    what=Failure.MISSING_CHECKPOINT if cp.epoch > e else Failure.CHECKPOINT_ORDER,
                     file=name,
                     epoch=e,
                 )
             if cp.archive != self.identity.archive:  # C3: same archive
                 raise IntegrityError(
-                    f"checkpoint belongs to archive {cp.archive}", what="identity", file=name
+                    f"checkpoint belongs to archive {cp.archive}", what=Failure.IDENTITY, file=name
                 )
             if not same(cp.public_key, pk):  # C4: key chain from the public key
                 raise IntegrityError(
                     "checkpoint is signed with a key the previous checkpoint did not certify",
-                    what="bad_signature",
+                    what=Failure.BAD_SIGNATURE,
                     file=name,
                     epoch=e,
                 )
             if not cp.signature_valid(pk):  # C5: signature
                 raise IntegrityError(
-                    "bad signature on checkpoint", what="bad_signature", file=name, epoch=e
+                    "bad signature on checkpoint", what=Failure.BAD_SIGNATURE, file=name, epoch=e
                 )
             want_prev = prev.digest if prev is not None else ZERO
             if not same(cp.prev, want_prev):  # C6: checkpoints hash-linked
                 raise IntegrityError(
                     "checkpoint does not link to the previous checkpoint",
-                    what="checkpoint_link",
+                    what=Failure.CHECKPOINT_LINK,
                     file=name,
                     epoch=e,
                 )
@@ -204,7 +204,7 @@ class Verifier:
                 raise IntegrityError(
                     f"checkpoint seq range [{cp.seq_first}, {cp.seq_end}) does not follow "
                     f"the previous one (ends at {want_first})",
-                    what="checkpoint_range",
+                    what=Failure.CHECKPOINT_RANGE,
                     file=name,
                     epoch=e,
                 )
@@ -213,7 +213,7 @@ class Verifier:
                 raise IntegrityError(
                     "checkpoint window does not start where the previous one ended "
                     "(or at the archive's creation), or ends before it starts",
-                    what="checkpoint_window",
+                    what=Failure.CHECKPOINT_WINDOW,
                     file=name,
                     epoch=e,
                 )
@@ -228,21 +228,21 @@ class Verifier:
         if a.archive != self.identity.archive:
             raise IntegrityError(
                 f"anchor is for archive {a.archive}, not {self.identity.archive}",
-                what="anchor_mismatch",
+                what=Failure.ANCHOR_MISMATCH,
                 file="anchor",
             )
         if a.epoch >= len(self.cps):
             raise IntegrityError(
                 f"archive truncated: the anchor is checkpoint {a.epoch} (seq < {a.seq_end}), "
                 f"but the archive's checkpoints end at epoch {len(self.cps) - 1}",
-                what="truncated",
+                what=Failure.TRUNCATED,
                 file="anchor",
                 epoch=a.epoch,
             )
         if not same(a.line, self.cps[a.epoch].line):
             raise IntegrityError(
                 f"checkpoint {a.epoch} in the archive differs from the anchor",
-                what="anchor_mismatch",
+                what=Failure.ANCHOR_MISMATCH,
                 file=self._cp_names[a.epoch],
                 epoch=a.epoch,
             )
@@ -261,7 +261,7 @@ class Verifier:
                 raise IntegrityError(
                     f"records of epoch {cp.epoch} do not match its checkpoint "
                     "(chain head or Merkle root differs)",
-                    what="checkpoint_mismatch",
+                    what=Failure.CHECKPOINT_MISMATCH,
                     epoch=cp.epoch,
                     **where,
                 )
@@ -295,7 +295,7 @@ class Verifier:
         elif seg.line == 0 and not (last and torn_bytes):
             raise IntegrityError(
                 "segment is empty (its header record is missing)",
-                what="segment_header",
+                what=Failure.SEGMENT_HEADER,
                 file=f"segments/{seg.name}",
             )
         if torn_bytes:
@@ -303,7 +303,7 @@ class Verifier:
                 raise IntegrityError(
                     f"{torn_bytes} bytes without a final newline end a segment that is not "
                     "the last: an unrecovered tail or appended garbage",
-                    what="format",
+                    what=Failure.FORMAT,
                     file=f"segments/{seg.name}",
                     line=seg.line + 1,
                 )
@@ -330,7 +330,7 @@ class Verifier:
         if "seq" not in exc.where:
             where["seq"] = seq
         if "what" not in exc.where:
-            where["what"] = "format"
+            where["what"] = Failure.FORMAT
         exc.where = {**where, **exc.where}
 
     def records(
@@ -471,14 +471,14 @@ class Verifier:
         if obj.get("source") != META_SOURCE or obj.get("event") != "segment.opened":
             raise IntegrityError(
                 "segment does not start with its header record (segment.opened)",
-                what="segment_header",
+                what=Failure.SEGMENT_HEADER,
             )
         prev = self.segments[-2].name if len(self.segments) > 1 else None
         if attrs.get("segment") != seg.name:
             raise IntegrityError(
                 f"segment file holds the header of {attrs.get('segment')!r}: "
                 "segment renamed, swapped or replayed",
-                what="segment_swapped",
+                what=Failure.SEGMENT_SWAPPED,
                 field="attrs.segment",
             )
         if prev is None and attrs.get("prev_segment") is not None:
@@ -488,13 +488,13 @@ class Verifier:
             raise IntegrityError(
                 f"segment says it follows {attrs.get('prev_segment')!r}, but the segment "
                 f"before it is {prev!r}: a segment is missing or out of order",
-                what="missing_segment",
+                what=Failure.MISSING_SEGMENT,
                 field="attrs.prev_segment",
             )
         if attrs.get("prev_link") != self.link.hex():
             raise IntegrityError(
                 "segment header's prev_link is not the last link of the previous segment",
-                what="broken_link",
+                what=Failure.BROKEN_LINK,
                 field="attrs.prev_link",
             )
         # Optional in archives written before retention existed; checked when present,
@@ -502,13 +502,13 @@ class Verifier:
         if "prev_mac" in attrs and attrs["prev_mac"] != self.mac.hex():
             raise IntegrityError(
                 "segment header's prev_mac is not the MAC of the previous record",
-                what="broken_link",
+                what=Failure.BROKEN_LINK,
                 field="attrs.prev_mac",
             )
         if "merkle_range" in attrs and attrs["merkle_range"] != [n.hex() for n in self.stack]:
             raise IntegrityError(
                 "segment header's merkle_range is not the compact range of the records before it",
-                what="checkpoint_mismatch",
+                what=Failure.CHECKPOINT_MISMATCH,
                 field="attrs.merkle_range",
             )
 
@@ -541,14 +541,14 @@ class Verifier:
                 f"the first segment says it follows {prev!r}, which is missing, and its "
                 "header does not state where the chain resumes (first_seq, prev_link, "
                 "prev_mac, merkle_range): segments were deleted",
-                what="missing_segment",
+                what=Failure.MISSING_SEGMENT,
                 field="attrs.prev_segment",
             )
         if not self.cps or self.cps[-1].seq_end < first:
             raise IntegrityError(
                 f"records before seq {first} are missing and no checkpoint covers them: "
                 "retention deletes only checkpointed records",
-                what="missing_segment",
+                what=Failure.MISSING_SEGMENT,
                 field="attrs.first_seq",
             )
         while self.ci < len(self.cps) and self.cps[self.ci].seq_end < first:
@@ -570,7 +570,9 @@ class Verifier:
         attrs = obj.get("attrs") if isinstance(obj.get("attrs"), dict) else {}
         assert isinstance(attrs, dict)
         if event == "segment.opened" and seg.line != 1:
-            raise IntegrityError("segment header record inside a segment", what="segment_header")
+            raise IntegrityError(
+                "segment header record inside a segment", what=Failure.SEGMENT_HEADER
+            )
         if event == "recovery.torn_tail":
             name = attrs.get("segment")
             done = {s.name: s.size for s in self.segments if s.size is not None}
@@ -587,7 +589,7 @@ class Verifier:
                 raise IntegrityError(
                     f"torn-tail record names {name!r} at offset {attrs.get('offset')}, which "
                     "does not match that segment's length: records were cut after sealing",
-                    what="truncated",
+                    what=Failure.TRUNCATED,
                     field="attrs.offset",
                 )
             self.recovered.append(
@@ -620,7 +622,7 @@ class Verifier:
 
         def bad(why: str, field: str) -> IntegrityError:
             return IntegrityError(
-                f"retention record for {name!r}: {why}", what="retention", field=field
+                f"retention record for {name!r}: {why}", what=Failure.RETENTION, field=field
             )
 
         if not (isinstance(name, str) and SEGMENT_NAME.fullmatch(name)):
@@ -716,7 +718,7 @@ class Verifier:
                 f"records 0..{cut.seq - 1} are missing (the archive starts after "
                 f"{cut.prev_segment}) and no sealed retention record accounts for them: "
                 "segments were deleted outside the retention policy",
-                what="missing_segment",
+                what=Failure.MISSING_SEGMENT,
                 field="attrs.prev_segment",
                 **cut.where,
             )
@@ -725,7 +727,7 @@ class Verifier:
             raise IntegrityError(
                 f"archive truncated: checkpoint {cp.epoch} covers records up to seq "
                 f"{cp.seq_end - 1}, but the records end at seq {self.seq - 1}",
-                what="truncated",
+                what=Failure.TRUNCATED,
                 file=self._cp_names[self.ci],
                 epoch=cp.epoch,
                 seq=self.seq,
@@ -736,7 +738,7 @@ class Verifier:
         if unsealed and self.require_sealed:  # F2: nothing after the last checkpoint
             raise IntegrityError(
                 f"{unsealed} record(s) after the last checkpoint are not sealed by a signature",
-                what="unsealed_tail",
+                what=Failure.UNSEALED_TAIL,
                 seq=sealed,
                 **(self._unsealed_at or {}),
             )

@@ -19,6 +19,7 @@ from auditd_py.chain.keys import PublicKey
 from auditd_py.chain.verify import Report
 from auditd_py.errors import (
     AuditdError,
+    Failure,
     FormatError,
     IntegrityError,
     KeyFileError,
@@ -215,9 +216,9 @@ def _fleet_one(
     try:
         res = verify_bucket(client, ref.loc, public_key=pk.public_key, archive=arc)
     except IntegrityError as exc:
-        return line("failed", str(exc), what=exc.where.get("what", "format"))
+        return line("failed", str(exc), what=exc.where.get("what", Failure.FORMAT))
     except FormatError as exc:
-        return line("failed", str(exc), what="format")
+        return line("failed", str(exc), what=Failure.FORMAT)
     except AuditdError as exc:
         return line("error", str(exc))
     r = res.report

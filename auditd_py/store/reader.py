@@ -12,7 +12,7 @@ from auditd_py.chain import merkle
 from auditd_py.chain.checkpoint import Checkpoint
 from auditd_py.chain.encoding import leaf_hash, parse_record, split_line
 from auditd_py.chain.verify import Report
-from auditd_py.errors import ArchiveError, FormatError, IntegrityError, ProofError
+from auditd_py.errors import ArchiveError, Failure, FormatError, IntegrityError, ProofError
 from auditd_py.store.compress import CORRUPT, open_segment
 from auditd_py.store.layout import SEGMENTS, Layout
 from auditd_py.store.segment import read_header
@@ -51,7 +51,7 @@ def _decompressing(path: Path) -> Iterator[None]:
     except CORRUPT as exc:
         raise IntegrityError(
             f"compressed segment cannot be decompressed: {exc or type(exc).__name__}",
-            what="format",
+            what=Failure.FORMAT,
             file=f"{SEGMENTS}/{path.name}",
         ) from exc
 
@@ -150,7 +150,7 @@ def archive_start(layout: Layout) -> tuple[int, list[bytes]]:
         raise IntegrityError(
             f"the archive starts at {name}, whose header does not state the Merkle "
             "compact range at the cut",
-            what="missing_segment",
+            what=Failure.MISSING_SEGMENT,
             file=f"{SEGMENTS}/{name}",
             line=1,
         )
@@ -187,7 +187,7 @@ def build_proof(layout: Layout, seq: int) -> dict[str, Any]:
     if n < size or record_line is None:
         raise IntegrityError(
             f"the archive ends at seq {n - 1}, before the checkpoint's tree size {size}",
-            what="truncated",
+            what=Failure.TRUNCATED,
         )
     return {
         "v": 1,

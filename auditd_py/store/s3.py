@@ -39,6 +39,7 @@ from auditd_py.chain.identity import Identity
 from auditd_py.errors import (
     ArchiveError,
     AuditdError,
+    Failure,
     IntegrityError,
     UsageError,
 )
@@ -334,7 +335,7 @@ class BucketArchive:
             raise IntegrityError(
                 f"the archive.json under {self.loc.url} names archive {ident.archive}: "
                 "an archive uploaded under another archive's key",
-                what="identity",
+                what=Failure.IDENTITY,
                 file=IDENTITY,
                 field="archive",
             )
@@ -355,7 +356,7 @@ class BucketArchive:
             except CORRUPT as exc:
                 raise IntegrityError(
                     f"compressed segment cannot be decompressed: {exc or type(exc).__name__}",
-                    what="format",
+                    what=Failure.FORMAT,
                     file=rel,
                 ) from exc
 
@@ -394,7 +395,7 @@ def bucket_anchor(client: S3Client, loc: S3Location, layout: Layout) -> bytes:
         raise IntegrityError(
             f"the local archive.json differs from the one in {loc.url}: "
             "another archive, or its identity was replaced",
-            what="identity",
+            what=Failure.IDENTITY,
             file=IDENTITY,
         )
     remote = arc.checkpoints()
@@ -407,7 +408,7 @@ def bucket_anchor(client: S3Client, loc: S3Location, layout: Layout) -> bytes:
                 f"archive truncated: {loc.url} holds checkpoints up to {remote[-1][0]}, "
                 f"the local archive only up to "
                 f"{local[-1][0] if local else 'none'}",
-                what="truncated",
+                what=Failure.TRUNCATED,
                 file=name,
                 epoch=i,
             )
@@ -416,7 +417,7 @@ def bucket_anchor(client: S3Client, loc: S3Location, layout: Layout) -> bytes:
             raise IntegrityError(
                 f"{lname} differs from {name} in {loc.url}: the local checkpoint was "
                 "rewritten (or one is missing)",
-                what="anchor_mismatch",
+                what=Failure.ANCHOR_MISMATCH,
                 file=lname,
                 epoch=i,
             )
