@@ -22,6 +22,7 @@ from typing import Any
 
 from auditd_py.chain import merkle
 from auditd_py.chain.checkpoint import ZERO, Checkpoint
+from auditd_py.chain.checkpoint_chain import check_anchor, check_checkpoints
 from auditd_py.chain.encoding import (
     _CLOSE_NL,
     _LEAF,
@@ -135,8 +136,13 @@ class Verifier:
         self.require_sealed = require_sealed
         self._mac_key = mac_key
         self._mac = mac_state(mac_key) if mac_key is not None else None
-        self.cps = self._check_checkpoints(checkpoints, public_key)
-        self.anchor_epoch = self._check_anchor(anchor) if anchor is not None else None
+        self.cps = check_checkpoints(self.identity, checkpoints, public_key)  # C1–C8
+        self._cp_names = [n for n, _ in checkpoints]
+        self.anchor_epoch = (
+            check_anchor(self.identity, self.cps, self._cp_names, anchor)
+            if anchor is not None
+            else None
+        )
         self.seq = 0
         self.link = genesis_link(identity_bytes)
         self.mac = ZERO
@@ -156,97 +162,7 @@ class Verifier:
         self.retention: list[dict[str, Any]] = []
         self._close_epochs()
 
-    # ------------------------------------------------------------ checkpoints
-
-    def _check_checkpoints(
-        self, items: Sequence[tuple[str, bytes]], public_key: bytes
-    ) -> list[Checkpoint]:
-        cps: list[Checkpoint] = []
-        pk = public_key
-        prev: Checkpoint | None = None
-        for name, line in items:
-            cp = Checkpoint.from_line(line, file=name)  # C1: well-formed, canonical
-            e = len(cps)
-            if cp.epoch != e:  # C2: epochs contiguous from 0
-                raise IntegrityError(
-                    f"checkpoint for epoch {e} is missing (next present is epoch {cp.epoch})"
-                    if cp.epoch > e
-                    else f"checkpoint for epoch {cp.epoch} appears again or out of order",
-                    what=Failure.MISSING_CHECKPOINT if cp.epoch > e else Failure.CHECKPOINT_ORDER,
-                    file=name,
-                    epoch=e,
-                )
-            if cp.archive != self.identity.archive:  # C3: same archive
-                raise IntegrityError(
-                    f"checkpoint belongs to archive {cp.archive}", what=Failure.IDENTITY, file=name
-                )
-            if not same(cp.public_key, pk):  # C4: key chain from the public key
-                raise IntegrityError(
-                    "checkpoint is signed with a key the previous checkpoint did not certify",
-                    what=Failure.BAD_SIGNATURE,
-                    file=name,
-                    epoch=e,
-                )
-            if not cp.signature_valid(pk):  # C5: signature
-                raise IntegrityError(
-                    "bad signature on checkpoint", what=Failure.BAD_SIGNATURE, file=name, epoch=e
-                )
-            want_prev = prev.digest if prev is not None else ZERO
-            if not same(cp.prev, want_prev):  # C6: checkpoints hash-linked
-                raise IntegrityError(
-                    "checkpoint does not link to the previous checkpoint",
-                    what=Failure.CHECKPOINT_LINK,
-                    file=name,
-                    epoch=e,
-                )
-            want_first = prev.seq_end if prev is not None else 0
-            if cp.seq_first != want_first or cp.seq_end < cp.seq_first:  # C7: seq ranges
-                raise IntegrityError(
-                    f"checkpoint seq range [{cp.seq_first}, {cp.seq_end}) does not follow "
-                    f"the previous one (ends at {want_first})",
-                    what=Failure.CHECKPOINT_RANGE,
-                    file=name,
-                    epoch=e,
-                )
-            want_start = prev.end if prev is not None else self.identity.created
-            if cp.start != want_start or cp.end < cp.start:  # C8: windows are contiguous
-                raise IntegrityError(
-                    "checkpoint window does not start where the previous one ended "
-                    "(or at the archive's creation), or ends before it starts",
-                    what=Failure.CHECKPOINT_WINDOW,
-                    file=name,
-                    epoch=e,
-                )
-            cps.append(cp)
-            pk = cp.next_public_key
-            prev = cp
-        self._cp_names = [n for n, _ in items]
-        return cps
-
-    def _check_anchor(self, anchor: bytes) -> int:
-        a = Checkpoint.from_line(anchor, file="anchor")
-        if a.archive != self.identity.archive:
-            raise IntegrityError(
-                f"anchor is for archive {a.archive}, not {self.identity.archive}",
-                what=Failure.ANCHOR_MISMATCH,
-                file="anchor",
-            )
-        if a.epoch >= len(self.cps):
-            raise IntegrityError(
-                f"archive truncated: the anchor is checkpoint {a.epoch} (seq < {a.seq_end}), "
-                f"but the archive's checkpoints end at epoch {len(self.cps) - 1}",
-                what=Failure.TRUNCATED,
-                file="anchor",
-                epoch=a.epoch,
-            )
-        if not same(a.line, self.cps[a.epoch].line):
-            raise IntegrityError(
-                f"checkpoint {a.epoch} in the archive differs from the anchor",
-                what=Failure.ANCHOR_MISMATCH,
-                file=self._cp_names[a.epoch],
-                epoch=a.epoch,
-            )
-        return a.epoch
+    # ------------------------------------------------------------ epochs
 
     def _close_epochs(self) -> None:
         """R6: at each checkpoint boundary the chain head and Merkle root must match."""
