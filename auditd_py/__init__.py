@@ -7,4 +7,3 @@ the user and exits.
 """
 
 __version__ = "0.1.0"
-FORMAT_VERSION = 1

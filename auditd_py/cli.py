@@ -23,39 +23,39 @@ import orjson
 
 from auditd_py import __version__, control, early
 from auditd_py.chain.encoding import META_SOURCE, Fields, format_ts, record_bytes
+from auditd_py.chain.format import NS
 from auditd_py.chain.keys import PublicKey, VerifyKey
 from auditd_py.chain.verify import Report
 from auditd_py.clock import SystemClock
 from auditd_py.errors import AuditdError, ConfigError, UsageError
 from auditd_py.store.layout import Layout, read_public, read_secret
 from auditd_py.store.reader import (
+    LocalArchive,
     archive_bytes,
     build_proof,
     check_proof,
     iter_records,
     latest_checkpoint,
-    verify_archive,
 )
-from auditd_py.store.writer import NS, ArchiveWriter, EpochPolicy, create_archive
+from auditd_py.store.verification import VerifyPolicy, verify
+from auditd_py.store.writer import ArchiveWriter, EpochPolicy, create_archive
+from auditd_py.units import DurationError, parse_duration
 
-_UNITS = {"ms": 10**6, "s": NS, "m": 60 * NS, "h": 3600 * NS, "d": 86400 * NS}
 
-
-def parse_duration(text: str) -> int:
-    """``15m``, ``1h``, ``30s``, ``500ms``, ``2d`` or plain seconds → nanoseconds."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", text)
-    if not m:
-        raise UsageError(f"invalid duration {text!r} (use e.g. 30s, 15m, 1h)")
-    value = float(m.group(1)) * _UNITS[m.group(2) or "s"]
-    if value <= 0:
-        raise UsageError(f"duration must be positive: {text!r}")
-    return int(value)
+def duration_arg(text: str) -> int:
+    """A duration option (:func:`~auditd_py.units.parse_duration`) → ns, or a UsageError."""
+    try:
+        return parse_duration(text)
+    except DurationError as exc:
+        if exc.malformed:
+            raise UsageError(f"invalid duration {text!r} (use e.g. 30s, 15m, 1h)") from exc
+        raise UsageError(f"duration must be positive: {text!r}") from exc
 
 
 def parse_time(text: str) -> int:
     """An RFC 3339 time (``2026-11-26T10:00:00Z``), a date, or ``-1h`` relative to now."""
     if text.startswith("-"):
-        return time.time_ns() - parse_duration(text[1:])
+        return time.time_ns() - duration_arg(text[1:])
     try:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
@@ -102,7 +102,7 @@ def cmd_seal(a: argparse.Namespace) -> int:
         if name != "-" and not os.access(name, os.R_OK):
             reason = "not found" if not os.path.exists(name) else "not readable"
             raise UsageError(f"cannot read input: {reason}", file=name)
-    policy = EpochPolicy(parse_duration(a.epoch_interval), a.epoch_records)
+    policy = EpochPolicy(duration_arg(a.epoch_interval), a.epoch_records)
     clock = SystemClock()
     w = ArchiveWriter.open(layout, clock, policy)
     source = os.fsencode(a.source).decode("utf-8", "replace") if a.source else None
@@ -222,7 +222,8 @@ def _s3_client(a: argparse.Namespace) -> Any:
 
 def cmd_verify_s3(a: argparse.Namespace) -> int:
     """``verify s3://bucket/prefix/env/host/archive-id``: straight from the bucket, streaming."""
-    from auditd_py.store.s3 import parse_url, verify_bucket  # noqa: PLC0415
+    from auditd_py.store.fleet import verify_bucket  # noqa: PLC0415
+    from auditd_py.store.s3 import parse_url  # noqa: PLC0415
 
     url = a.archive
     try:
@@ -288,14 +289,8 @@ def cmd_verify(a: argparse.Namespace) -> int:
         bar, tick = _progress(layout, sys.stderr.isatty() and not a.json)
         if bar is not None:
             bar.start()
-        report = verify_archive(
-            layout,
-            public_key=public_key,
-            mac_key=mac_key,
-            anchor=anchor,
-            require_sealed=a.require_sealed,
-            progress=tick,
-        )
+        policy = VerifyPolicy(public_key, mac_key, anchor, a.require_sealed)
+        report = verify(LocalArchive(layout), policy, tick).report
     except AuditdError as exc:
         if a.json:  # the report on stdout, the one-line reason on stderr as always
             doc = {"ok": False, "archive_dir": str(layout.root), **exc.diagnostics()}
@@ -346,10 +341,11 @@ def _print_report(layout: Layout | str, r: Report) -> None:
 
 
 def cmd_fleet_verify(a: argparse.Namespace) -> int:
-    from auditd_py.store.s3 import KeyRing, fleet_verify, parse_url  # noqa: PLC0415
+    from auditd_py.store.fleet import KeyRing, fleet_verify  # noqa: PLC0415
+    from auditd_py.store.s3 import parse_url  # noqa: PLC0415
 
     env = parse_url(a.location)
-    max_age = parse_duration(a.max_age)
+    max_age = duration_arg(a.max_age)
     keys = KeyRing(Path(a.public_key_dir))
     now = time.time_ns()
     failed = total = 0

@@ -29,11 +29,10 @@ from pydantic import (
     model_validator,
 )
 
+from auditd_py.chain.format import NS
 from auditd_py.errors import ConfigError
+from auditd_py.units import parse_duration
 
-NS = 1_000_000_000
-_DUR = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*")
-_DUR_UNITS = {"ms": 10**6, "s": NS, "m": 60 * NS, "h": 3600 * NS, "d": 86400 * NS}
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|KB|MB|GB|k|K|M|G)?\s*")
 _SIZE_UNITS = {
     None: 1,
@@ -50,22 +49,6 @@ _SIZE_UNITS = {
     "GB": 1000**3,
 }
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def parse_duration(value: Any) -> int:
-    """``15m``, ``1h``, ``30s``, ``500ms``, ``2d`` or a number of seconds → ns."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30s, 15m or 1h")
-    if isinstance(value, int | float):
-        ns = int(value * NS)
-    else:
-        m = _DUR.fullmatch(str(value))
-        if not m:
-            raise ValueError(f"invalid duration {value!r} (use e.g. 500ms, 30s, 15m, 1h)")
-        ns = int(float(m.group(1)) * _DUR_UNITS[m.group(2) or "s"])
-    if ns <= 0:
-        raise ValueError("duration must be positive")
-    return ns
 
 
 def parse_size(value: Any) -> int:

@@ -25,7 +25,39 @@ Only :mod:`auditd_py.cli` maps these to exit codes. Every error carries
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
+
+
+class Failure(StrEnum):
+    """What a verification found, the ``what`` of an IntegrityError (README's table).
+
+    A ``str``: printed, compared and serialised as the code itself
+    (``f"{Failure.BROKEN_LINK}"`` is ``broken_link``), as the codes always were.
+    """
+
+    MAC_MISMATCH = "mac_mismatch"
+    BROKEN_LINK = "broken_link"
+    GAP = "gap"
+    DUPLICATE = "duplicate"
+    REORDER = "reorder"
+    WRONG_EPOCH = "wrong_epoch"
+    MISSING_SEGMENT = "missing_segment"
+    SEGMENT_SWAPPED = "segment_swapped"
+    SEGMENT_HEADER = "segment_header"
+    MISSING_CHECKPOINT = "missing_checkpoint"
+    CHECKPOINT_ORDER = "checkpoint_order"
+    BAD_SIGNATURE = "bad_signature"
+    CHECKPOINT_LINK = "checkpoint_link"
+    CHECKPOINT_RANGE = "checkpoint_range"
+    CHECKPOINT_WINDOW = "checkpoint_window"
+    CHECKPOINT_MISMATCH = "checkpoint_mismatch"
+    ANCHOR_MISMATCH = "anchor_mismatch"
+    TRUNCATED = "truncated"
+    UNSEALED_TAIL = "unsealed_tail"
+    IDENTITY = "identity"
+    RETENTION = "retention"
+    FORMAT = "format"
 
 
 class AuditdError(Exception):

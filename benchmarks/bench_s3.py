@@ -38,9 +38,10 @@ from auditd_py.config import S3Forward
 from auditd_py.forward.base import ArchiveInfo
 from auditd_py.forward.s3 import S3Forwarder
 from auditd_py.store.compress import compress_segment
+from auditd_py.store.fleet import verify_bucket
 from auditd_py.store.layout import Layout
 from auditd_py.store.reader import archive_bytes, verify_archive
-from auditd_py.store.s3 import S3Location, verify_bucket
+from auditd_py.store.s3 import S3Location
 from auditd_py.store.writer import ArchiveWriter, EpochPolicy, create_archive
 from tests.support.weed import ACCESS_KEY, SECRET_KEY, Weed
 

@@ -52,12 +52,13 @@ from auditd_py.chain.encoding import (
     seal_line,
     split_line,
 )
+from auditd_py.chain.format import NS
 from auditd_py.chain.identity import Identity
 from auditd_py.chain.keys import public_key_of
 from auditd_py.clock import ManualClock
 from auditd_py.store.layout import Layout
-from auditd_py.store.state import StateFile
-from auditd_py.store.writer import NS, ArchiveWriter, EpochPolicy
+from auditd_py.store.state import SavedState, StateFile
+from auditd_py.store.writer import ArchiveWriter, EpochPolicy
 from tests.support.cli import (
     MODES,
     Archive,
@@ -600,17 +601,18 @@ def reseal_with_stolen_state(
     sf, state = StateFile.open(fake.state)
     try:
         sf.save(
-            dataclasses.replace(
-                state,
-                epoch=0,
-                epoch_start=Identity.from_bytes(ident).created,
-                epoch_first_seq=0,
-                seq=0,
-                link=genesis_link(ident),
-                mac=ZERO,
-                stack=(),
-                prev_checkpoint=ZERO,
-                extra={},
+            SavedState(
+                dataclasses.replace(
+                    state.sealer,
+                    epoch=0,
+                    epoch_start=Identity.from_bytes(ident).created,
+                    epoch_first_seq=0,
+                    seq=0,
+                    link=genesis_link(ident),
+                    mac=ZERO,
+                    stack=(),
+                    prev_checkpoint=ZERO,
+                )
             )
         )
     finally:

@@ -10,6 +10,7 @@ from auditd_py import config
 from auditd_py.cli import main
 from auditd_py.config import FileSource, SyslogSource, load_text
 from auditd_py.errors import ConfigError
+from auditd_py.units import parse_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "config").glob("*.yaml"))
@@ -113,13 +114,13 @@ def test_env_expansion_with_defaults() -> None:
 
 
 def test_durations_and_sizes() -> None:
-    assert config.parse_duration("500ms") == 500_000_000
-    assert config.parse_duration("1h") == 3600 * 10**9
-    assert config.parse_duration(2) == 2 * 10**9
+    assert parse_duration("500ms") == 500_000_000
+    assert parse_duration("1h") == 3600 * 10**9
+    assert parse_duration(2) == 2 * 10**9
     assert config.parse_size("64KiB") == 65536 and config.parse_size("1MiB") == 1 << 20
     for bad in ("0s", "-1s", "fast", True):
         with pytest.raises(ValueError):
-            config.parse_duration(bad)
+            parse_duration(bad)
 
 
 def test_reserved_and_duplicate_source_names() -> None:

@@ -14,16 +14,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from auditd_py.chain.encoding import Fields
+from auditd_py.chain.format import NS
 from auditd_py.errors import ArchiveError, IntegrityError, ProofError
 from auditd_py.store.layout import Layout
 from auditd_py.store.reader import build_proof, check_proof, iter_records, verify_archive
 from auditd_py.store.retention import (
-    Header,
     RetentionPolicy,
     SegmentInfo,
     plan,
 )
-from auditd_py.store.writer import NS, ArchiveWriter, EpochPolicy
+from auditd_py.store.segment import Header
+from auditd_py.store.writer import ArchiveWriter, EpochPolicy
 from tests.support import configs
 from tests.support.archive import Arc
 from tests.support.daemon import (

@@ -24,16 +24,19 @@ from botocore.exceptions import ClientError
 
 from auditd_py import events
 from auditd_py.chain.encoding import Fields
+from auditd_py.chain.format import NS
 from auditd_py.clock import Clock, SystemClock
 from auditd_py.config import S3Forward
 from auditd_py.errors import ForwardError, IntegrityError
 from auditd_py.forward.base import ArchiveInfo, cursor_path, load_cursor
 from auditd_py.forward.s3 import S3Forwarder
 from auditd_py.store.compress import compress_segment
+from auditd_py.store.fleet import verify_bucket
 from auditd_py.store.reader import iter_records
-from auditd_py.store.retention import Retainer, RetentionPolicy, read_header
-from auditd_py.store.s3 import S3Location, verify_bucket
-from auditd_py.store.writer import NS, ArchiveWriter, EpochPolicy
+from auditd_py.store.retention import Retainer, RetentionPolicy
+from auditd_py.store.s3 import S3Location
+from auditd_py.store.segment import read_header
+from auditd_py.store.writer import ArchiveWriter, EpochPolicy
 from tests.support import configs
 from tests.support.archive import Arc
 from tests.support.daemon import CLI, Daemon, wait_for

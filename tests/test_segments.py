@@ -14,13 +14,14 @@ import pytest
 import zstandard
 
 from auditd_py.chain.encoding import Fields
+from auditd_py.chain.format import NS
 from auditd_py.config import load_text
 from auditd_py.daemon import sealloop
 from auditd_py.daemon.queue import BatchQueue
 from auditd_py.daemon.sealloop import NoEvents, RotationPolicy, SealLoop
 from auditd_py.store.compress import compress_segment, finish_pending, open_segment
 from auditd_py.store.reader import build_proof, check_proof, iter_records
-from auditd_py.store.writer import NS, EpochPolicy
+from auditd_py.store.writer import EpochPolicy
 from tests.support import configs
 from tests.support.archive import Arc
 from tests.support.daemon import Daemon, show, verify_both, wait_for

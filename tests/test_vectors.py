@@ -53,10 +53,10 @@ from auditd_py.chain.keys import (
 )
 from auditd_py.clock import ManualClock
 from auditd_py.errors import FormatError, IntegrityError, ProofError
-from auditd_py.store import writer as writer_module
+from auditd_py.store import rotation as header_module  # builds segment headers
 from auditd_py.store.layout import Layout
 from auditd_py.store.reader import build_proof, check_proof, verify_archive
-from auditd_py.store.retention import read_header
+from auditd_py.store.segment import read_header
 from auditd_py.store.writer import ArchiveWriter, create_archive
 from tests import independent_verifier as iv
 from tests.vectors import generate
@@ -936,7 +936,7 @@ def test_header_sealed_with_a_false_state_fails_both(
     archive (the retention record copies the same false state) the next
     checkpoint does (16.2: R6 once at the resumed state).
     """
-    real = Fields  # the class the writer module imported
+    real = Fields  # the class the module that builds segment headers imported
 
     def fields(*args: Any, **kwargs: Any) -> Fields:
         f = real(*args, **kwargs)
@@ -944,7 +944,7 @@ def test_header_sealed_with_a_false_state_fails_both(
             f = dataclasses.replace(f, attrs={**f.attrs, key: forge(f.attrs[key])})
         return f
 
-    monkeypatch.setattr(writer_module, "Fields", fields)
+    monkeypatch.setattr(header_module, "Fields", fields)
     layout, clock, w = _rotated_archive(tmp_path)
     for mode in MODES:
         _, ind = _both_fail_with(layout.root, mode, non_first, tmp_path / "keys")
@@ -991,7 +991,7 @@ def test_header_without_the_cut_state_cannot_start_an_archive(
             f = dataclasses.replace(f, attrs=attrs)
         return f
 
-    monkeypatch.setattr(writer_module, "Fields", fields)
+    monkeypatch.setattr(header_module, "Fields", fields)
     layout, clock, w = _rotated_archive(tmp_path)
     clock.advance(1)
     w.close()

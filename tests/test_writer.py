@@ -14,11 +14,12 @@ import pytest
 
 from auditd_py.chain.checkpoint import Checkpoint
 from auditd_py.chain.encoding import Fields
+from auditd_py.chain.format import NS
 from auditd_py.errors import ArchiveLockedError, IntegrityError, StateError
 from auditd_py.store import state as state_mod
 from auditd_py.store.reader import iter_records
 from auditd_py.store.state import SLOT, StateFile
-from auditd_py.store.writer import NS, EpochPolicy
+from auditd_py.store.writer import EpochPolicy
 from tests.support.archive import Arc
 
 
@@ -59,7 +60,7 @@ def test_old_keys_are_erased_from_the_state_file(tmp_path: Path) -> None:
     assert mac0 not in raw1
     sf, st = StateFile.open(arc.layout.state)
     sf.release()
-    assert st.epoch == 1 and st.mac_key != arc.vk.mac_key
+    assert st.sealer.epoch == 1 and st.sealer.mac_key != arc.vk.mac_key
 
 
 def test_second_writer_is_refused(tmp_path: Path) -> None:
@@ -144,7 +145,7 @@ def test_crash_after_checkpoint_before_key_evolution(
     assert arc.layout.checkpoint(0).exists()
     sf, st = StateFile.open(arc.layout.state)  # lock was released by close's finally
     sf.release()
-    assert st.epoch == 0  # keys not yet evolved
+    assert st.sealer.epoch == 0  # keys not yet evolved
     arc.seal([b"b"])  # finishes epoch 0 from its checkpoint, then continues in epoch 1
     r = arc.verify()
     assert r.checkpoints == 2 and r.unsealed_records == 0
@@ -165,9 +166,49 @@ def test_state_slot_interrupted_save_picks_newest_and_wipes_oldest(tmp_path: Pat
     assert raw[old_slot * SLOT : old_slot * SLOT + 8] == state_mod.MAGIC
     sf2, st2 = StateFile.open(arc.layout.state)
     sf2.release()
-    assert st2.epoch == st.epoch
+    assert st2.sealer.epoch == st.sealer.epoch
     raw = path.read_bytes()
     assert raw[old_slot * SLOT : (old_slot + 1) * SLOT] == bytes(SLOT)
+
+
+def _rewrite_state(arc: Arc, payload: bytes) -> None:
+    """Put ``payload`` into the state file as the newest slot (as an older version saved it)."""
+    sf, _ = StateFile.open(arc.layout.state)
+    try:
+        os.pwrite(sf._fd or -1, state_mod._slot(sf._counter + 1, payload), (1 - sf._slot) * SLOT)
+    finally:
+        sf.release()
+
+
+def test_old_format_state_file_still_loads(tmp_path: Path) -> None:
+    """A state file from before the typed writer state: ``extra`` an untyped object whose
+    keys came in the order the writer happened to set them (or no ``extra`` at all)."""
+    arc = Arc(tmp_path)
+    arc.seal([b"a", b"b"])
+    sf, st = StateFile.open(arc.layout.state)
+    sf.release()
+    new = orjson.loads(state_mod._encode(st))
+    extra = new["extra"]
+    assert list(extra) == ["last_segment_no", "segment", "offset", "positions"]
+    # as written by the writer of an archive created before last_segment_no existed
+    old = {**new, "extra": {k: extra[k] for k in ("segment", "offset", "positions")}}
+    old["extra"]["last_segment_no"] = extra["last_segment_no"]
+    _rewrite_state(arc, orjson.dumps(old))
+    sf, loaded = StateFile.open(arc.layout.state)
+    sf.release()
+    assert loaded == st
+    assert state_mod._encode(loaded) == state_mod._encode(st)  # saved in the current order
+    arc.seal([b"c"])  # the writer opens it, rolls forward from its offset, and continues
+    assert data_messages(arc) == [b"a", b"b", b"c"]
+    assert arc.verify().unsealed_records == 0
+
+    sf, st = StateFile.open(arc.layout.state)
+    sf.release()
+    bare = {k: v for k, v in orjson.loads(state_mod._encode(st)).items() if k != "extra"}
+    _rewrite_state(arc, orjson.dumps(bare))  # the very first format: no extra at all
+    sf, loaded = StateFile.open(arc.layout.state)
+    sf.release()
+    assert loaded.sealer == st.sealer and loaded.writer == state_mod.WriterState()
 
 
 def test_corrupt_state_is_a_clear_error(tmp_path: Path) -> None:

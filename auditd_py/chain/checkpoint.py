@@ -10,22 +10,27 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-import orjson
-
 from auditd_py.chain.encoding import (
-    FORMAT_VERSION,
     SIG_SUFFIX_LEN,
     checkpoint_digest,
     dumps_prefix,
     sign_line,
     split_signed,
 )
+from auditd_py.chain.format import FORMAT_VERSION, DocumentKind, load_document
 from auditd_py.chain.keys import public_key_of, sign, signature_ok
 from auditd_py.errors import FormatError
 
 CHECKPOINT_TYPE = "auditd-py.checkpoint"
 REASONS = frozenset({"interval", "records", "close"})
 ZERO = bytes(32)
+_KIND = DocumentKind(
+    CHECKPOINT_TYPE,
+    invalid_json="checkpoint is not valid JSON: {exc}",
+    not_object="checkpoint is not a JSON object",
+    wrong_type="not a checkpoint (type {found!r})",
+    bad_version="unsupported checkpoint version {found!r}",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,20 +100,7 @@ class Checkpoint:
             _, sig = split_signed(line)
         except FormatError as exc:
             raise FormatError(exc.message, file=file, field="signature") from exc
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise FormatError(f"checkpoint is not valid JSON: {exc}", file=file) from exc
-        if not isinstance(obj, dict):
-            raise FormatError("checkpoint is not a JSON object", file=file)
-        if obj.get("type") != CHECKPOINT_TYPE:
-            raise FormatError(
-                f"not a checkpoint (type {obj.get('type')!r})", file=file, field="type"
-            )
-        if obj.get("v") != FORMAT_VERSION:
-            raise FormatError(
-                f"unsupported checkpoint version {obj.get('v')!r}", file=file, field="v"
-            )
+        obj = load_document(line, _KIND, file)
         reason = _get(obj, "reason", str, file)
         if reason not in REASONS:
             raise FormatError(f"unknown checkpoint reason {reason!r}", file=file, field="reason")

@@ -33,7 +33,6 @@ import orjson
 
 from auditd_py.errors import FormatError
 
-FORMAT_VERSION: Final = 1
 FORMAT_TAG: Final = b"auditd-py/1"
 DIGEST_SIZE: Final = 32
 SIG_CONTEXT: Final = b"auditd-py checkpoint v1\x00"

@@ -6,10 +6,18 @@ from dataclasses import dataclass
 
 import orjson
 
-from auditd_py.chain.encoding import FORMAT_VERSION, fingerprint
+from auditd_py.chain.encoding import fingerprint
+from auditd_py.chain.format import FORMAT_VERSION, DocumentKind, load_document
 from auditd_py.errors import FormatError
 
 IDENTITY_TYPE = "auditd-py.archive"
+_KIND = DocumentKind(
+    IDENTITY_TYPE,
+    invalid_json="archive identity is not valid JSON: {exc}",
+    not_object="not an auditd-py archive identity",
+    not_object_field="type",
+    wrong_type="not an auditd-py archive identity",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,14 +45,7 @@ class Identity:
 
     @classmethod
     def from_bytes(cls, data: bytes, *, file: str | None = None) -> Identity:
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise FormatError(f"archive identity is not valid JSON: {exc}", file=file) from exc
-        if not isinstance(obj, dict) or obj.get("type") != IDENTITY_TYPE:
-            raise FormatError("not an auditd-py archive identity", file=file, field="type")
-        if obj.get("v") != FORMAT_VERSION:
-            raise FormatError(f"unsupported format version {obj.get('v')!r}", file=file, field="v")
+        obj = load_document(data, _KIND, file)
         try:
             archive, host, created, pk = (
                 obj["archive"],

@@ -30,12 +30,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from auditd_py.chain.encoding import (
-    FORMAT_VERSION,
     SIG_CONTEXT,
     TAG_MAC_EVOLVE,
     TAG_SIGN_EVOLVE,
     h,
 )
+from auditd_py.chain.format import FORMAT_VERSION, DocumentKind, load_document
 from auditd_py.errors import KeyFileError
 
 VERIFY_KEY_TYPE = "auditd-py.verify-key"
@@ -149,18 +149,23 @@ class PublicKey:
         return cls(archive=_str(obj, "archive", file), public_key=_hex(obj, "public_key", 32, file))
 
 
+def _key_kind(kind: str) -> DocumentKind:
+    return DocumentKind(
+        kind,
+        error=KeyFileError,
+        invalid_json="not a key file (invalid JSON)",
+        not_object="not a key file (not a JSON object)",
+        wrong_type=f"expected a key of type {kind!r}, found {{found!r}}",
+        bad_version="unsupported key format version {found!r}",
+        fields=False,
+    )
+
+
+_KINDS = {k: _key_kind(k) for k in (VERIFY_KEY_TYPE, PUBLIC_KEY_TYPE)}
+
+
 def _load(data: bytes, kind: str, file: str | None) -> dict[str, Any]:
-    try:
-        obj = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise KeyFileError("not a key file (invalid JSON)", file=file) from exc
-    if not isinstance(obj, dict):
-        raise KeyFileError("not a key file (not a JSON object)", file=file)
-    if obj.get("type") != kind:
-        raise KeyFileError(f"expected a key of type {kind!r}, found {obj.get('type')!r}", file=file)
-    if obj.get("v") != FORMAT_VERSION:
-        raise KeyFileError(f"unsupported key format version {obj.get('v')!r}", file=file)
-    return obj
+    return load_document(data, _KINDS[kind], file)
 
 
 def _str(obj: dict[str, Any], key: str, file: str | None) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 
 from auditd_py.chain import merkle
 from auditd_py.chain.checkpoint import ZERO, Checkpoint
+from auditd_py.chain.checkpoint_chain import check_anchor, check_checkpoints
 from auditd_py.chain.encoding import (
     _CLOSE_NL,
     _LEAF,
@@ -33,88 +34,16 @@ from auditd_py.chain.encoding import (
     SEAL_SUFFIX_LEN,
     genesis_link,
     mac_state,
-    parse_record,
     scan_int,
-    split_line,
 )
 from auditd_py.chain.identity import Identity
-from auditd_py.chain.keys import evolve_mac_key, same
-from auditd_py.errors import FormatError, IntegrityError
+from auditd_py.chain.keys import same
+from auditd_py.chain.link import check_record
+from auditd_py.chain.verify_meta import MetaChecks, SegmentRead
+from auditd_py.errors import Failure, FormatError, IntegrityError
 
-SEGMENT_NAME = re.compile(r"seg-[0-9]{10}\.jsonl")
 _HEX32 = re.compile(r"[0-9a-f]{64}")
 _META_MARK = b'"source":"' + META_SOURCE.encode() + b'",'
-
-
-def check_record(
-    line: bytes, seq: int, epoch: int, prev_link: bytes, prev_mac: bytes, mac: Any | None
-) -> tuple[bytes, bytes, bytes, bytes]:
-    """Checks R1–R4 for one record line; returns (body, link, mac, leaf hash).
-
-    ``mac`` is the keyed BLAKE2b state of the epoch (``None``: public-key mode,
-    no MAC check).
-    """
-    body, link, tag = split_line(line)  # R1: the seal suffix is present (fail closed)
-    if not body.startswith(b'{"seq":%d,"epoch":%d,' % (seq, epoch)):  # R2: position
-        raise _position_error(body, seq, epoch)
-    if mac is not None:  # R3: the MAC authenticates the stored link
-        st = mac.copy()
-        st.update(link)
-        if not compare_digest(tag, st.digest()):
-            raise IntegrityError(
-                f"MAC mismatch: record is not authentic for epoch {epoch}",
-                what="mac_mismatch",
-                seq=seq,
-                epoch=epoch,
-            )
-    st = _LEAF.copy()
-    st.update(body)
-    leaf = st.digest()
-    st = _LINK.copy()
-    st.update(prev_link)
-    st.update(prev_mac)
-    st.update(leaf)
-    if not compare_digest(link, st.digest()):  # R4: hash chain
-        raise IntegrityError(
-            "record altered: its bytes do not hash to its chain link"
-            + (
-                " (the link itself is authentic)"
-                if mac is not None
-                else " (or the MAC of the record before it was altered)"
-            ),
-            what="broken_link",
-            seq=seq,
-            epoch=epoch,
-        )
-    return body, link, tag, leaf
-
-
-def _position_error(body: bytes, seq: int, epoch: int) -> IntegrityError:
-    got = scan_int(body, b"seq")
-    got_epoch = scan_int(body, b"epoch")
-    if got is None:
-        return IntegrityError("record has no seq", what="format", seq=seq, field="seq")
-    if got == seq:
-        return IntegrityError(
-            f"record claims epoch {got_epoch}, but the checkpoints place seq {seq} "
-            f"in epoch {epoch}",
-            what="wrong_epoch",
-            seq=seq,
-            field="epoch",
-        )
-    if got < seq:
-        return IntegrityError(
-            f"expected seq {seq}, found seq {got}: record duplicated or reordered",
-            what="reorder" if got < seq - 1 else "duplicate",
-            seq=seq,
-            field="seq",
-        )
-    return IntegrityError(
-        f"expected seq {seq}, found seq {got}: {got - seq} record(s) missing",
-        what="gap",
-        seq=seq,
-        field="seq",
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,29 +86,7 @@ class Report:
         }
 
 
-@dataclass(slots=True)
-class _Segment:
-    name: str
-    line: int = 0
-    size: int | None = None
-    first_seq: int = 0
-    end: tuple[int, bytes, bytes, tuple[bytes, ...]] | None = None
-    """(seq_end, last link, last MAC, compact range) once the segment was read."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Cut:
-    """Where a retained archive starts (its first segment's header, 16.2)."""
-
-    prev_segment: str
-    seq: int
-    link: bytes
-    mac: bytes
-    stack: tuple[bytes, ...]
-    where: dict[str, Any]
-
-
-class Verifier:
+class Verifier(MetaChecks):
     """Feed it checkpoints at construction, then every segment's lines in order."""
 
     def __init__(
@@ -198,7 +105,7 @@ class Verifier:
             raise IntegrityError(
                 "the archive names a different public key than the one given: "
                 "wrong key, or the identity file was replaced",
-                what="identity",
+                what=Failure.IDENTITY,
                 file=identity_file,
                 field="public_key",
             )
@@ -206,15 +113,20 @@ class Verifier:
         self.require_sealed = require_sealed
         self._mac_key = mac_key
         self._mac = mac_state(mac_key) if mac_key is not None else None
-        self.cps = self._check_checkpoints(checkpoints, public_key)
-        self.anchor_epoch = self._check_anchor(anchor) if anchor is not None else None
+        self.cps = check_checkpoints(self.identity, checkpoints, public_key)  # C1–C8
+        self._cp_names = [n for n, _ in checkpoints]
+        self.anchor_epoch = (
+            check_anchor(self.identity, self.cps, self._cp_names, anchor)
+            if anchor is not None
+            else None
+        )
         self.seq = 0
         self.link = genesis_link(identity_bytes)
         self.mac = ZERO
         self.stack: list[bytes] = []
         self.ci = 0  # index (= epoch) of the checkpoint that will cover the next record
-        self.segments: list[_Segment] = []
-        self._seg: _Segment | None = None
+        self.segments: list[SegmentRead] = []
+        self._seg: SegmentRead | None = None
         self._first_body: bytes | None = None
         self._last_body: bytes | None = None
         self._unsealed_at: dict[str, Any] | None = None
@@ -222,135 +134,15 @@ class Verifier:
         self.recovered: list[dict[str, Any]] = []
         self.warnings: list[str] = []
         self.first_seq = 0
-        self._cut: _Cut | None = None
+        self._cut = None
         self._cut_accounted = False
         self.retention: list[dict[str, Any]] = []
         self._close_epochs()
 
-    # ------------------------------------------------------------ checkpoints
-
-    def _check_checkpoints(
-        self, items: Sequence[tuple[str, bytes]], public_key: bytes
-    ) -> list[Checkpoint]:
-        cps: list[Checkpoint] = []
-        pk = public_key
-        prev: Checkpoint | None = None
-        for name, line in items:
-            cp = Checkpoint.from_line(line, file=name)  # C1: well-formed, canonical
-            e = len(cps)
-            if cp.epoch != e:  # C2: epochs contiguous from 0
-                raise IntegrityError(
-                    f"checkpoint for epoch {e} is missing (next present is epoch {cp.epoch})"
-                    if cp.epoch > e
-                    else f"checkpoint for epoch {cp.epoch} appears again or out of order",
-                    what="missing_checkpoint" if cp.epoch > e else "checkpoint_order",
-                    file=name,
-                    epoch=e,
-                )
-            if cp.archive != self.identity.archive:  # C3: same archive
-                raise IntegrityError(
-                    f"checkpoint belongs to archive {cp.archive}", what="identity", file=name
-                )
-            if not same(cp.public_key, pk):  # C4: key chain from the public key
-                raise IntegrityError(
-                    "checkpoint is signed with a key the previous checkpoint did not certify",
-                    what="bad_signature",
-                    file=name,
-                    epoch=e,
-                )
-            if not cp.signature_valid(pk):  # C5: signature
-                raise IntegrityError(
-                    "bad signature on checkpoint", what="bad_signature", file=name, epoch=e
-                )
-            want_prev = prev.digest if prev is not None else ZERO
-            if not same(cp.prev, want_prev):  # C6: checkpoints hash-linked
-                raise IntegrityError(
-                    "checkpoint does not link to the previous checkpoint",
-                    what="checkpoint_link",
-                    file=name,
-                    epoch=e,
-                )
-            want_first = prev.seq_end if prev is not None else 0
-            if cp.seq_first != want_first or cp.seq_end < cp.seq_first:  # C7: seq ranges
-                raise IntegrityError(
-                    f"checkpoint seq range [{cp.seq_first}, {cp.seq_end}) does not follow "
-                    f"the previous one (ends at {want_first})",
-                    what="checkpoint_range",
-                    file=name,
-                    epoch=e,
-                )
-            want_start = prev.end if prev is not None else self.identity.created
-            if cp.start != want_start or cp.end < cp.start:  # C8: windows are contiguous
-                raise IntegrityError(
-                    "checkpoint window does not start where the previous one ended "
-                    "(or at the archive's creation), or ends before it starts",
-                    what="checkpoint_window",
-                    file=name,
-                    epoch=e,
-                )
-            cps.append(cp)
-            pk = cp.next_public_key
-            prev = cp
-        self._cp_names = [n for n, _ in items]
-        return cps
-
-    def _check_anchor(self, anchor: bytes) -> int:
-        a = Checkpoint.from_line(anchor, file="anchor")
-        if a.archive != self.identity.archive:
-            raise IntegrityError(
-                f"anchor is for archive {a.archive}, not {self.identity.archive}",
-                what="anchor_mismatch",
-                file="anchor",
-            )
-        if a.epoch >= len(self.cps):
-            raise IntegrityError(
-                f"archive truncated: the anchor is checkpoint {a.epoch} (seq < {a.seq_end}), "
-                f"but the archive's checkpoints end at epoch {len(self.cps) - 1}",
-                what="truncated",
-                file="anchor",
-                epoch=a.epoch,
-            )
-        if not same(a.line, self.cps[a.epoch].line):
-            raise IntegrityError(
-                f"checkpoint {a.epoch} in the archive differs from the anchor",
-                what="anchor_mismatch",
-                file=self._cp_names[a.epoch],
-                epoch=a.epoch,
-            )
-        return a.epoch
-
-    def _close_epochs(self) -> None:
-        """R6: at each checkpoint boundary the chain head and Merkle root must match."""
-        while self.ci < len(self.cps) and self.cps[self.ci].seq_end == self.seq:
-            cp = self.cps[self.ci]
-            if not (
-                same(cp.chain_head, self.link)
-                and same(cp.mac_head, self.mac)
-                and same(cp.merkle_root, merkle.root(self.stack))
-            ):
-                where = self._where()
-                raise IntegrityError(
-                    f"records of epoch {cp.epoch} do not match its checkpoint "
-                    "(chain head or Merkle root differs)",
-                    what="checkpoint_mismatch",
-                    epoch=cp.epoch,
-                    **where,
-                )
-            self.ci += 1
-            if self._mac_key is not None:
-                self._mac_key = evolve_mac_key(self._mac_key)
-                self._mac = mac_state(self._mac_key)
-        self._boundary = self.cps[self.ci].seq_end if self.ci < len(self.cps) else -1
-
-    # ------------------------------------------------------------ records
-
-    def _where(self) -> dict[str, Any]:
-        if self._seg is None:
-            return {}
-        return {"file": f"segments/{self._seg.name}", "line": self._seg.line or None}
+    # ------------------------------------------------------------ epochs
 
     def begin_segment(self, name: str) -> None:
-        self._seg = _Segment(name, first_seq=self.seq)
+        self._seg = SegmentRead(name, first_seq=self.seq)
         self.segments.append(self._seg)
 
     def end_segment(self, size: int, torn_bytes: int = 0, *, last: bool = False) -> None:
@@ -366,7 +158,7 @@ class Verifier:
         elif seg.line == 0 and not (last and torn_bytes):
             raise IntegrityError(
                 "segment is empty (its header record is missing)",
-                what="segment_header",
+                what=Failure.SEGMENT_HEADER,
                 file=f"segments/{seg.name}",
             )
         if torn_bytes:
@@ -374,7 +166,7 @@ class Verifier:
                 raise IntegrityError(
                     f"{torn_bytes} bytes without a final newline end a segment that is not "
                     "the last: an unrecovered tail or appended garbage",
-                    what="format",
+                    what=Failure.FORMAT,
                     file=f"segments/{seg.name}",
                     line=seg.line + 1,
                 )
@@ -401,7 +193,7 @@ class Verifier:
         if "seq" not in exc.where:
             where["seq"] = seq
         if "what" not in exc.where:
-            where["what"] = "format"
+            where["what"] = Failure.FORMAT
         exc.where = {**where, **exc.where}
 
     def records(
@@ -417,6 +209,8 @@ class Verifier:
         first unsealed record and any line that does not match go through
         :meth:`record`, whose diagnostics are the reference.
         """
+        # Long on purpose: the per-record loop of a verification, kept in one frame
+        # with everything in locals (a call per record costs more than the hashing).
         seg = self._seg
         assert seg is not None
         size = 0
@@ -438,6 +232,9 @@ class Verifier:
             if fast and s > 0 and seg.line and raw.startswith(prefix % (seq, ci)):
                 i = raw.find(b',"source":', 0, s)
                 if not raw.startswith(mark, i + 1, s):
+                    # Inlined for speed: chain.link.chain_step, the MAC of chain.link's
+                    # check_record (R3/R4 as one comparison of the whole seal suffix) and
+                    # merkle.append, with the chain in locals. Keep them in step.
                     body = raw[:s]
                     st = leaf_copy()
                     st.update(body)
@@ -508,7 +305,7 @@ class Verifier:
         self.seq, self.link, self.mac = seq, link, mac
         return size, 0
 
-    def _record(self, line: bytes, seg: _Segment) -> None:
+    def _record(self, line: bytes, seg: SegmentRead) -> None:
         if seg.line == 1:
             self._check_header(line)  # R5: segment header names its place
         seq = self.seq  # (a retained archive's first header moves it to the cut)
@@ -528,271 +325,45 @@ class Verifier:
         self._last_body = body
         self._close_epochs()
 
-    def _check_header(self, line: bytes) -> None:
-        seg = self._seg
-        assert seg is not None
-        obj = parse_record(line)
-        attrs = obj.get("attrs") if isinstance(obj.get("attrs"), dict) else {}
-        assert isinstance(attrs, dict)
-        if obj.get("source") != META_SOURCE or obj.get("event") != "segment.opened":
-            raise IntegrityError(
-                "segment does not start with its header record (segment.opened)",
-                what="segment_header",
-            )
-        prev = self.segments[-2].name if len(self.segments) > 1 else None
-        if attrs.get("segment") != seg.name:
-            raise IntegrityError(
-                f"segment file holds the header of {attrs.get('segment')!r}: "
-                "segment renamed, swapped or replayed",
-                what="segment_swapped",
-                field="attrs.segment",
-            )
-        if prev is None and attrs.get("prev_segment") is not None:
-            self._resume(attrs, seg)  # the segments before this one were deleted (16.2)
-            return
-        if attrs.get("prev_segment") != prev:
-            raise IntegrityError(
-                f"segment says it follows {attrs.get('prev_segment')!r}, but the segment "
-                f"before it is {prev!r}: a segment is missing or out of order",
-                what="missing_segment",
-                field="attrs.prev_segment",
-            )
-        if attrs.get("prev_link") != self.link.hex():
-            raise IntegrityError(
-                "segment header's prev_link is not the last link of the previous segment",
-                what="broken_link",
-                field="attrs.prev_link",
-            )
-        # Optional in archives written before retention existed; checked when present,
-        # so that a segment that verifies can always become the first one (16.1).
-        if "prev_mac" in attrs and attrs["prev_mac"] != self.mac.hex():
-            raise IntegrityError(
-                "segment header's prev_mac is not the MAC of the previous record",
-                what="broken_link",
-                field="attrs.prev_mac",
-            )
-        if "merkle_range" in attrs and attrs["merkle_range"] != [n.hex() for n in self.stack]:
-            raise IntegrityError(
-                "segment header's merkle_range is not the compact range of the records before it",
-                what="checkpoint_mismatch",
-                field="attrs.merkle_range",
-            )
-
-    def _resume(self, attrs: dict[str, Any], seg: _Segment) -> None:
-        """Start a retained archive at its first segment's header (docs/FORMAT.md 16.2).
-
-        The header states the chain state at the cut; it is trusted here and
-        authenticated twice later: the next checkpoint's chain head, MAC head and
-        Merkle root are computed from it (R6), and a sealed ``retention.deleted``
-        record must state the same cut (F3).
-        """
-        prev = attrs.get("prev_segment")
-        first = attrs.get("first_seq")
-        link, mac, rng = attrs.get("prev_link"), attrs.get("prev_mac"), attrs.get("merkle_range")
-        if not (
-            isinstance(prev, str)
-            and SEGMENT_NAME.fullmatch(prev)
-            and prev < seg.name
-            and type(first) is int
-            and first > 0
-            and isinstance(link, str)
-            and _HEX32.fullmatch(link)
-            and isinstance(mac, str)
-            and _HEX32.fullmatch(mac)
-            and isinstance(rng, list)
-            and len(rng) == first.bit_count()
-            and all(isinstance(n, str) and _HEX32.fullmatch(n) for n in rng)
-        ):
-            raise IntegrityError(
-                f"the first segment says it follows {prev!r}, which is missing, and its "
-                "header does not state where the chain resumes (first_seq, prev_link, "
-                "prev_mac, merkle_range): segments were deleted",
-                what="missing_segment",
-                field="attrs.prev_segment",
-            )
-        if not self.cps or self.cps[-1].seq_end < first:
-            raise IntegrityError(
-                f"records before seq {first} are missing and no checkpoint covers them: "
-                "retention deletes only checkpointed records",
-                what="missing_segment",
-                field="attrs.first_seq",
-            )
-        while self.ci < len(self.cps) and self.cps[self.ci].seq_end < first:
-            self.ci += 1  # epochs that ended inside the deleted range
-            if self._mac_key is not None:
-                self._mac_key = evolve_mac_key(self._mac_key)
-                self._mac = mac_state(self._mac_key)
-        self.seq = self.first_seq = seg.first_seq = first
-        self.link, self.mac = bytes.fromhex(link), bytes.fromhex(mac)
-        self.stack[:] = [bytes.fromhex(n) for n in rng]  # in place: records() aliases it
-        self._cut = _Cut(
-            prev, first, self.link, self.mac, tuple(self.stack), {**self._where(), "seq": first}
-        )
-        self._close_epochs()  # R6 at the cut, when an epoch ended exactly there
-
-    def _check_meta(self, line: bytes, seg: _Segment) -> None:
-        obj = parse_record(line)
-        event = obj.get("event")
-        attrs = obj.get("attrs") if isinstance(obj.get("attrs"), dict) else {}
-        assert isinstance(attrs, dict)
-        if event == "segment.opened" and seg.line != 1:
-            raise IntegrityError("segment header record inside a segment", what="segment_header")
-        if event == "recovery.torn_tail":
-            name = attrs.get("segment")
-            done = {s.name: s.size for s in self.segments if s.size is not None}
-            # A segment whose only line was torn is removed after the cut (offset 0):
-            # it held no sealed byte, and the next header's prev_segment skips it.
-            removed = (
-                attrs.get("offset") == 0
-                and isinstance(name, str)
-                and name not in done
-                and SEGMENT_NAME.fullmatch(name) is not None
-                and name < seg.name
-            ) or self._before_cut(name)
-            if not removed and (name not in done or attrs.get("offset") != done[name]):
-                raise IntegrityError(
-                    f"torn-tail record names {name!r} at offset {attrs.get('offset')}, which "
-                    "does not match that segment's length: records were cut after sealing",
-                    what="truncated",
-                    field="attrs.offset",
-                )
-            self.recovered.append(
-                {
-                    "seq": self.seq,
-                    "segment": name,
-                    "offset": attrs.get("offset"),
-                    "bytes": attrs.get("length"),
-                    "kept_in": attrs.get("quarantine"),
-                }
-            )
-        elif event == "retention.deleted":
-            self._check_retention(attrs)
-
-    def _before_cut(self, name: object) -> bool:
-        """A segment name from before a retained archive's first segment (deleted)."""
-        return (
-            self._cut is not None
-            and isinstance(name, str)
-            and SEGMENT_NAME.fullmatch(name) is not None
-            and name < self.segments[0].name
-        )
-
-    def _check_retention(self, attrs: dict[str, Any]) -> None:
-        """R8: a deletion record is consistent with what it deleted (docs/FORMAT.md 16.3)."""
-        name = attrs.get("segment")
-        first, end = attrs.get("seq_first"), attrs.get("seq_end")
-        link, mac, rng = attrs.get("last_link"), attrs.get("last_mac"), attrs.get("merkle_range")
-        cp = attrs.get("checkpoint")
-
-        def bad(why: str, field: str) -> IntegrityError:
-            return IntegrityError(
-                f"retention record for {name!r}: {why}", what="retention", field=field
-            )
-
-        if not (isinstance(name, str) and SEGMENT_NAME.fullmatch(name)):
-            raise bad("not a segment name", "attrs.segment")
-        if not (type(first) is int and type(end) is int and 0 <= first < end <= self.seq):
-            raise bad(
-                f"seq range [{first}, {end}) is not a range of earlier records", "attrs.seq_end"
-            )
-        if not (isinstance(link, str) and _HEX32.fullmatch(link)):
-            raise bad("last_link is not 64 lower-case hex digits", "attrs.last_link")
-        if not (isinstance(mac, str) and _HEX32.fullmatch(mac)):
-            raise bad("last_mac is not 64 lower-case hex digits", "attrs.last_mac")
-        if not (
-            isinstance(rng, list)
-            and len(rng) == end.bit_count()
-            and all(isinstance(n, str) and _HEX32.fullmatch(n) for n in rng)
-        ):
-            raise bad(
-                f"merkle_range is not the compact range of {end} leaves", "attrs.merkle_range"
-            )
-        e = cp.get("epoch") if isinstance(cp, dict) else None
-        if not (
-            isinstance(cp, dict)
-            and type(e) is int
-            and 0 <= e < self.ci
-            and self.cps[e].seq_end >= end
-            and (e == 0 or self.cps[e - 1].seq_end < end)
-            and cp.get("digest") == self.cps[e].digest.hex()
-        ):
-            raise bad(
-                "does not name the checkpoint that sealed the deleted records before the "
-                "deletion (epoch and digest)",
-                "attrs.checkpoint",
-            )
-        stated = (end, link, mac, rng)
-        read = {s.name: s for s in self.segments}
-        cut = self._cut
-        if name in read:
-            s = read[name]
-            if (
-                s.end is None
-                or stated
-                != (
-                    s.end[0],
-                    s.end[1].hex(),
-                    s.end[2].hex(),
-                    [n.hex() for n in s.end[3]],
-                )
-                or first != s.first_seq
-            ):
-                raise bad("does not match the segment, which is still present", "attrs.seq_end")
-            self.warnings.append(
-                f"segments/{name}: still present although a retention record deleted it "
-                "(the deletion was interrupted; the daemon completes it on its next start)"
-            )
-        elif cut is not None and name == cut.prev_segment:
-            if stated != (cut.seq, cut.link.hex(), cut.mac.hex(), [n.hex() for n in cut.stack]):
-                raise bad(
-                    "does not state the cut the archive's first segment resumes from",
-                    "attrs.last_link",
-                )
-            self._cut_accounted = True
-        elif not (self._before_cut(name) and cut is not None and end <= cut.seq):
-            raise bad(
-                "names a segment that is neither present nor before the first one",
-                "attrs.segment",
-            )
-        self.retention.append(
-            {
-                "seq": self.seq,
-                "segment": name,
-                "seq_first": first,
-                "seq_end": end,
-                "policy": attrs.get("policy"),
-            }
-        )
-
     # ------------------------------------------------------------ end
 
-    def finish(self) -> Report:
+    @property
+    def pending(self) -> Sequence[Checkpoint]:
+        """Checkpoints (checked, C1–C8) that cover records not fed yet."""
+        return self.cps[self.ci :]
+
+    def finish(self, *, partial: bool = False) -> Report:
+        """F1–F3, and the report. ``partial``: the records of :attr:`pending`
+        checkpoints are not expected (a source that holds them later), so F1 is
+        not applied to them and the records after the last covered checkpoint
+        count as unsealed (F2)."""
         cut = self._cut
         if cut is not None and not self._cut_accounted:  # F3: a gap only by retention
             raise IntegrityError(
                 f"records 0..{cut.seq - 1} are missing (the archive starts after "
                 f"{cut.prev_segment}) and no sealed retention record accounts for them: "
                 "segments were deleted outside the retention policy",
-                what="missing_segment",
+                what=Failure.MISSING_SEGMENT,
                 field="attrs.prev_segment",
                 **cut.where,
             )
-        if self.ci < len(self.cps):  # F1: every checkpointed record is present
+        if self.ci < len(self.cps) and not partial:  # F1: every checkpointed record is present
             cp = self.cps[self.ci]
             raise IntegrityError(
                 f"archive truncated: checkpoint {cp.epoch} covers records up to seq "
                 f"{cp.seq_end - 1}, but the records end at seq {self.seq - 1}",
-                what="truncated",
+                what=Failure.TRUNCATED,
                 file=self._cp_names[self.ci],
                 epoch=cp.epoch,
                 seq=self.seq,
             )
-        sealed = self.cps[-1].seq_end if self.cps else 0
+        covered = self.cps[: self.ci] if partial else self.cps
+        sealed = covered[-1].seq_end if covered else 0
         unsealed = self.seq - sealed
         if unsealed and self.require_sealed:  # F2: nothing after the last checkpoint
             raise IntegrityError(
                 f"{unsealed} record(s) after the last checkpoint are not sealed by a signature",
-                what="unsealed_tail",
+                what=Failure.UNSEALED_TAIL,
                 seq=sealed,
                 **(self._unsealed_at or {}),
             )

@@ -26,6 +26,7 @@ from pathlib import Path
 import orjson
 
 from auditd_py.chain.encoding import scan_int
+from auditd_py.chain.format import SEGMENT_NAME, segment_name
 from auditd_py.errors import ArchiveError, FormatError
 from auditd_py.store.layout import Layout, checkpoint_name, write_atomic
 
@@ -131,7 +132,7 @@ def write(c: Collected, out: Path) -> Path:
                     fh.close()
                 fh = open(layout.segments / name, "xb")  # noqa: SIM115 - closed below
             if fh is None:
-                name = f"seg-{0:010d}.jsonl"  # records before any header: verify reports it
+                name = segment_name(0)  # records before any header: verify reports it
                 fh = open(layout.segments / name, "xb")  # noqa: SIM115
             fh.write(line + b"\n")
     finally:
@@ -150,7 +151,7 @@ def _segment_of(line: bytes) -> str | None:
         return None
     attrs = body.get("attrs")
     name = attrs.get("segment") if isinstance(attrs, dict) else None
-    if not isinstance(name, str) or not re.fullmatch(r"seg-[0-9]{10}\.jsonl", name):
+    if not isinstance(name, str) or not SEGMENT_NAME.fullmatch(name):
         raise FormatError(f"bad segment name {name!r} in a header", field="attrs.segment")
     return name
 

@@ -50,7 +50,6 @@ from auditd_py.forward.base import (
 )
 from auditd_py.store.compress import is_compressed
 from auditd_py.store.layout import CHECKPOINT_RE, CHECKPOINTS, IDENTITY, SEGMENTS, Layout
-from auditd_py.store.retention import read_header
 from auditd_py.store.s3 import (
     S3Location,
     S3Options,
@@ -59,6 +58,7 @@ from auditd_py.store.s3 import (
     error_text,
     make_client,
 )
+from auditd_py.store.segment import read_header
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

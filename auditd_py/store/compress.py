@@ -29,8 +29,9 @@ from typing import IO, Literal
 
 import zstandard
 
+from auditd_py.chain.format import SEGMENT_NAME
 from auditd_py.store.immutable import OFF, Worm
-from auditd_py.store.layout import SEGMENT_RE, Layout, fsync_dir
+from auditd_py.store.layout import Layout, fsync_dir
 
 Method = Literal["zstd", "gzip", "none"]
 SUFFIX = {"zstd": ".zst", "gzip": ".gz"}
@@ -170,13 +171,13 @@ def finish_pending(layout: Layout, open_segment_name: str | None, worm: Worm = O
             removed = True
         elif n.endswith((".zst", ".gz")):
             plain = n.rsplit(".", 1)[0]
-            if plain in names and SEGMENT_RE.fullmatch(plain):
+            if plain in names and SEGMENT_NAME.fullmatch(plain):
                 worm.release(seg_dir / n)
                 (seg_dir / n).unlink(missing_ok=True)
                 removed = True
     if removed:
         fsync_dir(seg_dir)
-    closed = sorted(n for n in names if SEGMENT_RE.fullmatch(n) and n != open_segment_name)
+    closed = sorted(n for n in names if SEGMENT_NAME.fullmatch(n) and n != open_segment_name)
     for n in closed:
         worm.immutable(seg_dir / n)
     return closed

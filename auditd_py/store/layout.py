@@ -8,6 +8,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from auditd_py.chain.format import SEGMENT_FILE
 from auditd_py.errors import ArchiveError, KeyFileError, NotAnArchiveError
 
 IDENTITY = "archive.json"
@@ -16,16 +17,8 @@ CHECKPOINTS = "checkpoints"
 QUARANTINE = "quarantine"
 DEFAULT_STATE = ".state"
 
-SEGMENT_RE = re.compile(r"seg-([0-9]{10})\.jsonl")
-"""A segment's logical name (the name its header record carries)."""
-SEGMENT_FILE_RE = re.compile(r"(seg-[0-9]{10}\.jsonl)(\.zst|\.gz)?")
-"""A segment file: plain, or compressed with zstd (``.zst``) or gzip (``.gz``)."""
 COMPRESSED_SUFFIXES = (".zst", ".gz")
 CHECKPOINT_RE = re.compile(r"cp-([0-9]{10})\.json")
-
-
-def segment_name(n: int) -> str:
-    return f"seg-{n:010d}.jsonl"
 
 
 def checkpoint_name(epoch: int) -> str:
@@ -78,7 +71,7 @@ class Layout:
             raise NotAnArchiveError(
                 "archive has no segments/ directory", file=str(self.root)
             ) from exc
-        return sorted({m.group(1) for n in names if (m := SEGMENT_FILE_RE.fullmatch(n))})
+        return sorted({m["name"] for n in names if (m := SEGMENT_FILE.fullmatch(n))})
 
     def segment_files(self) -> list[tuple[str, Path]]:
         """(logical name, file) of every segment in order, plain or compressed.
@@ -94,10 +87,10 @@ class Layout:
             ) from exc
         out: dict[str, str] = {}
         for n in names:
-            m = SEGMENT_FILE_RE.fullmatch(n)
+            m = SEGMENT_FILE.fullmatch(n)
             if m is None:
                 continue
-            logical = m.group(1)
+            logical = m["name"]
             if logical in names:
                 out[logical] = logical
             elif logical not in out or n.endswith(".zst"):

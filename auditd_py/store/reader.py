@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from auditd_py.chain import merkle
 from auditd_py.chain.checkpoint import Checkpoint
 from auditd_py.chain.encoding import leaf_hash, parse_record, split_line
-from auditd_py.chain.verify import Report, Verifier
-from auditd_py.errors import ArchiveError, FormatError, IntegrityError, ProofError
+from auditd_py.chain.verify import Report
+from auditd_py.errors import ArchiveError, Failure, FormatError, IntegrityError, ProofError
 from auditd_py.store.compress import CORRUPT, open_segment
 from auditd_py.store.layout import SEGMENTS, Layout
-from auditd_py.store.retention import read_header
+from auditd_py.store.segment import read_header
+from auditd_py.store.verification import Progress, VerifyPolicy, verify
 
-Progress = Callable[[int], None]
 _CHUNK = 1 << 20
 
 
@@ -51,9 +51,33 @@ def _decompressing(path: Path) -> Iterator[None]:
     except CORRUPT as exc:
         raise IntegrityError(
             f"compressed segment cannot be decompressed: {exc or type(exc).__name__}",
-            what="format",
+            what=Failure.FORMAT,
             file=f"{SEGMENTS}/{path.name}",
         ) from exc
+
+
+class LocalArchive:
+    """An archive directory as a verification source (also what ``collect`` writes)."""
+
+    complete = True
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+
+    def read_identity(self) -> bytes:
+        return self.layout.read_identity()
+
+    def read_checkpoints(self) -> list[tuple[str, bytes]]:
+        return self.layout.checkpoint_files()
+
+    def list_segments(self) -> list[tuple[str, str]]:
+        return [(name, str(path)) for name, path in self.layout.segment_files()]
+
+    @contextmanager
+    def open_lines(self, ref: str) -> Iterator[IO[bytes]]:
+        path = Path(ref)
+        with _open(path) as fh, _decompressing(path):
+            yield fh
 
 
 def verify_archive(
@@ -65,24 +89,9 @@ def verify_archive(
     require_sealed: bool = False,
     progress: Progress | None = None,
 ) -> Report:
-    """Verify an archive directory, streaming every segment once."""
-    v = Verifier(
-        layout.read_identity(),
-        layout.checkpoint_files(),
-        public_key=public_key,
-        mac_key=mac_key,
-        anchor=anchor,
-        require_sealed=require_sealed,
-    )
-    files = layout.segment_files()
-    for i, (name, path) in enumerate(files):
-        v.begin_segment(name)  # the logical name, which the header record carries
-        with _open(path) as fh, _decompressing(path):
-            size, torn = v.records(fh, progress)
-        v.end_segment(size, torn, last=i == len(files) - 1)
-        if progress is not None:
-            progress(-1)
-    return v.finish()
+    """Verify an archive directory, streaming every segment once (see :func:`verify`)."""
+    policy = VerifyPolicy(public_key, mac_key, anchor, require_sealed)
+    return verify(LocalArchive(layout), policy, progress).report
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +150,7 @@ def archive_start(layout: Layout) -> tuple[int, list[bytes]]:
         raise IntegrityError(
             f"the archive starts at {name}, whose header does not state the Merkle "
             "compact range at the cut",
-            what="missing_segment",
+            what=Failure.MISSING_SEGMENT,
             file=f"{SEGMENTS}/{name}",
             line=1,
         )
@@ -178,7 +187,7 @@ def build_proof(layout: Layout, seq: int) -> dict[str, Any]:
     if n < size or record_line is None:
         raise IntegrityError(
             f"the archive ends at seq {n - 1}, before the checkpoint's tree size {size}",
-            what="truncated",
+            what=Failure.TRUNCATED,
         )
     return {
         "v": 1,

@@ -13,9 +13,11 @@ on top of it, so **readers take the oldest version of each key**
 or change before its retention date. A delete without a version id only adds a
 delete marker, which readers ignore for the same reason.
 
-Verification streams each object into the pure :class:`~auditd_py.chain.verify.Verifier`
-(compressed segments decompressed on the fly): nothing is downloaded whole and
-no temporary file is written.
+A :class:`BucketArchive` is a verification source
+(:mod:`auditd_py.store.verification`): each object is streamed into the verifier
+(compressed segments decompressed on the fly), nothing is downloaded whole and
+no temporary file is written. Verifying a bucket and a fleet is
+:mod:`auditd_py.store.fleet`; this module only reads and lists the bucket.
 """
 
 from __future__ import annotations
@@ -23,26 +25,22 @@ from __future__ import annotations
 import gzip
 import io
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass, replace
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
 import zstandard
 
-from auditd_py.chain.checkpoint import Checkpoint
-from auditd_py.chain.encoding import fingerprint
+from auditd_py.chain.format import SEGMENT_FILE
 from auditd_py.chain.identity import Identity
-from auditd_py.chain.keys import PublicKey
-from auditd_py.chain.verify import Report, Verifier
 from auditd_py.errors import (
     ArchiveError,
     AuditdError,
-    FormatError,
+    Failure,
     IntegrityError,
-    KeyFileError,
     UsageError,
 )
 from auditd_py.store.compress import CORRUPT
@@ -50,7 +48,6 @@ from auditd_py.store.layout import (
     CHECKPOINT_RE,
     CHECKPOINTS,
     IDENTITY,
-    SEGMENT_FILE_RE,
     SEGMENTS,
     Layout,
 )
@@ -311,18 +308,57 @@ class BucketArchive:
         for rel in self.objects:
             if not rel.startswith(SEGMENTS + "/"):
                 continue
-            m = SEGMENT_FILE_RE.fullmatch(rel[len(SEGMENTS) + 1 :])
+            m = SEGMENT_FILE.fullmatch(rel[len(SEGMENTS) + 1 :])
             if m is None:
                 continue
-            logical = m.group(1)
+            logical = m["name"]
             have = out.get(logical)
             if (
                 have is None
-                or m.group(2) is None
+                or m["suffix"] is None
                 or (have.endswith(".gz") and rel.endswith(".zst"))
             ):
                 out[logical] = rel
         return [(k, out[k]) for k in sorted(out)]
+
+    # -- as a verification source (auditd_py.store.verification.ArchiveSource)
+
+    complete = False
+    """The host uploads each checkpoint at once, a segment only once it is closed."""
+
+    def read_identity(self) -> bytes:
+        """``archive.json``, which must name the archive id its key prefix ends with."""
+        identity = self.identity()
+        ident = Identity.from_bytes(identity, file=self.url(IDENTITY))
+        last = self.loc.prefix.rsplit("/", 1)[-1]
+        if last != ident.archive:
+            raise IntegrityError(
+                f"the archive.json under {self.loc.url} names archive {ident.archive}: "
+                "an archive uploaded under another archive's key",
+                what=Failure.IDENTITY,
+                file=IDENTITY,
+                field="archive",
+            )
+        return identity
+
+    def read_checkpoints(self) -> list[tuple[str, bytes]]:
+        return self.checkpoints()
+
+    def list_segments(self) -> list[tuple[str, str]]:
+        return self.segments()
+
+    @contextmanager
+    def open_lines(self, rel: str) -> Iterator[IO[bytes]]:
+        """:meth:`open_segment`, with read and decompression failures naming the object."""
+        with _reading(self.url(rel)), self.open_segment(rel) as fh:
+            try:
+                yield fh
+            except CORRUPT as exc:
+                raise IntegrityError(
+                    f"compressed segment cannot be decompressed: {exc or type(exc).__name__}",
+                    what=Failure.FORMAT,
+                    file=rel,
+                ) from exc
 
     @contextmanager
     def open_segment(self, rel: str) -> Iterator[IO[bytes]]:
@@ -346,127 +382,6 @@ class BucketArchive:
             raw.close()
 
 
-# ---------------------------------------------------------------- verification
-
-
-@dataclass(frozen=True, slots=True)
-class BucketReport:
-    """A verification of a bucket archive: the report and what is still on the host."""
-
-    report: Report
-    location: S3Location
-    pending_checkpoints: int
-    """Checkpoints in the bucket whose records are in segments not uploaded yet."""
-    pending_records: int
-    """The records those checkpoints cover that the bucket does not hold (yet)."""
-    pending_since: int | None
-    """``end`` (ns) of the first such checkpoint: how long the segment has been awaited."""
-    last_checkpoint: int | None
-    """``end`` (ns) of the latest checkpoint in the bucket."""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            **self.report.as_dict(),
-            "location": self.location.url,
-            "pending_checkpoints": self.pending_checkpoints,
-            "pending_records": self.pending_records,
-            "pending_since": self.pending_since,
-            "last_checkpoint": self.last_checkpoint,
-        }
-
-
-def verify_bucket(
-    client: S3Client,
-    loc: S3Location,
-    *,
-    public_key: bytes,
-    mac_key: bytes | None = None,
-    anchor: bytes | None = None,
-    require_sealed: bool = False,
-    progress: Callable[[int], None] | None = None,
-    archive: BucketArchive | None = None,
-) -> BucketReport:
-    """Verify a forwarded archive in place, streaming each object once.
-
-    The checks are exactly those of a local verification (docs/FORMAT.md 15), on
-    the oldest version of each key, with one difference: the host uploads a
-    segment only once it is closed but each checkpoint as soon as it is written,
-    so the newest checkpoints usually cover records of the host's open segment.
-    Those checkpoints are checked like all others (signature, key chain, links);
-    only F1 is not applied to them. They are reported as *pending* (how many,
-    since when); every record the bucket does hold must match them up to there.
-    """
-    arc = archive if archive is not None else BucketArchive(client, loc)
-    identity = arc.identity()
-    ident = Identity.from_bytes(identity, file=arc.url(IDENTITY))
-    last = loc.prefix.rsplit("/", 1)[-1]
-    if last != ident.archive:
-        raise IntegrityError(
-            f"the archive.json under {loc.url} names archive {ident.archive}: "
-            "an archive uploaded under another archive's key",
-            what="identity",
-            file=IDENTITY,
-            field="archive",
-        )
-    cps = arc.checkpoints()
-    v = Verifier(
-        identity,
-        cps,
-        public_key=public_key,
-        mac_key=mac_key,
-        anchor=anchor,
-        require_sealed=require_sealed,
-    )
-    segs = arc.segments()
-    for i, (name, rel) in enumerate(segs):
-        v.begin_segment(name)
-        with _reading(arc.url(rel)), arc.open_segment(rel) as fh:
-            try:
-                size, torn = v.records(fh, progress)
-            except CORRUPT as exc:
-                raise IntegrityError(
-                    f"compressed segment cannot be decompressed: {exc or type(exc).__name__}",
-                    what="format",
-                    file=rel,
-                ) from exc
-        v.end_segment(size, torn, last=i == len(segs) - 1)
-    pending = v.cps[v.ci :]
-    # Checked already (C1–C8 at construction); their records are not here yet, so F1
-    # is not applied to them (Verifier.finish checks every checkpoint it holds).
-    v.cps = v.cps[: v.ci]
-    report = v.finish()
-    return BucketReport(
-        report=replace(
-            report,
-            checkpoints=report.checkpoints + len(pending),
-            warnings=_bucket_warnings(report),
-        ),
-        location=loc,
-        pending_checkpoints=len(pending),
-        pending_records=(pending[-1].seq_end - v.seq) if pending else 0,
-        pending_since=pending[0].end if pending else None,
-        last_checkpoint=Checkpoint.from_line(cps[-1][1]).end if cps else None,
-    )
-
-
-def _bucket_warnings(report: Report) -> tuple[str, ...]:
-    """The verifier's warnings, with retention's seen from the bucket.
-
-    A segment that retention deleted on the host was uploaded before (the
-    forwarder's floor holds retention back), so the bucket still has it: the
-    verifier's "deletion was interrupted" would mislead here.
-    """
-    policy = {f"segments/{r['segment']}": r.get("policy") for r in report.retention}
-    out = []
-    for w in report.warnings:
-        seg = w.split(":", 1)[0]
-        if seg in policy and "still present although a retention record deleted it" in w:
-            out.append(f"{seg}: deleted on the host by retention ({policy[seg]}); kept here")
-        else:
-            out.append(w)
-    return tuple(out)
-
-
 def bucket_anchor(client: S3Client, loc: S3Location, layout: Layout) -> bytes:
     """The latest checkpoint in the bucket, after checking the local archive against it.
 
@@ -480,7 +395,7 @@ def bucket_anchor(client: S3Client, loc: S3Location, layout: Layout) -> bytes:
         raise IntegrityError(
             f"the local archive.json differs from the one in {loc.url}: "
             "another archive, or its identity was replaced",
-            what="identity",
+            what=Failure.IDENTITY,
             file=IDENTITY,
         )
     remote = arc.checkpoints()
@@ -493,7 +408,7 @@ def bucket_anchor(client: S3Client, loc: S3Location, layout: Layout) -> bytes:
                 f"archive truncated: {loc.url} holds checkpoints up to {remote[-1][0]}, "
                 f"the local archive only up to "
                 f"{local[-1][0] if local else 'none'}",
-                what="truncated",
+                what=Failure.TRUNCATED,
                 file=name,
                 epoch=i,
             )
@@ -502,7 +417,7 @@ def bucket_anchor(client: S3Client, loc: S3Location, layout: Layout) -> bytes:
             raise IntegrityError(
                 f"{lname} differs from {name} in {loc.url}: the local checkpoint was "
                 "rewritten (or one is missing)",
-                what="anchor_mismatch",
+                what=Failure.ANCHOR_MISMATCH,
                 file=lname,
                 epoch=i,
             )
@@ -541,129 +456,3 @@ def _subdirs(client: S3Client, loc: S3Location) -> list[str]:
                 if p:
                     names.add(p)
     return sorted(names)
-
-
-class KeyRing:
-    """Public keys from a directory, found by archive id (file name or content) or key."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.by_archive: dict[str, PublicKey] = {}
-        self.by_key: dict[bytes, PublicKey] = {}
-        try:
-            files = sorted(p for p in directory.iterdir() if p.is_file())
-        except OSError as exc:
-            raise UsageError(
-                f"cannot read the key directory: {exc.strerror}", file=str(directory)
-            ) from exc
-        for p in files:
-            try:
-                pk = PublicKey.from_bytes(p.read_bytes(), file=str(p))
-            except (KeyFileError, FormatError, OSError):
-                continue  # not a key file: ignored
-            self.by_archive.setdefault(pk.archive, pk)
-            self.by_key.setdefault(pk.public_key, pk)
-            stem = p.name.removesuffix(".key") if p.name.endswith(".key") else p.stem
-            if stem != pk.archive:
-                self.by_archive.setdefault(stem, pk)
-
-    def find(self, archive: str, identity: Identity | None) -> PublicKey | None:
-        """The key named ``<archive>.key`` or for ``archive``, else the identity's own key.
-
-        The last case only finds a key the auditor holds already: the identity's
-        public key is matched against the key files, never trusted by itself.
-        """
-        pk = self.by_archive.get(archive)
-        if pk is None and identity is not None:
-            pk = self.by_key.get(identity.public_key)
-        return pk
-
-
-@dataclass(frozen=True, slots=True)
-class FleetLine:
-    host: str
-    archive: str
-    status: str
-    """``ok``, ``stale``, ``failed``, ``no_key`` or ``error``."""
-    records: int | None
-    last_checkpoint: int | None
-    pending_records: int
-    detail: str
-    what: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "host": self.host,
-            "archive": self.archive,
-            "status": self.status,
-            "records": self.records,
-            "last_checkpoint": self.last_checkpoint,
-            "pending_records": self.pending_records,
-            "what": self.what,
-            "detail": self.detail,
-        }
-
-
-def fleet_verify(
-    client: S3Client,
-    env: S3Location,
-    keys: KeyRing,
-    *,
-    now_ns: int,
-    max_age_ns: int | None,
-) -> Iterator[FleetLine]:
-    """Verify every archive under an environment prefix (public-key mode), one line each.
-
-    ``stale``: the latest checkpoint in the bucket ended more than ``max_age_ns``
-    ago (or there is none): the host stopped checkpointing, or stopped uploading.
-    """
-    for ref in list_archives(client, env):
-        yield _fleet_one(client, ref, keys, now_ns, max_age_ns)
-
-
-def _fleet_one(
-    client: S3Client, ref: ArchiveRef, keys: KeyRing, now_ns: int, max_age_ns: int | None
-) -> FleetLine:
-    def line(status: str, detail: str, **kw: Any) -> FleetLine:
-        base: dict[str, Any] = {"records": None, "last_checkpoint": None, "pending_records": 0}
-        return FleetLine(ref.host, ref.archive, status, detail=detail, **{**base, **kw})
-
-    ident: Identity | None = None
-    try:
-        arc = BucketArchive(client, ref.loc)
-    except AuditdError as exc:
-        return line("error", str(exc))
-    with suppress(AuditdError):  # verify_bucket names the problem
-        ident = Identity.from_bytes(arc.identity())
-    pk = keys.find(ref.archive, ident)
-    if pk is None:
-        fp = f" (public key {fingerprint(ident.public_key)})" if ident is not None else ""
-        return line("no_key", f"no public key for this archive in {keys.directory}{fp}")
-    try:
-        res = verify_bucket(client, ref.loc, public_key=pk.public_key, archive=arc)
-    except IntegrityError as exc:
-        return line("failed", str(exc), what=exc.where.get("what", "format"))
-    except FormatError as exc:
-        return line("failed", str(exc), what="format")
-    except AuditdError as exc:
-        return line("error", str(exc))
-    r = res.report
-    kw: dict[str, Any] = {
-        "records": r.records,
-        "last_checkpoint": res.last_checkpoint,
-        "pending_records": res.pending_records,
-    }
-    if res.last_checkpoint is None:
-        return line("stale", "no checkpoint uploaded yet", **kw)
-    age = now_ns - res.last_checkpoint
-    if max_age_ns is not None and age > max_age_ns:
-        return line(
-            "stale",
-            f"last checkpoint {age // 10**9}s ago > {max_age_ns // 10**9}s",
-            **kw,
-        )
-    return line("ok", "", **kw)

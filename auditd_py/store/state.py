@@ -16,6 +16,8 @@ import fcntl
 import os
 import stat
 import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ import orjson
 from auditd_py.chain.encoding import DIGEST_SIZE, h
 from auditd_py.chain.seal import SealerState
 from auditd_py.errors import ArchiveLockedError, StateError
+from auditd_py.record import Position
 
 STATE_FILE = "sealing.state"
 LOCK_FILE = "lock"
@@ -33,7 +36,63 @@ _HDR = struct.Struct(">8sQI")  # magic, counter, payload length
 _TAG = b"\x10"
 
 
-def _encode(state: SealerState) -> bytes:
+@dataclass(frozen=True, slots=True)
+class WriterState:
+    """The writer's part of the state: where the sealed bytes end, and the sources' places.
+
+    Stored as the ``extra`` object of the state file (its keys below, each only
+    once it has a value, so that the file reads as it always did).
+    """
+
+    last_segment_no: int | None = None
+    """The highest segment number ever opened (never reused, even after deletion)."""
+    segment: str | None = None
+    """The segment the chain head is in, at the last save (``None``: none yet)."""
+    offset: int = 0
+    """Bytes of ``segment`` sealed at the last save."""
+    positions: Mapping[str, Position] | None = None
+    """The sealed source positions by key (``None``: never saved)."""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.last_segment_no is not None:
+            out["last_segment_no"] = self.last_segment_no
+        if self.segment is not None:
+            out["segment"] = self.segment
+            out["offset"] = self.offset
+        if self.positions is not None:
+            out["positions"] = {
+                k: {"pos": dict(p.pos), "tail": p.tail.hex()} for k, p in self.positions.items()
+            }
+        return out
+
+    @classmethod
+    def from_json(cls, o: Mapping[str, Any]) -> WriterState:
+        """Read ``extra`` as any version wrote it (keys in any order, any of them absent)."""
+        last = o.get("last_segment_no")
+        positions = o.get("positions")
+        return cls(
+            last_segment_no=int(last) if last is not None else None,
+            segment=o.get("segment"),
+            offset=int(o.get("offset", 0)),
+            positions=(
+                {k: Position(v["pos"], bytes.fromhex(v["tail"])) for k, v in positions.items()}
+                if positions is not None
+                else None
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SavedState:
+    """What the state file holds: the sealer's chain and keys, and the writer's places."""
+
+    sealer: SealerState
+    writer: WriterState = field(default_factory=WriterState)
+
+
+def _encode(saved: SavedState) -> bytes:
+    state = saved.sealer
     return orjson.dumps(
         {
             "archive": state.archive,
@@ -47,14 +106,14 @@ def _encode(state: SealerState) -> bytes:
             "mac": state.mac.hex(),
             "stack": [x.hex() for x in state.stack],
             "prev_checkpoint": state.prev_checkpoint.hex(),
-            "extra": state.extra,
+            "extra": saved.writer.to_json(),
         }
     )
 
 
-def _decode(payload: bytes) -> SealerState:
+def _decode(payload: bytes) -> SavedState:
     o: dict[str, Any] = orjson.loads(payload)
-    return SealerState(
+    sealer = SealerState(
         archive=o["archive"],
         epoch=o["epoch"],
         epoch_start=o["epoch_start"],
@@ -66,8 +125,8 @@ def _decode(payload: bytes) -> SealerState:
         mac=bytes.fromhex(o["mac"]),
         stack=tuple(bytes.fromhex(x) for x in o["stack"]),
         prev_checkpoint=bytes.fromhex(o["prev_checkpoint"]),
-        extra=o.get("extra", {}),
     )
+    return SavedState(sealer, WriterState.from_json(o.get("extra", {})))
 
 
 def _slot(counter: int, payload: bytes) -> bytes:
@@ -102,7 +161,7 @@ class StateFile:
     # -- lifecycle
 
     @classmethod
-    def create(cls, directory: Path, state: SealerState) -> StateFile:
+    def create(cls, directory: Path, state: SavedState) -> StateFile:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(directory, 0o700)
         sf = cls(directory)
@@ -115,7 +174,7 @@ class StateFile:
         return sf
 
     @classmethod
-    def open(cls, directory: Path) -> tuple[StateFile, SealerState]:
+    def open(cls, directory: Path) -> tuple[StateFile, SavedState]:
         sf = cls(directory)
         if not sf.path.exists():
             raise StateError(
@@ -149,7 +208,7 @@ class StateFile:
             sf._wipe(1 - idx)
         try:
             return sf, _decode(payload)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             sf.release()
             raise StateError(f"sealing state is malformed: {exc}", file=str(sf.path)) from exc
 
@@ -180,7 +239,7 @@ class StateFile:
         os.pwrite(self._fd, bytes(SLOT), idx * SLOT)
         os.fsync(self._fd)
 
-    def save(self, state: SealerState) -> None:
+    def save(self, state: SavedState) -> None:
         """Persist ``state`` and overwrite the previous one in place."""
         assert self._fd is not None
         new = 1 - self._slot

@@ -275,7 +275,7 @@ class Sandbox:
         """The keys of the source positions in the sealing state (as a restart sees them)."""
         sf, state = StateFile.open(self.arc.state)
         try:
-            return set(state.extra.get("positions", {}))
+            return set(state.writer.positions or {})
         finally:
             sf.release()
 

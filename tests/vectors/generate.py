@@ -49,12 +49,13 @@ from auditd_py.chain.encoding import (
     node_hash,
     record_mac,
 )
+from auditd_py.chain.format import NS
 from auditd_py.chain.keys import evolve_mac_key, evolve_sign_seed, public_key_of, sign
 from auditd_py.clock import ManualClock
 from auditd_py.store.compress import compress_segment
 from auditd_py.store.layout import Layout
 from auditd_py.store.reader import build_proof
-from auditd_py.store.writer import NS, ArchiveWriter, EpochPolicy, create_archive
+from auditd_py.store.writer import ArchiveWriter, EpochPolicy, create_archive
 
 VECTORS = Path(__file__).resolve().parent
 BASIC = "v1-basic"
