@@ -680,7 +680,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"auditd-py {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _archive_commands(sub)
+    _read_commands(sub)
+    _fleet_commands(sub)
+    _daemon_commands(sub)
+    _control_commands(sub)
+    return p
 
+
+def _archive_commands(sub: Any) -> None:
+    """keygen, seal, verify."""
     k = sub.add_parser("keygen", help="create an archive, its sealing state and keys")
     k.add_argument("--archive", required=True, metavar="DIR")
     k.add_argument("--verify-key", required=True, metavar="FILE", help="secret verification key")
@@ -720,6 +729,46 @@ def build_parser() -> argparse.ArgumentParser:
     _s3_options(v)
     v.set_defaults(func=cmd_verify)
 
+
+def _read_commands(sub: Any) -> None:
+    """head, show, prove, check-proof, collect."""
+    hd = sub.add_parser("head", help="print the latest signed checkpoint (save it as an anchor)")
+    hd.add_argument("archive", metavar="DIR")
+    hd.set_defaults(func=cmd_head)
+
+    sh = sub.add_parser("show", help="print records")
+    sh.add_argument("archive", metavar="DIR")
+    sh.add_argument("--json", action="store_true", help="one JSON object per line")
+    sh.add_argument("--since", metavar="TIME")
+    sh.add_argument("--until", metavar="TIME")
+    sh.add_argument("--source", metavar="NAME")
+    sh.add_argument("--grep", metavar="REGEX")
+    sh.add_argument("--meta", action="store_true", help="only the daemon's own records")
+    sh.add_argument("--all", action="store_true", help="data and meta records")
+    sh.set_defaults(func=cmd_show)
+
+    pr = sub.add_parser("prove", help="print an inclusion proof of one record")
+    pr.add_argument("archive", metavar="DIR")
+    pr.add_argument("--seq", type=int, required=True)
+    pr.set_defaults(func=cmd_prove)
+
+    cp = sub.add_parser("check-proof", help="check an inclusion proof offline")
+    cp.add_argument("proof", metavar="FILE")
+    cp.add_argument("--public-key", required=True, metavar="FILE")
+    cp.set_defaults(func=cmd_check_proof)
+
+    co = sub.add_parser(
+        "collect",
+        help="rebuild archives from a syslog collector's files (then verify them)",
+    )
+    co.add_argument("files", nargs="+", metavar="FILE")
+    co.add_argument("--out", required=True, metavar="DIR", help="one archive per id under DIR")
+    co.add_argument("--json", action="store_true")
+    co.set_defaults(func=cmd_collect)
+
+
+def _fleet_commands(sub: Any) -> None:
+    """fleet verify."""
     fl = sub.add_parser("fleet", help="check every host's forwarded archive in a bucket")
     flsub = fl.add_subparsers(dest="fleet_command", required=True, metavar="SUBCOMMAND")
     fv = flsub.add_parser(
@@ -748,26 +797,9 @@ def build_parser() -> argparse.ArgumentParser:
     _s3_options(fv)
     fv.set_defaults(func=cmd_fleet_verify)
 
-    hd = sub.add_parser("head", help="print the latest signed checkpoint (save it as an anchor)")
-    hd.add_argument("archive", metavar="DIR")
-    hd.set_defaults(func=cmd_head)
 
-    sh = sub.add_parser("show", help="print records")
-    sh.add_argument("archive", metavar="DIR")
-    sh.add_argument("--json", action="store_true", help="one JSON object per line")
-    sh.add_argument("--since", metavar="TIME")
-    sh.add_argument("--until", metavar="TIME")
-    sh.add_argument("--source", metavar="NAME")
-    sh.add_argument("--grep", metavar="REGEX")
-    sh.add_argument("--meta", action="store_true", help="only the daemon's own records")
-    sh.add_argument("--all", action="store_true", help="data and meta records")
-    sh.set_defaults(func=cmd_show)
-
-    pr = sub.add_parser("prove", help="print an inclusion proof of one record")
-    pr.add_argument("archive", metavar="DIR")
-    pr.add_argument("--seq", type=int, required=True)
-    pr.set_defaults(func=cmd_prove)
-
+def _daemon_commands(sub: Any) -> None:
+    """run, status, rotate."""
     r = sub.add_parser("run", help="run the daemon: tail files, receive syslog, read journald")
     r.add_argument("--config", required=True, metavar="FILE")
     r.add_argument(
@@ -814,6 +846,9 @@ def build_parser() -> argparse.ArgumentParser:
     ro.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS")
     ro.set_defaults(func=cmd_rotate)
 
+
+def _control_commands(sub: Any) -> None:
+    """reload, install-unit, config check."""
     rl = sub.add_parser(
         "reload",
         help="make the running daemon re-read its config, and wait for the outcome",
@@ -852,21 +887,6 @@ def build_parser() -> argparse.ArgumentParser:
         "-q", "--quiet", action="store_true", help="print one line, not the effective config"
     )
     cc.set_defaults(func=cmd_config_check)
-
-    cp = sub.add_parser("check-proof", help="check an inclusion proof offline")
-    cp.add_argument("proof", metavar="FILE")
-    cp.add_argument("--public-key", required=True, metavar="FILE")
-    cp.set_defaults(func=cmd_check_proof)
-
-    co = sub.add_parser(
-        "collect",
-        help="rebuild archives from a syslog collector's files (then verify them)",
-    )
-    co.add_argument("files", nargs="+", metavar="FILE")
-    co.add_argument("--out", required=True, metavar="DIR", help="one archive per id under DIR")
-    co.add_argument("--json", action="store_true")
-    co.set_defaults(func=cmd_collect)
-    return p
 
 
 def _die(code: int, message: str) -> NoReturn:

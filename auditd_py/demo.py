@@ -88,41 +88,14 @@ def _count_sealed(archive: Path) -> int:
     return n
 
 
-def _daemon(root: Path, archive: Path, seconds: float) -> int:
-    logs = root / "daemon" / "logs"
-    logs.mkdir(parents=True)
-    port = _free_port()
-    cfg = Path("config/dev.yaml")
-    if not cfg.exists():  # installed without the repo: the embedded default
-        cfg = root / "dev.yaml"
-        cfg.write_text(DEV_CONFIG)
-    env = {
-        **os.environ,
-        "AUDITD_ARCHIVE": str(archive),
-        "AUDITD_LOGS": str(logs),
-        "AUDITD_SYSLOG_PORT": str(port),
-    }
-    print(f"\n$ auditd-py run --config {cfg}   # logs in {logs}, syslog on 127.0.0.1:{port}")
-    err = (root / "daemon.stderr").open("wb")
-    proc = subprocess.Popen(  # noqa: S603 - our own CLI
-        [*CLI, "run", "--config", str(cfg)], env=env, stdout=subprocess.DEVNULL, stderr=err
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:  # ready once the syslog port answers
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        if proc.poll() is not None:
-            print((root / "daemon.stderr").read_text()[-2000:])
-            return 1
-        time.sleep(0.1)
-
+def _feed(log: Path, archive: Path, port: int, seconds: float) -> None:
+    """Write a growing log and send syslog datagrams for ``seconds``, with a progress bar."""
     written = [0]
     stop = threading.Event()
 
     def writer() -> None:
         rnd = random.Random(7)  # noqa: S311 - demo data, not security
-        with (logs / "app.log").open("ab") as fh:
+        with log.open("ab") as fh:
             while not stop.is_set():
                 fh.write(b"".join(_line(rnd, written[0] + k) for k in range(50)))
                 fh.flush()
@@ -156,6 +129,38 @@ def _daemon(root: Path, archive: Path, seconds: float) -> int:
         stop.set()
         t.join()
         udp.close()
+
+
+def _daemon(root: Path, archive: Path, seconds: float) -> int:
+    logs = root / "daemon" / "logs"
+    logs.mkdir(parents=True)
+    port = _free_port()
+    cfg = Path("config/dev.yaml")
+    if not cfg.exists():  # installed without the repo: the embedded default
+        cfg = root / "dev.yaml"
+        cfg.write_text(DEV_CONFIG)
+    env = {
+        **os.environ,
+        "AUDITD_ARCHIVE": str(archive),
+        "AUDITD_LOGS": str(logs),
+        "AUDITD_SYSLOG_PORT": str(port),
+    }
+    print(f"\n$ auditd-py run --config {cfg}   # logs in {logs}, syslog on 127.0.0.1:{port}")
+    err = (root / "daemon.stderr").open("wb")
+    proc = subprocess.Popen(  # noqa: S603 - our own CLI
+        [*CLI, "run", "--config", str(cfg)], env=env, stdout=subprocess.DEVNULL, stderr=err
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # ready once the syslog port answers
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        if proc.poll() is not None:
+            print((root / "daemon.stderr").read_text()[-2000:])
+            return 1
+        time.sleep(0.1)
+
+    _feed(logs / "app.log", archive, port, seconds)
     time.sleep(1.0)  # let the tailer reach the end of the file
     print("\nSIGTERM: the daemon stops reading, seals what it has and writes a checkpoint")
     proc.send_signal(signal.SIGTERM)

@@ -15,7 +15,7 @@ import contextlib
 import sys
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -205,7 +205,87 @@ class RotationPolicy:
         return None
 
 
-class SealLoop:
+class _RetentionAndSpace:
+    """Retention and a full disk, for :class:`SealLoop` (called with its lock held)."""
+
+    writer: ArchiveWriter
+    events: SealEvents
+    retainer: Retainer | None
+    reserve: Reserve | None
+    stats: Stats
+    lock: threading.Lock
+    disk_full_since: float | None
+    _need_free: int | None
+    _last_retention: float
+    _blocked: Blocked | None
+    _mono: Callable[[], float]
+
+    def request_retention(self, need_free: int | None = None) -> None:
+        """Run retention at the next turn of the loop (``need_free``: the disk action)."""
+        with self.lock:
+            if need_free is not None:
+                self._need_free = max(need_free, self._need_free or 0)
+            self._last_retention = 0.0
+
+    def _retain(self) -> None:
+        """Retention under the lock: delete, report, and say what is blocked (once)."""
+        assert self.retainer is not None
+        need, self._need_free = self._need_free, None
+        owed = self.reserve.missing if self.reserve is not None else 0
+        self._last_retention = self._mono()
+        try:
+            done, blocked = self.retainer.run(self.writer, need_free=need, owed=owed)
+        except DiskFullError:
+            raise
+        except (ArchiveError, OSError) as exc:
+            # e.g. an immutable flag that this process may not lift: sealing goes on,
+            # retention tries again at the next interval (an already sealed record
+            # for a segment still present is accepted by verify, 16.3 case a)
+            where = exc.where.get("file") if isinstance(exc, ArchiveError) else exc.filename
+            done, blocked = [], Blocked(str(where or "?"), "error", f"retention failed: {exc}")
+        for info in done:
+            self.stats.retention_deleted += 1
+            self.stats.retention_deleted_bytes += int(str(info["bytes"]))
+            self.events.retired(info)
+        if blocked is not None and blocked != self._blocked:
+            self.events.retention_blocked(blocked)
+        self._blocked = blocked
+
+    def _disk_full(self, exc: DiskFullError) -> None:
+        """A write was refused: hold everything sealed in memory until space returns."""
+        if self.disk_full_since is None:
+            self.disk_full_since = self._mono()
+            self.stats.disk_full_events += 1
+            self.events.disk_full(exc)
+
+    def _wait_for_space(self) -> bool:
+        """While the disk is full (lock held): free what the action allows, retry the write.
+
+        Returns True once everything held in memory is durable again.
+        """
+        w = self.writer
+        if self._need_free is not None and self.retainer is not None:
+            # The deletion record must be durable before anything is deleted: give
+            # back the reserve so that it (and the records before it) fit.
+            if self.reserve is not None:
+                self.reserve.release()
+            try:
+                w.flush(sync=True)
+                self._retain()
+            except DiskFullError:
+                return False
+        try:
+            w.flush(sync=True)
+        except DiskFullError:
+            return False
+        since = self.disk_full_since
+        self.disk_full_since = None
+        if since is not None:
+            self.events.disk_ok(self._mono() - since)
+        return True
+
+
+class SealLoop(_RetentionAndSpace):
     """The seal loop's thread: drains the queue into the archive with group commits."""
 
     def __init__(
@@ -295,70 +375,6 @@ class SealLoop:
         if w.segment == segment:
             stats.bytes_sealed += w.offset - offset
         return n
-
-    def request_retention(self, need_free: int | None = None) -> None:
-        """Run retention at the next turn of the loop (``need_free``: the disk action)."""
-        with self.lock:
-            if need_free is not None:
-                self._need_free = max(need_free, self._need_free or 0)
-            self._last_retention = 0.0
-
-    def _retain(self) -> None:
-        """Retention under the lock: delete, report, and say what is blocked (once)."""
-        assert self.retainer is not None
-        need, self._need_free = self._need_free, None
-        owed = self.reserve.missing if self.reserve is not None else 0
-        self._last_retention = self._mono()
-        try:
-            done, blocked = self.retainer.run(self.writer, need_free=need, owed=owed)
-        except DiskFullError:
-            raise
-        except (ArchiveError, OSError) as exc:
-            # e.g. an immutable flag that this process may not lift: sealing goes on,
-            # retention tries again at the next interval (an already sealed record
-            # for a segment still present is accepted by verify, 16.3 case a)
-            where = exc.where.get("file") if isinstance(exc, ArchiveError) else exc.filename
-            done, blocked = [], Blocked(str(where or "?"), "error", f"retention failed: {exc}")
-        for info in done:
-            self.stats.retention_deleted += 1
-            self.stats.retention_deleted_bytes += int(str(info["bytes"]))
-            self.events.retired(info)
-        if blocked is not None and blocked != self._blocked:
-            self.events.retention_blocked(blocked)
-        self._blocked = blocked
-
-    def _disk_full(self, exc: DiskFullError) -> None:
-        """A write was refused: hold everything sealed in memory until space returns."""
-        if self.disk_full_since is None:
-            self.disk_full_since = self._mono()
-            self.stats.disk_full_events += 1
-            self.events.disk_full(exc)
-
-    def _wait_for_space(self) -> bool:
-        """While the disk is full (lock held): free what the action allows, retry the write.
-
-        Returns True once everything held in memory is durable again.
-        """
-        w = self.writer
-        if self._need_free is not None and self.retainer is not None:
-            # The deletion record must be durable before anything is deleted: give
-            # back the reserve so that it (and the records before it) fit.
-            if self.reserve is not None:
-                self.reserve.release()
-            try:
-                w.flush(sync=True)
-                self._retain()
-            except DiskFullError:
-                return False
-        try:
-            w.flush(sync=True)
-        except DiskFullError:
-            return False
-        since = self.disk_full_since
-        self.disk_full_since = None
-        if since is not None:
-            self.events.disk_ok(self._mono() - since)
-        return True
 
     def _turn(self, timed: list[tuple[float, list[Item]]], batches: list[list[Item]]) -> None:
         """One turn of the loop (lock held): seal, rotate, commit, retain, end the epoch."""
