@@ -485,13 +485,8 @@ class Framer:
     def _take_delimited(self, pos: int, out: list[Frame]) -> tuple[int, bool]:
         """A LINE or CONT frame: complete at the next delimiter, else what can go now."""
         i = self._find(self._scan)
-        if i >= 0:
-            self._end_delimited(pos, i, out)
-            return i + 1, True
-        return self._take_partial(pos, out), False
-
-    def _end_delimited(self, pos: int, i: int, out: list[Frame]) -> None:
-        """The frame from ``pos`` ends at the delimiter at ``i``."""
+        if i < 0:
+            return self._take_partial(pos, out), False
         buf = self._buf
         mx = self.max
         end = i - 1 if i > pos and buf[i - 1] == 0x0D and buf[i] == 0x0A else i
@@ -505,6 +500,7 @@ class Framer:
             out.append(Frame(body, self._error))
         self._release()
         self._state = _START
+        return i + 1, True
 
     def _take_partial(self, pos: int, out: list[Frame]) -> int:
         """No delimiter yet: hold an oversize line whole if the budget allows, else
