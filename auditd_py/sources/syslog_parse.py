@@ -430,83 +430,110 @@ class Framer:
     def feed(self, data: bytes) -> list[Frame]:
         self._buf += data
         out: list[Frame] = []
-        buf = self._buf
         pos = 0
-        mx = self.max
-        while True:
+        more = True
+        while more:
             st = self._state
             if st == _START:
-                n = len(buf)
-                if pos >= n:
-                    break
-                c = buf[pos]
-                self._error = None
-                if 0x31 <= c <= 0x39:
-                    j = pos + 1
-                    lim = pos + 20  # digits scanned before calling it a plain line
-                    while j < n and j < lim and buf[j] in _DIGITS:
-                        j += 1
-                    if j == n and j < lim:
-                        break  # undecided: need more digits or the SP
-                    if j < n and buf[j] == 0x20:
-                        count = int(buf[pos:j])
-                        if count <= mx:
-                            self._state = _COUNTED
-                            self._need = count
-                            pos = j + 1
-                            continue
-                        self._error = f"octet count {count} exceeds max message size {mx}"
-                self._state = _LINE
-                self._scan = pos
-                continue
-            if st == _COUNTED:
-                if len(buf) - pos < self._need:
-                    break
-                out.append(Frame(bytes(buf[pos : pos + self._need])))
-                pos += self._need
-                self._state = _START
-                continue
-            # _LINE or _CONT: runs to the next delimiter
-            i = self._find(self._scan)
-            if i >= 0:
-                end = i - 1 if i > pos and buf[i - 1] == 0x0D and buf[i] == 0x0A else i
-                body = bytes(buf[pos:end])
-                pos = i + 1
-                if st == _CONT:
-                    for k in range(0, len(body), mx):
-                        out.append(Frame(body[k : k + mx], continuation=True))
-                elif len(body) > mx:
-                    out.extend(split_oversize(body, mx, Frame(b"", self._error)))
-                elif body or self._error:
-                    out.append(Frame(body, self._error))
-                self._release()
-                self._state = _START
-                continue
-            n = len(buf)
-            self._scan = n
-            size = n - pos
-            if st == _LINE and size > mx:
-                want = size - mx - self._held
-                if size <= self.hold_limit and (want <= 0 or self.budget.take(want)):
-                    self._held += max(want, 0)
-                    break
-                # cannot hold it whole: cut now, the length is only a lower bound
-                self._release()
-                first = Frame(b"", self._error, oversize_at_least=True)
-                first.data = bytes(buf[pos : pos + mx])
-                first.oversize = size
-                out.append(first)
-                pos += mx
-                self._state = st = _CONT
-            if st == _CONT:
-                while n - pos >= mx:
-                    out.append(Frame(bytes(buf[pos : pos + mx]), continuation=True))
-                    pos += mx
-            break
+                pos, more = self._begin_frame(pos)
+            elif st == _COUNTED:
+                pos, more = self._take_counted(pos, out)
+            else:  # _LINE or _CONT: runs to the next delimiter
+                pos, more = self._take_delimited(pos, out)
         if pos:
-            del buf[:pos]
+            del self._buf[:pos]
             self._scan -= pos
         return out
+
+    def _begin_frame(self, pos: int) -> tuple[int, bool]:
+        """At a frame's first byte: octet-counted (``[1-9][0-9]* SP``) or a line.
+
+        Returns the position to go on from and whether to go on (False: need more bytes).
+        """
+        buf = self._buf
+        n = len(buf)
+        if pos >= n:
+            return pos, False
+        c = buf[pos]
+        self._error = None
+        if 0x31 <= c <= 0x39:
+            j = pos + 1
+            lim = pos + 20  # digits scanned before calling it a plain line
+            while j < n and j < lim and buf[j] in _DIGITS:
+                j += 1
+            if j == n and j < lim:
+                return pos, False  # undecided: need more digits or the SP
+            if j < n and buf[j] == 0x20:
+                count = int(buf[pos:j])
+                if count <= self.max:
+                    self._state = _COUNTED
+                    self._need = count
+                    return j + 1, True
+                self._error = f"octet count {count} exceeds max message size {self.max}"
+        self._state = _LINE
+        self._scan = pos
+        return pos, True
+
+    def _take_counted(self, pos: int, out: list[Frame]) -> tuple[int, bool]:
+        """An octet-counted body, once all of it is buffered."""
+        if len(self._buf) - pos < self._need:
+            return pos, False
+        out.append(Frame(bytes(self._buf[pos : pos + self._need])))
+        self._state = _START
+        return pos + self._need, True
+
+    def _take_delimited(self, pos: int, out: list[Frame]) -> tuple[int, bool]:
+        """A LINE or CONT frame: complete at the next delimiter, else what can go now."""
+        i = self._find(self._scan)
+        if i < 0:
+            return self._take_partial(pos, out), False
+        buf = self._buf
+        mx = self.max
+        end = i - 1 if i > pos and buf[i - 1] == 0x0D and buf[i] == 0x0A else i
+        body = bytes(buf[pos:end])
+        if self._state == _CONT:
+            for k in range(0, len(body), mx):
+                out.append(Frame(body[k : k + mx], continuation=True))
+        elif len(body) > mx:
+            out.extend(split_oversize(body, mx, Frame(b"", self._error)))
+        elif body or self._error:
+            out.append(Frame(body, self._error))
+        self._release()
+        self._state = _START
+        return i + 1, True
+
+    def _take_partial(self, pos: int, out: list[Frame]) -> int:
+        """No delimiter yet: hold an oversize line whole if the budget allows, else
+        cut it into a first frame and continuations. Returns the new position."""
+        buf = self._buf
+        n = len(buf)
+        mx = self.max
+        self._scan = n
+        size = n - pos
+        if self._state == _LINE and size > mx:
+            if self._hold(size):
+                return pos
+            # cannot hold it whole: cut now, the length is only a lower bound
+            self._release()
+            first = Frame(b"", self._error, oversize_at_least=True)
+            first.data = bytes(buf[pos : pos + mx])
+            first.oversize = size
+            out.append(first)
+            pos += mx
+            self._state = _CONT
+        if self._state == _CONT:
+            while n - pos >= mx:
+                out.append(Frame(bytes(buf[pos : pos + mx]), continuation=True))
+                pos += mx
+        return pos
+
+    def _hold(self, size: int) -> bool:
+        """Take budget so that a ``size``-byte line in the buffer may wait for its end."""
+        want = size - self.max - self._held
+        if size <= self.hold_limit and (want <= 0 or self.budget.take(want)):
+            self._held += max(want, 0)
+            return True
+        return False
 
     def eof(self) -> list[Frame]:
         """The stream ended: whatever is buffered comes out flagged ``truncated``."""

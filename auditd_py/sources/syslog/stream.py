@@ -1,0 +1,143 @@
+"""One stream connection (tcp, tls, unix-stream): admission against
+``max_connections``, the peer, the TLS handshake and RFC 6587 framing."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from typing import Any, Final
+
+from auditd_py.sources.syslog.intake import Intake
+from auditd_py.sources.syslog.listener import Listener
+from auditd_py.sources.syslog.peer import UCRED, cred_attrs, inet_peer
+from auditd_py.sources.syslog_parse import Framer
+
+HANDSHAKE_TIMEOUT_S: Final = 10.0
+
+
+class StreamConn(asyncio.Protocol):
+    """One stream connection (tcp, tls, unix-stream)."""
+
+    def __init__(self, intake: Intake, lst: Listener) -> None:
+        self.intake = intake
+        self.lst = lst
+        self.transport: asyncio.Transport | None = None
+        self.framer: Framer | None = None
+        self.base: dict[str, Any] = {}
+        self.handshaking = False
+        self.done = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        intake = self.intake
+        lst = self.lst
+        assert isinstance(transport, asyncio.Transport)
+        if intake.stopping or len(intake.conns) >= intake.max_conns:
+            self.done = True
+            transport.abort()
+            intake.count["rejected_connections"] += 1
+            lst.limit.note(
+                listener=lst.url,
+                limit=intake.max_conns,
+                peer=inet_peer(transport.get_extra_info("peername")),
+            )
+            return
+        self.transport = transport
+        intake.conns.add(self)
+        intake.count["connections"] += 1
+        self.base = self._peer_attrs(transport)
+        self.framer = Framer(
+            intake.max_bytes, nul_delimits=lst.transport == "unix-stream", budget=intake.budget
+        )
+        if lst.transport == "tls":
+            self.handshaking = True
+            transport.pause_reading()
+            task = intake.loop_.create_task(self._handshake(transport))
+            intake.tasks.add(task)
+            task.add_done_callback(intake.tasks.discard)
+        elif intake.paused:
+            transport.pause_reading()
+
+    def _peer_attrs(self, transport: asyncio.Transport) -> dict[str, Any]:
+        """``transport`` and ``peer`` (with ``cred`` on a unix stream) of every record."""
+        lst = self.lst
+        base: dict[str, Any] = {"transport": lst.transport}
+        if lst.transport == "unix-stream":
+            sock = transport.get_extra_info("socket")
+            try:
+                pid, uid, gid = UCRED.unpack(
+                    sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, UCRED.size)
+                )
+                cred_attrs(pid, uid, gid, base)
+            except (OSError, AttributeError, struct.error):
+                base["peer"] = lst.addr.path
+        else:
+            base["peer"] = inet_peer(transport.get_extra_info("peername"))
+        return base
+
+    async def _handshake(self, raw: asyncio.Transport) -> None:
+        intake = self.intake
+        assert intake.ssl is not None
+        try:
+            tls = await intake.loop_.start_tls(
+                raw, self, intake.ssl, server_side=True, ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S
+            )
+        except Exception as exc:  # any handshake failure is the peer's, never ours to crash on
+            reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+            intake.count["tls_errors"] += 1
+            self.lst.tls.note(listener=self.lst.url, peer=self.base.get("peer", ""), reason=reason)
+            raw.abort()
+            self._finish(deliver=False)
+            return
+        self.handshaking = False
+        if tls is None or self.done:
+            return
+        self.transport = tls
+        ssl_obj = tls.get_extra_info("ssl_object")
+        cert = ssl_obj.getpeercert() if ssl_obj is not None else None
+        if cert:
+            for rdn in cert.get("subject", ()):
+                for key, value in rdn:
+                    if key == "commonName":
+                        self.base["tls_peer"] = value
+        if intake.paused:
+            tls.pause_reading()
+
+    def pause(self) -> None:
+        if self.transport is not None and not self.handshaking:
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self.transport is not None and not self.handshaking and not self.done:
+            self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        if self.done or self.framer is None:
+            return
+        self.intake.reads += 1
+        frames = self.framer.feed(data)
+        if frames:
+            self.intake.deliver(frames, self.lst, self.base)
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish(deliver=True)
+
+    def _finish(self, *, deliver: bool) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.intake.conns.discard(self)
+        if self.framer is not None:
+            frames = self.framer.eof()  # also releases any held budget
+            if deliver and frames:
+                self.intake.deliver(frames, self.lst, self.base)
+
+    def close(self) -> None:
+        """Server stop: deliver what is buffered (flagged truncated) and abort."""
+        transport = self.transport
+        self._finish(deliver=True)
+        if transport is not None:
+            transport.abort()
