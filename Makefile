@@ -59,8 +59,10 @@ bench: sysdeps-test $(TESTDEPS)
 ## dist/wheels/: auditd-py and every dependency as wheels for this Python, for
 ## hosts without a compiler or network (README, "Installing on a QA host").
 wheels: sysdeps-runtime $(RUNTIME)
-	rm -rf dist/wheels
-	$(BIN)/pip wheel --quiet --wheel-dir dist/wheels .
+	rm -rf dist build
+	$(BIN)/pip install --quiet build
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/pip wheel --quiet --wheel-dir dist/wheels dist/auditd_py-*.whl
 
 ## Also lifts the append-only/immutable flags a demo or benchmark daemon set.
 clean:

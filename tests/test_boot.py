@@ -101,13 +101,23 @@ def install_block() -> str:
 
 
 def wheelhouse(dest: Path) -> Path:
-    """What `make wheels` builds: the project and its dependencies as wheels."""
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(dest), str(REPO)],
-        check=True,
-        timeout=600,
-        capture_output=True,
-    )
+    """What `make wheels` builds: the project (from its sdist, so that nothing stale in
+    a build/ directory gets in) and its dependencies as wheels."""
+    dist = dest.parent / "dist"
+    for argv in (
+        [sys.executable, "-m", "build", "--outdir", str(dist), str(REPO)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--wheel-dir",
+            str(dest),
+            *map(str, dist.glob("auditd_py-*.whl")),
+        ],
+    ):
+        subprocess.run(argv, check=True, timeout=600, capture_output=True)
     return dest
 
 

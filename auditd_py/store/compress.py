@@ -87,6 +87,44 @@ class Compressed:
         return self.compressed_bytes / self.plain_bytes if self.plain_bytes else 1.0
 
 
+def _write_compressed(
+    src: Path,
+    tmp: Path,
+    method: Method,
+    stop: threading.Event | None,
+    held: contextlib.AbstractContextManager[object],
+) -> int:
+    """Compress ``src`` into ``tmp`` and fsync it (under ``held``); the plain bytes read.
+
+    The temp file is removed if anything fails or ``stop`` is set (:class:`Aborted`).
+    """
+    plain = 0
+    with open(src, "rb") as fin, open(tmp, "wb") as fout:
+        try:
+            out: zstandard.ZstdCompressionWriter | gzip.GzipFile
+            if method == "zstd":
+                cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)
+                out = cctx.stream_writer(fout, closefd=False)
+            else:
+                out = gzip.GzipFile(
+                    filename="", mode="wb", fileobj=fout, compresslevel=GZIP_LEVEL, mtime=0
+                )
+            with out:
+                while chunk := fin.read(_CHUNK):
+                    if stop is not None and stop.is_set():
+                        raise Aborted(src.name)
+                    out.write(chunk)
+                    plain += len(chunk)
+            with held:
+                fout.flush()
+                os.fsync(fout.fileno())
+        except BaseException:
+            fout.close()
+            tmp.unlink(missing_ok=True)
+            raise
+    return plain
+
+
 def compress_segment(
     layout: Layout,
     name: str,
@@ -103,7 +141,7 @@ def compress_segment(
     would: ``"tmp"`` (temp file written), ``"rename"`` (both files exist).
     ``gate`` is held around each step that makes the device work (fsync, rename,
     unlink: freeing the plain file's blocks can mean a long discard), so that
-    none of them falls inside a segment rotation (``pipeline.Sealer.io_gate``).
+    none of them falls inside a segment rotation (``daemon.sealloop.SealLoop.io_gate``).
     """
     if method == "none":
         raise ValueError("compression method 'none' compresses nothing")
@@ -112,31 +150,8 @@ def compress_segment(
     src = seg_dir / name
     final = seg_dir / (name + SUFFIX[method])
     tmp = seg_dir / f".{final.name}.tmp"
-    plain = 0
     held = gate if gate is not None else contextlib.nullcontext()
-    with open(src, "rb") as fin, open(tmp, "wb") as fout:
-        try:
-            out: zstandard.ZstdCompressionWriter | gzip.GzipFile
-            if method == "zstd":
-                cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)
-                out = cctx.stream_writer(fout, closefd=False)
-            else:
-                out = gzip.GzipFile(
-                    filename="", mode="wb", fileobj=fout, compresslevel=GZIP_LEVEL, mtime=0
-                )
-            with out:
-                while chunk := fin.read(_CHUNK):
-                    if stop is not None and stop.is_set():
-                        raise Aborted(name)
-                    out.write(chunk)
-                    plain += len(chunk)
-            with held:
-                fout.flush()
-                os.fsync(fout.fileno())
-        except BaseException:
-            fout.close()
-            tmp.unlink(missing_ok=True)
-            raise
+    plain = _write_compressed(src, tmp, method, stop, held)
     if crash_after == "tmp":
         return Compressed(name, tmp.name, method, plain, tmp.stat().st_size, 0.0)
     with held:
