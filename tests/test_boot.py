@@ -104,20 +104,11 @@ def wheelhouse(dest: Path) -> Path:
     """What `make wheels` builds: the project (from its sdist, so that nothing stale in
     a build/ directory gets in) and its dependencies as wheels."""
     dist = dest.parent / "dist"
-    for argv in (
-        [sys.executable, "-m", "build", "--outdir", str(dist), str(REPO)],
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--wheel-dir",
-            str(dest),
-            *map(str, dist.glob("auditd_py-*.whl")),
-        ],
-    ):
-        subprocess.run(argv, check=True, timeout=600, capture_output=True)
+    build = [sys.executable, "-m", "build", "--outdir", str(dist), str(REPO)]
+    subprocess.run(build, check=True, timeout=600, capture_output=True)
+    (wheel,) = dist.glob("auditd_py-*.whl")  # only now that it is built
+    pip = [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(dest), str(wheel)]
+    subprocess.run(pip, check=True, timeout=600, capture_output=True)
     return dest
 
 
