@@ -45,9 +45,6 @@ class SourceSet:
         self.retired: dict[str, dict[str, int]] = {}
         """Counters (parse errors, drops) of source instances stopped by reloads."""
 
-    def __iter__(self) -> Any:
-        return iter(list(self.running))
-
     def find(self, name: str) -> Source | None:
         return next((s for s in self.running if s.name == name), None)
 
