@@ -23,7 +23,7 @@ import socketserver
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
@@ -36,37 +36,39 @@ from prometheus_client.registry import Collector
 
 from auditd_py.config import split_listen
 from auditd_py.daemon.metrics import metrics
-from auditd_py.daemon.snapshot import health, snapshot
+from auditd_py.daemon.status import Snapshot
 from auditd_py.errors import AuditdError, UsageError
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-    from auditd_py.daemon.supervisor import Daemon
-
 
 # ---------------------------------------------------------------- Prometheus
+
+
+Take = Callable[[], Snapshot]
+"""Takes the running daemon's status snapshot (:func:`~auditd_py.daemon.snapshot.snapshot`)."""
 
 
 class DaemonCollector(Collector):
     """Takes a snapshot when scraped and renders it (:func:`~auditd_py.daemon.metrics.metrics`)."""
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.d = daemon
+    def __init__(self, take: Take) -> None:
+        self.take = take
 
     def collect(self) -> Iterable[Metric]:
-        return metrics(snapshot(self.d))
+        return metrics(self.take())
 
 
-def registry_for(d: Daemon) -> CollectorRegistry:
+def registry_for(take: Take) -> CollectorRegistry:
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(DaemonCollector(d))
+    reg.register(DaemonCollector(take))
     ProcessCollector(registry=reg)  # process_cpu_seconds_total, memory, open fds
     return reg
 
 
-def make_app(d: Daemon, registry: CollectorRegistry) -> WSGIApplication:
-    metrics = make_wsgi_app(registry)
+def make_app(take: Take, registry: CollectorRegistry) -> WSGIApplication:
+    prometheus = make_wsgi_app(registry)
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -76,7 +78,8 @@ def make_app(d: Daemon, registry: CollectorRegistry) -> WSGIApplication:
             return [b""]
         if path == "/health":
             try:
-                ok, doc = health(d)
+                snap = take()
+                ok, doc = snap.healthy, snap.to_doc()
             except Exception as exc:  # report it rather than drop the connection
                 ok, doc = False, {"status": "unhealthy", "reasons": [f"health check: {exc!r}"]}
             body = orjson.dumps(doc) + b"\n"
@@ -90,7 +93,7 @@ def make_app(d: Daemon, registry: CollectorRegistry) -> WSGIApplication:
             )
             return [b"" if method == "HEAD" else body]
         if path in ("/metrics", "/"):
-            out: Iterable[bytes] = metrics(environ, start_response)
+            out: Iterable[bytes] = prometheus(environ, start_response)
             return out
         body = b"not found: try /metrics or /health\n"
         start_response("404 Not Found", [("Content-Type", "text/plain")])
@@ -148,8 +151,9 @@ class MetricsServer:
         self.server.server_close()
 
 
-def serve(d: Daemon, listen: str) -> MetricsServer:
-    srv = MetricsServer(listen, make_app(d, registry_for(d)))
+def serve(take: Take, listen: str) -> MetricsServer:
+    """Serve ``/metrics`` and ``/health`` on ``listen``, each request from a fresh snapshot."""
+    srv = MetricsServer(listen, make_app(take, registry_for(take)))
     srv.start()
     return srv
 
@@ -194,7 +198,6 @@ __all__ = [
     "DaemonCollector",
     "MetricsServer",
     "fetch_health",
-    "health",
     "registry_for",
     "serve",
     "url_for",

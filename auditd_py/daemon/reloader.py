@@ -9,22 +9,48 @@ positions: no line is lost or read twice across a reload.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from auditd_py import config, control
-from auditd_py.config import SyslogSource
+from auditd_py.clock import Clock
+from auditd_py.config import Config, Loaded, SyslogSource
 from auditd_py.daemon import reload as planner
-from auditd_py.daemon.queue import Barrier
+from auditd_py.daemon.narrator import Narrator
+from auditd_py.daemon.queue import Barrier, BatchQueue
+from auditd_py.daemon.sealloop import SealLoop
+from auditd_py.daemon.signals import Flags
+from auditd_py.daemon.sourceset import SourceSet
 from auditd_py.errors import ConfigError
+from auditd_py.store.writer import ArchiveWriter
 
-if TYPE_CHECKING:
-    from auditd_py.daemon.supervisor import Daemon
+
+class Host(Protocol):
+    """What a reload needs of the daemon (:class:`~auditd_py.daemon.supervisor.Daemon`)."""
+
+    loaded: Loaded
+    cfg: Config
+    once: bool
+    clock: Clock
+    notify: Callable[[str], bool]
+    say: Narrator
+    flags: Flags
+    queue: BatchQueue
+    sourceset: SourceSet
+    sealer: SealLoop | None
+    writer: ArchiveWriter | None
+    failure: BaseException | None
+    tick: float
+
+    def status_line(self) -> str: ...
+
+    def check(self) -> None: ...
 
 
 class Reloader:
     """SIGHUP and ``auditd-py reload``: check, plan, stop, wait, start, tell."""
 
-    def __init__(self, d: Daemon) -> None:
+    def __init__(self, d: Host) -> None:
         self.d = d
 
     def reload(self, *, notify: bool = True) -> control.Reloaded:

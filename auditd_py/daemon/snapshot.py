@@ -5,11 +5,17 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
 from auditd_py import __version__
 from auditd_py.chain.encoding import format_ts
+from auditd_py.clock import Clock
+from auditd_py.config import Config, Loaded
 from auditd_py.contracts import Source
+from auditd_py.daemon.disk import Reading
+from auditd_py.daemon.queue import BatchQueue
+from auditd_py.daemon.rates import Rates
+from auditd_py.daemon.sealloop import SealLoop
 from auditd_py.daemon.status import (
     CheckpointStatus,
     Counters,
@@ -18,10 +24,41 @@ from auditd_py.daemon.status import (
     Snapshot,
     SourceStatus,
 )
+from auditd_py.forward.runner import Runner
 from auditd_py.record import META_SOURCE
+from auditd_py.store.writer import ArchiveWriter
 
-if TYPE_CHECKING:
-    from auditd_py.daemon.supervisor import Daemon
+
+class Daemon(Protocol):
+    """What a snapshot reads of the daemon (:class:`~auditd_py.daemon.supervisor.Daemon`)."""
+
+    cfg: Config
+    loaded: Loaded
+    clock: Clock
+    queue: BatchQueue
+    sealer: SealLoop | None
+    writer: ArchiveWriter | None
+    started: float
+    stopping: bool
+    watchdog_s: float
+
+    @property
+    def sources(self) -> list[Source]: ...
+
+    @property
+    def failed_sources(self) -> dict[str, str]: ...
+
+    @property
+    def retired(self) -> dict[str, dict[str, int]]: ...
+
+    @property
+    def forwarders(self) -> list[Runner]: ...
+
+    @property
+    def disk(self) -> Reading | None: ...
+
+    @property
+    def rates(self) -> Rates: ...
 
 
 def _source_counters(src: Source) -> tuple[int, int]:
@@ -248,9 +285,3 @@ def snapshot(d: Daemon, *, archive: bool = True) -> Snapshot:
         up=not d.stopping,
         counters=_counters(d),
     )
-
-
-def health(d: Daemon) -> tuple[bool, dict[str, Any]]:
-    """(healthy, the document served at /health and printed by ``status``)."""
-    snap = snapshot(d)
-    return snap.healthy, snap.to_doc()

@@ -211,7 +211,7 @@ class Daemon:
         if cfg.metrics is not None and not self.once:
             from auditd_py.daemon import observe  # noqa: PLC0415
 
-            self.server = observe.serve(self, cfg.metrics.listen)
+            self.server = observe.serve(lambda: snapshot(self), cfg.metrics.listen)
             self.say.listening(self.server.url)
         if not self.once:  # last: nothing after it can fail and leave it running
             self.control = control.serve(layout.root, self.meta, self.wake)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from auditd_py import events
 from auditd_py.clock import Clock
@@ -24,8 +24,6 @@ from auditd_py.sources.syslog_parse import Frame, HoldBudget, frame_fields
 
 if TYPE_CHECKING:
     import ssl
-
-    from auditd_py.sources.syslog.stream import StreamConn
 
 BATCH: Final = 512
 """Records per ``sink.put``."""
@@ -51,6 +49,16 @@ COUNTERS: Final = (
 )
 
 
+class Pausable(Protocol):
+    """A stream connection as the intake and the server's stop see it (``StreamConn``)."""
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Intake:
     """The event loop's side of one syslog source: what the listeners and the
     connections share, and the way their records reach the sink."""
@@ -61,7 +69,7 @@ class Intake:
         self.max_bytes = max_bytes
         self.max_conns = max_conns
         self.count: dict[str, int] = dict.fromkeys(COUNTERS, 0)
-        self.conns: set[StreamConn] = set()
+        self.conns: set[Pausable] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.budget = HoldBudget(HOLD_BUDGET)
         self.ssl: ssl.SSLContext | None = None
