@@ -16,6 +16,7 @@ from auditd_py.daemon.disk import Reading
 from auditd_py.daemon.queue import BatchQueue
 from auditd_py.daemon.rates import Rates
 from auditd_py.daemon.sealloop import SealLoop
+from auditd_py.daemon.sourceset import source_counters
 from auditd_py.daemon.status import (
     CheckpointStatus,
     Counters,
@@ -61,15 +62,6 @@ class Daemon(Protocol):
     def rates(self) -> Rates: ...
 
 
-def _source_counters(src: Source) -> tuple[int, int]:
-    """(parse errors, drops) of a source that keeps such counts (syslog)."""
-    try:
-        s = src.stats()
-    except Exception:  # a scrape must not fail because one source cannot count
-        return 0, 0
-    return int(s.get("parse_errors", 0)), int(s.get("dropped", 0)) + int(s.get("kernel_drops", 0))
-
-
 def _health_of(src: Source) -> tuple[bool, str]:
     try:
         return src.healthy()
@@ -93,7 +85,7 @@ def source_statuses(d: Daemon) -> list[SourceStatus]:
         pe = dr = 0
         if src is not None:
             ok, reason = _health_of(src)
-            pe, dr = _source_counters(src)
+            pe, dr = source_counters(src)
         elif name in failed:
             ok, reason = False, f"not running: {failed[name]}"
         elif name in types:

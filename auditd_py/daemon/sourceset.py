@@ -30,6 +30,15 @@ def build_source(cfg: SourceSettings, clock: Clock) -> Source:
     return JournalSource(cfg, clock)
 
 
+def source_counters(src: Source) -> tuple[int, int]:
+    """(parse errors, records dropped, the kernel's drops included) from ``src.stats()``."""
+    try:
+        s = src.stats()
+    except Exception:  # a scrape or a reload must not fail because a source cannot count
+        return 0, 0
+    return int(s.get("parse_errors", 0)), int(s.get("dropped", 0)) + int(s.get("kernel_drops", 0))
+
+
 class SourceSet:
     """Running sources in configuration order, the ones that could not start, and the
     counters of instances a reload stopped (so totals survive reloads)."""
@@ -89,11 +98,10 @@ class SourceSet:
             return False
         self.running.remove(src)
         self._stop(src)
-        with contextlib.suppress(Exception):
-            s = src.stats()
-            acc = self.retired.setdefault(src.name, {"parse_errors": 0, "dropped": 0})
-            acc["parse_errors"] += int(s.get("parse_errors", 0))
-            acc["dropped"] += int(s.get("dropped", 0)) + int(s.get("kernel_drops", 0))
+        parse_errors, dropped = source_counters(src)
+        acc = self.retired.setdefault(src.name, {"parse_errors": 0, "dropped": 0})
+        acc["parse_errors"] += parse_errors
+        acc["dropped"] += dropped
         return True
 
     def stop_all(self, *, quiet: bool = False) -> None:

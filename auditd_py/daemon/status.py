@@ -168,7 +168,7 @@ class Snapshot:
                 f"{f.target}: lag {f.lag.get('records', 0)}"
                 + (f", down {down:.0f}s" if down is not None else "")
             )
-        failed = sorted(s.name for s in self.sources if s.reason.startswith("not running: "))
+        failed = sorted(s.name for s in self.sources if not s.running and not s.healthy)
         if failed:
             parts.append("not running: " + ", ".join(failed))
         return ", ".join(parts)

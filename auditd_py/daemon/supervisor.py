@@ -315,9 +315,6 @@ class Daemon:
             self.fail(exc)
             return None
 
-    def reload(self, *, notify: bool = True) -> control.Reloaded:
-        return self.reloader.reload(notify=notify)
-
     # ------------------------------------------------------------ stopping
 
     def shutdown(self) -> int:
