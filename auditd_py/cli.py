@@ -25,9 +25,10 @@ from auditd_py import __version__, control, early
 from auditd_py.chain.encoding import META_SOURCE, Fields, format_ts, record_bytes
 from auditd_py.chain.format import NS
 from auditd_py.chain.keys import PublicKey, VerifyKey
-from auditd_py.chain.verify import Report
 from auditd_py.clock import SystemClock
 from auditd_py.errors import AuditdError, ConfigError, UsageError
+from auditd_py.report import jsonout, outcome, summary
+from auditd_py.report.write import write_reports
 from auditd_py.store.layout import Layout, read_public, read_secret
 from auditd_py.store.reader import (
     LocalArchive,
@@ -37,7 +38,7 @@ from auditd_py.store.reader import (
     iter_records,
     latest_checkpoint,
 )
-from auditd_py.store.verification import VerifyPolicy, verify
+from auditd_py.store.verification import VerifyPolicy
 from auditd_py.store.writer import ArchiveWriter, EpochPolicy, create_archive
 from auditd_py.units import DurationError, parse_duration
 
@@ -250,7 +251,7 @@ def cmd_verify_s3(a: argparse.Namespace) -> int:
     if a.json:
         print(orjson.dumps({"ok": True, "archive_url": url, **res.as_dict()}).decode())
         return 0
-    _print_report(url, res.report)
+    print("\n".join(summary.intact_lines(url, res.report)))
     if res.pending_checkpoints:
         print(
             f"  pending: {res.pending_records} checkpointed record(s) are in segments the host "
@@ -261,6 +262,8 @@ def cmd_verify_s3(a: argparse.Namespace) -> int:
 
 def cmd_verify(a: argparse.Namespace) -> int:
     if a.archive.startswith("s3://"):
+        if a.junit or a.report:
+            raise UsageError("--junit and --report write reports of a DIR, not of a bucket")
         return cmd_verify_s3(a)
     layout = Layout.at(a.archive)
     bar = None
@@ -290,7 +293,7 @@ def cmd_verify(a: argparse.Namespace) -> int:
         if bar is not None:
             bar.start()
         policy = VerifyPolicy(public_key, mac_key, anchor, a.require_sealed)
-        report = verify(LocalArchive(layout), policy, tick).report
+        result = outcome.run(str(layout.root), LocalArchive(layout), policy, tick)
     except AuditdError as exc:
         if a.json:  # the report on stdout, the one-line reason on stderr as always
             doc = {"ok": False, "archive_dir": str(layout.root), **exc.diagnostics()}
@@ -299,45 +302,16 @@ def cmd_verify(a: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.stop()
+    write_reports(result, LocalArchive(layout), junit=a.junit, html_file=a.report)
     if a.json:
-        doc = {"ok": True, "archive_dir": str(layout.root), **report.as_dict()}
-        print(orjson.dumps(doc).decode())
+        print(orjson.dumps(jsonout.document(result)).decode())
+    elif result.report is not None and result.ok:
+        print("\n".join(summary.intact_lines(str(layout.root), result.report)))
     else:
-        _print_report(layout, report)
+        print("\n".join(summary.failed_lines(result)))
+    if not result.ok:
+        _die(1, f"integrity failure: {summary.error_line(result.failures[0])}")
     return 0
-
-
-def _print_report(layout: Layout | str, r: Report) -> None:
-    mode = (
-        "verification key: MACs, chain, Merkle roots, signatures"
-        if r.mode == "key"
-        else "public key: chain, Merkle roots, signatures"
-    )
-    print(f"{layout if isinstance(layout, str) else layout.root}: intact ({mode})")
-    print(
-        f"  {r.records} records ({r.sealed_records} sealed, {r.unsealed_records} after the "
-        f"last checkpoint), {r.segments} segments, {r.checkpoints} checkpoints"
-    )
-    print(f"  time range {_fmt_time(r.first_time)} .. {_fmt_time(r.last_time)}")
-    if r.first_seq:
-        policies = sorted({str(x["policy"]) for x in r.retention})
-        print(
-            f"  retention: records 0..{r.first_seq - 1} were deleted by policy "
-            f"({', '.join(policies)}; {len(r.retention)} sealed deletion record(s) read); "
-            f"the archive starts at seq {r.first_seq}"
-        )
-    if r.unsealed_records:
-        how = "MAC-verified" if r.mode == "key" else "hash-linked only"
-        print(f"  note: the last {r.unsealed_records} record(s) are not yet checkpointed ({how})")
-    if r.anchor_epoch is not None:
-        print(f"  anchor: checkpoint {r.anchor_epoch} matches")
-    for rec in r.recovered:
-        print(
-            f"  recovered: {rec['bytes']} torn bytes cut from {rec['segment']} at offset "
-            f"{rec['offset']} (sealed at seq {rec['seq']}, kept in {rec['kept_in']})"
-        )
-    for w in r.warnings:
-        print(f"  warning: {w}")
 
 
 def cmd_fleet_verify(a: argparse.Namespace) -> int:
@@ -725,7 +699,9 @@ def _archive_commands(sub: Any) -> None:
     v.add_argument(
         "--require-sealed", action="store_true", help="fail on records after the last checkpoint"
     )
-    v.add_argument("--json", action="store_true", help="print one JSON report")
+    v.add_argument("--json", action="store_true", help="print one JSON report (versioned)")
+    v.add_argument("--junit", metavar="FILE", help="also write JUnit XML for CI")
+    v.add_argument("--report", metavar="FILE.html", help="also write an HTML timeline")
     _s3_options(v)
     v.set_defaults(func=cmd_verify)
 

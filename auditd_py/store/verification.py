@@ -85,13 +85,18 @@ class Verification:
 
 
 def verify(
-    source: ArchiveSource, policy: VerifyPolicy, progress: Progress | None = None
+    source: ArchiveSource,
+    policy: VerifyPolicy,
+    progress: Progress | None = None,
+    started: Callable[[Verifier], None] | None = None,
 ) -> Verification:
     """Verify the archive ``source`` holds under ``policy``, streaming every segment once.
 
     ``progress`` gets the bytes done in the current segment, and ``-1`` after each.
     An incomplete source is checked like a complete one except F1 for the
     checkpoints whose records it does not hold yet: those are *pending*.
+    ``started`` gets the verifier once the checkpoints passed, so that a caller
+    can say how far it got when a later check fails (:meth:`Verifier.reached`).
     """
     identity = source.read_identity()
     cps = source.read_checkpoints()
@@ -103,6 +108,8 @@ def verify(
         anchor=policy.anchor,
         require_sealed=policy.require_sealed,
     )
+    if started is not None:
+        started(v)
     segs = source.list_segments()
     for i, (name, ref) in enumerate(segs):
         v.begin_segment(name)  # the logical name, which the header record carries

@@ -241,10 +241,16 @@ def expect_detected(
 
         plain = arc.verify(mode, *args)
         assert plain.code == 1, f"{mode}: {plain}"
-        assert plain.out == b"", f"{mode}: {plain}"
+        # stdout: the failure and what was verified before it; stderr: one line, code first
+        assert b": FAILED (" in plain.out, f"{mode}: {plain}"
+        assert b"  verified before the failure: " in plain.out, f"{mode}: {plain}"
         err_lines = plain.err.splitlines()
         assert len(err_lines) == 1, f"{mode}: {plain}"
         assert err_lines[0].startswith("auditd-py: integrity failure: "), f"{mode}: {plain}"
+        if "what" in want:
+            code = str(want["what"])
+            assert err_lines[0].startswith(f"auditd-py: integrity failure: {code}: "), f"{plain}"
+            assert f"  failure {code}: ".encode() in plain.out, f"{mode}: {plain}"
         if isinstance(where.get("file"), str):
             assert str(where["file"]) in err_lines[0], f"{mode}: {plain}"
         assert "Traceback" not in plain.err
