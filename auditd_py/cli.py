@@ -296,7 +296,7 @@ def cmd_verify(a: argparse.Namespace) -> int:
         result = outcome.run(str(layout.root), LocalArchive(layout), policy, tick)
     except AuditdError as exc:
         if a.json:  # the report on stdout, the one-line reason on stderr as always
-            doc = {"ok": False, "archive_dir": str(layout.root), **exc.diagnostics()}
+            doc = jsonout.error_document("archive_dir", str(layout.root), exc.diagnostics())
             print(orjson.dumps(doc).decode())
         raise
     finally:

@@ -144,3 +144,16 @@ def test_importing_a_source_loads_no_writer() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout.strip()
     assert out == "[]", out
+
+
+def test_the_report_writers_know_no_daemon_and_no_cli(imports: dict[str, set[str]]) -> None:
+    """report/ renders a verification: it sees the verify driver, never the daemon."""
+    forbidden = ("auditd_py.daemon", "auditd_py.metalog", "auditd_py.control", "auditd_py.cli")
+    bad = {
+        (n, d)
+        for n, deps in imports.items()
+        if _under(n, "auditd_py.report")
+        for d in deps
+        if any(_under(d, f) for f in forbidden)
+    }
+    assert not bad, sorted(bad)

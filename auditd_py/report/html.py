@@ -88,6 +88,10 @@ def svg(t: Timeline) -> str:
             out.append(f'<text x="{a.x(e.start) + 3}" y="{LANES["epochs"] + 15}">{e.label}</text>')
     for s in t.segments:
         out.append(_span(a, s, LANES["segments"], "segment"))
+        if a.x(s.end) - a.x(s.start) > 8 * len(s.label):
+            out.append(
+                f'<text x="{a.x(s.start) + 3}" y="{LANES["segments"] + 15}">{s.label}</text>'
+            )
         x = a.x(s.start)
         out.append(
             f'<line class="segment-boundary" x1="{x}" x2="{x}" y1="{LANES["epochs"] - 6}" '
@@ -149,7 +153,7 @@ def page(o: Outcome, t: Timeline, *, generated: str) -> str:
         for f in o.failures
     )
     legend = "".join(
-        f'<span><svg width="12" height="12"><rect class="{c}" width="12" height="12"/></svg> '
+        f'<span><svg width="12" height="12"><rect class="key {c}" width="12" height="12"/></svg> '
         f"{escape(n)}</span>"
         for c, n in (
             ("epoch", "epoch"),

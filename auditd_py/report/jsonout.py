@@ -51,3 +51,16 @@ def document(o: Outcome, location: str = "archive_dir") -> dict[str, Any]:
         else None
     )
     return doc
+
+
+def error_document(location: str, archive: str, diagnostics: dict[str, Any]) -> dict[str, Any]:
+    """The ``--json`` document of a run that could not verify (a usage or I/O error, exit 2)."""
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "ok": False,
+        location: archive,
+        **diagnostics,
+        "failures": [],
+        "verified": None,
+    }

@@ -131,13 +131,11 @@ def _segment(name: str, lines: Iterable[bytes], marks: list[Mark]) -> Span | Non
     return Span("segment", name, first, last + 1, t0, t1)
 
 
-def _stale(epochs: list[Span]) -> list[Span]:
-    lengths = [
-        e.time_end - e.time_start
-        for e in epochs
-        if e.time_end is not None and e.time_start is not None and e.time_end > e.time_start
-    ]
-    if len(lengths) < 2:
+def _stale(epochs: list[Span], cps: list[Checkpoint]) -> list[Span]:
+    """Epochs that ended long after the one before: the cadence is that of the epochs
+    a timer ended (reason ``interval``); with none, nothing is called stale."""
+    lengths = [c.end - c.start for c in cps if c.reason == "interval" and c.end > c.start]
+    if not lengths:
         return []
     limit = STALE_FACTOR * statistics.median(lengths)
     out = []
@@ -208,7 +206,7 @@ def build(source: ArchiveSource, outcome: Outcome) -> Timeline:
         marks.append(
             Mark("retention-cut", f"records 0..{segs[0].start - 1} deleted", segs[0].start)
         )
-    stale = _stale(epochs) + _stalls(marks)
+    stale = _stale(epochs, cps) + _stalls(marks)
     last_sealed = cps[-1].seq_end if cps else 0
     if end > last_sealed:
         stale.append(
