@@ -196,6 +196,24 @@ class DiskSettings(_Model):
         return self
 
 
+class SelfCheckSettings(_Model):
+    """The daemon re-verifies its closed segments in the background (public-key mode).
+
+    Every ``interval`` a low-priority process (nice 19, at most ``cpu_share`` of a
+    core, at most ``max_memory`` of address space) verifies every closed segment;
+    the result is sealed (``verify.passed``/``verify.failed``) and shown in
+    ``/health`` (503 on a failure), ``/metrics`` and ``auditd-py status``.
+    """
+
+    enabled: bool = True
+    interval: Duration = 5 * 60 * NS
+    cpu_share: float = Field(default=0.25, gt=0, le=1)
+    max_memory: Size = 1024 * 1024 * 1024
+    timeout: Duration | None = None
+    """A check still running after this is ended and retried (default: the interval,
+    at least a minute)."""
+
+
 class FileSource(_Model):
     name: str
     type: Literal["file"]
@@ -384,6 +402,7 @@ class Config(_Model):
     sources: list[Source] = []
     forward: list[Forward] = []
     metrics: MetricsSettings | None = None
+    self_check: SelfCheckSettings = SelfCheckSettings()
 
     @model_validator(mode="after")
     def _unique(self) -> Config:

@@ -60,6 +60,8 @@ CONTROL_ROTATE: Final = "control.rotate"
 CONTROL_ERROR: Final = "control.error"
 ARCHIVE_READ: Final = "archive.read"
 CLOCK_JUMP: Final = "clock.jump"
+VERIFY_PASSED: Final = "verify.passed"
+VERIFY_FAILED: Final = "verify.failed"
 ERROR: Final = "daemon.error"
 
 CATALOGUE: Final = frozenset(
@@ -89,7 +91,15 @@ WARNINGS: Final = frozenset(
     }
 )
 ERRORS: Final = frozenset(
-    {ERROR, SEALER_STALLED, DISK_ADMIN_SPACE_LEFT, DISK_FULL, FORWARD_GAP, FORWARD_CONFLICT}
+    {
+        ERROR,
+        SEALER_STALLED,
+        DISK_ADMIN_SPACE_LEFT,
+        DISK_FULL,
+        FORWARD_GAP,
+        FORWARD_CONFLICT,
+        VERIFY_FAILED,
+    }
 )
 
 

@@ -57,6 +57,7 @@ def metrics(s: Snapshot) -> Iterator[Metric]:
         )
     yield from _archive(s)
     yield from _forward(s)
+    yield from self_verify_metrics(s)
     yield GaugeMetricFamily(
         "auditd_py_up", "1 while the daemon runs, 0 once it is stopping.", value=int(s.up)
     )
@@ -205,3 +206,42 @@ def _forward(s: Snapshot) -> Iterable[Metric]:
         sent.add_metric(at, f.delivered)
         fails.add_metric(at, f.failures)
     yield from (lag, up, sent, fails)
+
+
+def self_verify_metrics(s: Snapshot) -> Iterable[Metric]:
+    """The self-check (``auditd_py_self_verify_*``): a block of its own."""
+    c = s.self_check
+    if c is None:
+        return
+    yield GaugeMetricFamily(
+        "auditd_py_self_verify_ok",
+        "0 once a re-verification of the closed segments failed (until a restart), else 1.",
+        value=0 if c.failed else 1,
+    )
+    yield CounterMetricFamily(
+        "auditd_py_self_verify_checks",
+        "Re-verifications of the closed segments that reached a verdict.",
+        value=c.checks,
+    )
+    yield CounterMetricFamily(
+        "auditd_py_self_verify_failures",
+        "Re-verifications that found a closed segment changed or missing.",
+        value=c.failed_checks,
+    )
+    yield CounterMetricFamily(
+        "auditd_py_self_verify_inconclusive",
+        "Re-verifications that could not run to a verdict (retried).",
+        value=c.inconclusive_checks,
+    )
+    if c.last_check_timestamp is not None:
+        yield GaugeMetricFamily(
+            "auditd_py_self_verify_last_check_timestamp_seconds",
+            "When the last re-verification reached its verdict (Unix time).",
+            value=c.last_check_timestamp,
+        )
+    if c.seq_end is not None:
+        yield GaugeMetricFamily(
+            "auditd_py_self_verify_verified_seq",
+            "Records of closed segments the last re-verification checked (its seq_end).",
+            value=c.seq_end,
+        )

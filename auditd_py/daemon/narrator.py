@@ -160,6 +160,42 @@ class Narrator:
             jump_ns=skew_ns,
         )
 
+    def verify_passed(self, seq_first: int, seq_end: int, segments: int) -> None:
+        self.meta.event(
+            ev.VERIFY_PASSED,
+            f"self-check: the {segments} closed segments verify (public key): records "
+            f"{seq_first}..{seq_end - 1}",
+            seq_first=seq_first,
+            seq_end=seq_end,
+            segments=segments,
+        )
+
+    def verify_failed(self, failure: dict[str, Any], verified: dict[str, Any]) -> None:
+        """A closed segment no longer verifies: ``failure`` as ``verify --json`` lists it."""
+        where = ", ".join(
+            f"{k} {failure[k]}" if k != "file" else str(failure[k])
+            for k in ("file", "line", "seq")
+            if failure.get(k) is not None
+        )
+        self.meta.event(
+            ev.VERIFY_FAILED,
+            f"self-check FAILED: {failure.get('code')} at {where or 'the archive'}: "
+            f"{failure.get('message')}; records {verified.get('first_seq', 0)}.."
+            f"{int(verified.get('seq_end') or 0) - 1} verified before it",
+            code=failure.get("code"),
+            file=failure.get("file"),
+            line=failure.get("line"),
+            seq=failure.get("seq"),
+            seq_first=verified.get("first_seq"),
+            seq_end=verified.get("seq_end"),
+            reason=failure.get("message"),
+        )
+
+    def verify_inconclusive(self, why: str) -> None:
+        self.meta.log_only(  # not sealed: retried at the next interval
+            ev.ERROR, f"self-check could not run to a verdict (retried): {why}", reason=why
+        )
+
     def sealer_stalled(self, age: float, threshold: float) -> None:
         self.meta.event(
             ev.SEALER_STALLED,

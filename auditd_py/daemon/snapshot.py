@@ -22,6 +22,7 @@ from auditd_py.daemon.status import (
     Counters,
     ForwardStatus,
     SealerStatus,
+    SelfCheckStatus,
     Snapshot,
     SourceStatus,
 )
@@ -60,6 +61,9 @@ class Daemon(Protocol):
 
     @property
     def rates(self) -> Rates: ...
+
+    @property
+    def self_check(self) -> SelfCheckStatus | None: ...
 
 
 def _health_of(src: Source) -> tuple[bool, str]:
@@ -189,6 +193,9 @@ def _reasons(
         if since > 2 * interval:
             what = f"last checkpoint {since:.1f}s ago" if cp else f"no checkpoint for {since:.1f}s"
             reasons.append(f"{what}, more than two epoch intervals ({2 * interval:g}s)")
+    check = d.self_check
+    if check is not None and check.failed:
+        reasons.append(check.reason())
     if d.stopping:
         reasons.append("stopping")
     if loop is not None and loop.disk_full_since is not None:
@@ -276,4 +283,5 @@ def snapshot(d: Daemon, *, archive: bool = True) -> Snapshot:
         sources=sources,
         up=not d.stopping,
         counters=_counters(d),
+        self_check=d.self_check,
     )

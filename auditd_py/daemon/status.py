@@ -69,6 +69,57 @@ class SealerStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class SelfCheckStatus:
+    """The daemon's re-verification of its closed segments (:mod:`~auditd_py.daemon.selfcheck`)."""
+
+    state: str = "pending"
+    """``pending`` (no check finished yet), ``passed`` or ``failed`` (kept until a restart)."""
+    interval_seconds: float = 0.0
+    checks: int = 0
+    failed_checks: int = 0
+    inconclusive_checks: int = 0
+    last_check_timestamp: float | None = None
+    seq_first: int | None = None
+    seq_end: int | None = None
+    """The closed segments' records the last check verified: seq_first..seq_end-1."""
+    segments: int = 0
+    code: str | None = None
+    message: str | None = None
+    file: str | None = None
+    line: int | None = None
+    seq: int | None = None
+    last_error: str | None = None
+    """Why the last check could not run to a verdict (the next one retries)."""
+
+    @property
+    def failed(self) -> bool:
+        return self.state == "failed"
+
+    def reason(self) -> str:
+        where = ", ".join(
+            x
+            for x in (
+                self.file,
+                f"line {self.line}" if self.line is not None else None,
+                f"seq {self.seq}" if self.seq is not None else None,
+            )
+            if x
+        )
+        return f"self-check failed: {self.code} at {where or 'the archive'}: {self.message}"
+
+    def line_for_status(self) -> str:
+        if self.failed:
+            return f"  SELF-CHECK FAILED: {self.reason().removeprefix('self-check failed: ')}"
+        if self.state == "passed":
+            return (
+                f"  self-check: passed, records {self.seq_first}..{(self.seq_end or 0) - 1}"
+                f" in {self.segments} closed segments (every {self.interval_seconds:g}s,"
+                f" {self.checks} checks)"
+            )
+        return f"  self-check: pending (every {self.interval_seconds:g}s)"
+
+
+@dataclass(frozen=True, slots=True)
 class Counters:
     """Numbers only /metrics shows (not part of the /health document)."""
 
@@ -116,6 +167,7 @@ class Snapshot:
     sources: list[SourceStatus]
     up: bool = True
     counters: Counters = field(default_factory=Counters)
+    self_check: SelfCheckStatus | None = None
 
     @property
     def healthy(self) -> bool:
@@ -131,6 +183,7 @@ class Snapshot:
     def from_doc(cls, doc: dict[str, Any]) -> Snapshot:
         """Read a ``/health`` document back (missing or odd fields become empty values)."""
         cp = doc.get("last_checkpoint")
+        sc = doc.get("self_check")
         scalars: dict[str, Any] = {k: doc.get(k) for k in _SCALARS}
         return cls(
             **scalars,
@@ -150,6 +203,7 @@ class Snapshot:
             queue_capacity=_int(doc.get("queue_capacity")),
             max_put_wait_ms=float(doc.get("max_put_wait_ms") or 0),
             positions=_int(doc.get("positions")),
+            self_check=_make(SelfCheckStatus, sc) if isinstance(sc, dict) else None,
         )
 
     def status_line(self) -> str:
@@ -213,6 +267,8 @@ class Snapshot:
                 + (", reading suspended" if self.reading_suspended else "")
                 + (f", {self.unwritten_bytes} sealed bytes held" if self.unwritten_bytes else "")
             )
+        if self.self_check is not None:
+            out.append(self.self_check.line_for_status())
         for f in self.forward:
             down = f.failing_for_seconds
             state = f"DOWN for {down}s ({f.last_error})" if down is not None else "ok"

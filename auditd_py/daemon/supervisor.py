@@ -35,8 +35,10 @@ from auditd_py.daemon.queue import BatchQueue
 from auditd_py.daemon.rates import Rates
 from auditd_py.daemon.reloader import Reloader
 from auditd_py.daemon.sealloop import RotationPolicy, SealLoop
+from auditd_py.daemon.selfcheck import SelfCheck
 from auditd_py.daemon.snapshot import snapshot
 from auditd_py.daemon.sourceset import SourceSet
+from auditd_py.daemon.status import SelfCheckStatus
 from auditd_py.daemon.systemd import DEFAULT_WATCHDOG_S, notify, watchdog_seconds
 from auditd_py.errors import AuditdError, DiskFullError, SealLoopError
 from auditd_py.forward.runner import Runner
@@ -122,6 +124,7 @@ class Daemon:
         self.compressor: Compressor | None = None
         self.ladder: DiskLadder | None = None
         self.server: Any = None
+        self.selfcheck: SelfCheck | None = None
         self.control: control.Control | None = None
         """The control socket (``auditd-py rotate``/``reload``, recorded reads); not --once."""
         self.started = self.clock.monotonic()
@@ -161,6 +164,10 @@ class Daemon:
     @property
     def rates(self) -> Rates:
         return self.health.rates
+
+    @property
+    def self_check(self) -> SelfCheckStatus | None:
+        return self.selfcheck.status if self.selfcheck is not None else None
 
     def install_signals(self) -> None:
         signals.install(self.flags, self.wake)
@@ -208,6 +215,11 @@ class Daemon:
             for name in closed:
                 self.compressor.submit(name)
         self.sourceset.start_all(cfg.sources, dict(w.positions), once=self.once)
+        if cfg.self_check.enabled and not self.once:
+            self.selfcheck = SelfCheck(
+                layout.root, cfg.self_check, lambda: w.segment, self.say, self.clock
+            )
+            self.selfcheck.start()
         if cfg.metrics is not None and not self.once:
             from auditd_py.daemon import observe  # noqa: PLC0415
 
@@ -359,6 +371,8 @@ class Daemon:
             self.server.stop()
         if self.compressor is not None:
             self.compressor.stop()  # one under way is abandoned; the next start redoes it
+        if self.selfcheck is not None:
+            self.selfcheck.stop()  # a check under way is ended: it only reads
 
     def _abort(self) -> None:
         """Failing to start: release everything, best effort."""
