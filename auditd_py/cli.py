@@ -28,7 +28,6 @@ from auditd_py.chain.keys import PublicKey, VerifyKey
 from auditd_py.clock import SystemClock
 from auditd_py.errors import AuditdError, ConfigError, UsageError
 from auditd_py.report import jsonout, outcome, summary
-from auditd_py.report.write import write_reports
 from auditd_py.store.layout import Layout, read_public, read_secret
 from auditd_py.store.reader import (
     LocalArchive,
@@ -302,7 +301,10 @@ def cmd_verify(a: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.stop()
-    write_reports(result, LocalArchive(layout), junit=a.junit, html_file=a.report)
+    if a.junit or a.report:
+        from auditd_py.report.write import write_reports  # noqa: PLC0415 - only for them
+
+        write_reports(result, LocalArchive(layout), junit=a.junit, html_file=a.report)
     if a.json:
         print(orjson.dumps(jsonout.document(result)).decode())
     elif result.report is not None and result.ok:
@@ -880,7 +882,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except AuditdError as exc:
         kind = "integrity failure" if exc.exit_code == 1 else "error"
-        _die(exc.exit_code, f"{kind}: {exc}")
+        what = f"{exc.where['what']}: " if exc.exit_code == 1 and "what" in exc.where else ""
+        _die(exc.exit_code, f"{kind}: {what}{exc}")
     except KeyboardInterrupt:
         _die(130, "interrupted")
     except BrokenPipeError:

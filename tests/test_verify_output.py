@@ -14,6 +14,10 @@ from typing import Any
 import jsonschema
 import pytest
 
+from auditd_py.chain.encoding import Fields
+from auditd_py.chain.format import NS
+from auditd_py.store.writer import EpochPolicy
+from tests.support.archive import Arc
 from tests.support.browser import render
 from tests.support.cli import MODES, Archive, keygen, run_cli, seg_ref
 
@@ -264,3 +268,30 @@ def test_report_shows_the_retention_cut(tmp_path: Path) -> None:
     assert page.console == []
     assert len(page.with_class("retention-cut")) == 1
     assert page.with_class("retention"), "the sealed deletion records are marked"
+
+
+def test_report_shows_clock_jumps_recoveries_and_stale_periods(tmp_path: Path) -> None:
+    """Epochs a timer ends every minute, one that ends ten minutes late (stale), a
+    clock jump the daemon sealed, and a torn tail the next writer recovered."""
+    arc = Arc(tmp_path)
+    w = arc.writer(EpochPolicy(interval_ns=60 * NS))
+    for i in range(12):
+        arc.clock.advance(20 if i != 6 else 600)  # the 7th record comes 10 minutes late
+        w.append(Fields(arc.clock.now_ns(), "app", b"line %d" % i))
+        w.maybe_end_epoch()
+    w.append_meta("clock.jump", "the wall clock jumped back", {"jump_ns": -3600 * NS})
+    w.flush()
+    w.abandon()
+    with arc.segment_paths()[-1].open("ab") as fh:
+        fh.write(b'{"seq":99,"epoch":1,"time":12')  # a write cut short by a crash
+    arc.seal([b"after the crash"])
+    out = tmp_path / "report.html"
+    r = run_cli("verify", arc.layout.root, "--public-key", arc.pk_path, "--report", out)
+    assert r.code == 0, str(r)
+    page = render(out, tmp_path / "profile")
+    assert page.console == []
+    (jump,) = page.with_class("clock-jump")
+    (rec,) = page.with_class("recovery")
+    assert page.with_class("stale"), "the late epoch is a stale period"
+    assert page.with_class("event-clock-jump") and page.with_class("event-recovery")
+    assert float(jump["cx"]) < float(rec["cx"])  # sealed in that order
