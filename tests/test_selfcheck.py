@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -131,3 +133,38 @@ def test_self_check_settings() -> None:
     for bad in ("{cpu_share: 0}", "{cpu_share: 2}", "{interval: 0s}", "{intervl: 1s}"):
         with pytest.raises(ConfigError):
             config.load_text(base + f"self_check: {bad}\n")
+
+
+def test_the_worker_runs_at_low_priority_with_bounded_memory(tmp_path: Path) -> None:
+    """nice 19 and an address-space cap, then only the segments before the open one."""
+    arc = Arc(tmp_path)
+    arc.seal([b"a", b"b"])
+    arc.seal([b"c"])
+    first, second = arc.layout.segment_names()
+    probe = (
+        "import os, resource, sys\n"
+        "from auditd_py.daemon.selfcheck_worker import main\n"
+        "main(sys.argv[1:])\n"
+        "print(os.nice(0), resource.getrlimit(resource.RLIMIT_AS)[0])\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", probe, str(arc.layout.root), "--before", second,
+         "--max-memory", str(900 << 20)],
+        capture_output=True, check=True, timeout=60,
+    )  # fmt: skip
+    doc_line, nice_line = r.stdout.decode().splitlines()
+    assert nice_line == f"19 {900 << 20}"
+    doc = orjson.loads(doc_line)
+    assert doc["ok"] is True and doc["verified"]["segments"] == [first]
+
+    # a closed segment changed: a failure, with its code and place
+    path = arc.layout.segments / first
+    path.write_bytes(path.read_bytes().replace(b'"a"', b'"A"'))
+    r = subprocess.run(
+        [sys.executable, "-m", "auditd_py.daemon.selfcheck_worker", str(arc.layout.root),
+         "--before", second],
+        capture_output=True, check=True, timeout=60,
+    )  # fmt: skip
+    doc = orjson.loads(r.stdout)
+    assert doc["ok"] is False and doc["failures"][0]["code"] == "broken_link"
+    assert doc["failures"][0]["file"] == f"segments/{first}"
