@@ -16,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from auditd_py import config
+from auditd_py.daemon.reload import fixed_changes
 from auditd_py.errors import ConfigError
 from auditd_py.store.immutable import release
 from tests.support import configs
@@ -168,3 +169,13 @@ def test_the_worker_runs_at_low_priority_with_bounded_memory(tmp_path: Path) -> 
     doc = orjson.loads(r.stdout)
     assert doc["ok"] is False and doc["failures"][0]["code"] == "broken_link"
     assert doc["failures"][0]["file"] == f"segments/{first}"
+
+
+def test_a_reload_cannot_change_the_self_check() -> None:
+    base = "archive: {path: /tmp/a}\n"
+    old = config.load_text(base)
+    new = config.load_text(base + "self_check: {interval: 1m}\n")
+    assert fixed_changes(old, old) == []
+    assert fixed_changes(old, new) == [
+        "self_check settings cannot change on reload; restart the daemon"
+    ]

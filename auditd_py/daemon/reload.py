@@ -79,4 +79,6 @@ def fixed_changes(old: Config, new: Config) -> list[str]:
         out.append("disk settings cannot change on reload; restart the daemon")
     if old.forward != new.forward:
         out.append("forward targets cannot change on reload; restart the daemon")
+    if old.self_check != new.self_check:
+        out.append("self_check settings cannot change on reload; restart the daemon")
     return out
