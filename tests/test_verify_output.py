@@ -294,4 +294,5 @@ def test_report_shows_clock_jumps_recoveries_and_stale_periods(tmp_path: Path) -
     (rec,) = page.with_class("recovery")
     assert page.with_class("stale"), "the late epoch is a stale period"
     assert page.with_class("event-clock-jump") and page.with_class("event-recovery")
+    assert "<td>recovered: 29 torn bytes cut from seg-0000000000.jsonl</td>" in page.dom
     assert float(jump["cx"]) < float(rec["cx"])  # sealed in that order

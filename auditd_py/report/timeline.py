@@ -103,7 +103,7 @@ def _mark_of(line: bytes, seq: int) -> Mark | None:
     t = obj.get("time") if isinstance(obj.get("time"), int) else None
     label = {
         "retention": f"retention deleted {attrs.get('file')} ({attrs.get('policy')})",
-        "recovery": f"recovered: {attrs.get('bytes')} torn bytes cut from {attrs.get('segment')}",
+        "recovery": f"recovered: {attrs.get('length')} torn bytes cut from {attrs.get('segment')}",
         "clock-jump": f"clock jumped {int(attrs.get('jump_ns') or 0) / 1e9:+.3f}s",
         "stall": "sealer stalled",
         "resume": "sealer resumed",
