@@ -9,6 +9,11 @@ segment's bytes; replacing the identity itself is for an offline ``verify``
 with the auditor's key. Prints ``verify --json``'s document
 (:mod:`auditd_py.report.jsonout`), also for an I/O error (then ``ok`` is false
 and ``failures`` is empty: the check was inconclusive).
+
+Under the shipped unit (``SystemCallFilter=~@resources``, EPERM) ``nice`` and
+``setrlimit`` are refused: the worker then runs at the daemon's priority without
+the cap, its CPU share still bounded by :class:`Throttle` and its memory by the
+streaming verifier.
 """
 
 from __future__ import annotations
