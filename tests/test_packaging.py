@@ -93,7 +93,13 @@ def test_wheel_and_sdist_carry_what_a_host_needs(tmp_path: Path) -> None:
     data = f"auditd_py-{__version__}.data/data/share"
     for rel in SHIPPED:
         assert f"{data}/auditd-py/{rel}" in names, rel
-    for doc in ("README.md", "LICENSE", "FORMAT.md", "THREAT_MODEL.md"):
+    for doc in (
+        "README.md",
+        "LICENSE",
+        "FORMAT.md",
+        "THREAT_MODEL.md",
+        "verify-output.schema.json",
+    ):
         assert f"{data}/doc/auditd-py/{doc}" in names, doc
     assert f"auditd_py-{__version__}.dist-info/licenses/LICENSE" in names
     assert "License-Expression: Apache-2.0" in meta
