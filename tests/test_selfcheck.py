@@ -114,6 +114,8 @@ def test_a_flipped_byte_in_a_closed_segment_is_reported_within_an_interval(
         )
         assert st.returncode == 1, st
         assert b"SELF-CHECK FAILED: broken_link at segments/" in st.stdout, st.stdout
+        # and systemd's STATUS= line, the fourth view of the same snapshot
+        assert d.notify.wait_for(f"SELF-CHECK FAILED: broken_link in segments/{closed.name}", 10)
 
         assert wait_for(lambda: meta(arc, "verify.failed"))
         (failed,) = meta(arc, "verify.failed")  # sealed once, not at every interval

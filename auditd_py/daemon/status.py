@@ -225,6 +225,8 @@ class Snapshot:
         failed = sorted(s.name for s in self.sources if not s.running and not s.healthy)
         if failed:
             parts.append("not running: " + ", ".join(failed))
+        if self.self_check is not None and self.self_check.failed:
+            parts.append(f"SELF-CHECK FAILED: {self.self_check.code} in {self.self_check.file}")
         return ", ".join(parts)
 
     def lines(self, url: str) -> list[str]:
