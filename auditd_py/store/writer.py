@@ -236,6 +236,12 @@ class ArchiveWriter(WriterSegments, WriterRecovery, WriterRetirement):
         if isinstance(pos, dict) and isinstance(pos.get("k"), str):
             self.positions[pos["k"]] = Position(pos, f.message[-32:])
 
+    def track_cut(self, f: Fields) -> None:
+        """A batch is sealed in parts and ``f`` ends one: track the position its raw
+        attrs carry (a source puts ``pos`` on the batch's last record only)."""
+        if f.pos is None and f.raw_attrs:
+            self._track_raw(f)
+
     @property
     def offset(self) -> int:
         """Bytes written to the open segment so far."""
