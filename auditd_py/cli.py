@@ -37,7 +37,7 @@ from auditd_py.store.reader import (
     iter_records,
     latest_checkpoint,
 )
-from auditd_py.store.verification import VerifyPolicy, verify
+from auditd_py.store.verification import VerifyPolicy, describe_retention, verify
 from auditd_py.store.writer import ArchiveWriter, EpochPolicy, create_archive
 from auditd_py.units import DurationError, parse_duration
 
@@ -319,13 +319,8 @@ def _print_report(layout: Layout | str, r: Report) -> None:
         f"last checkpoint), {r.segments} segments, {r.checkpoints} checkpoints"
     )
     print(f"  time range {_fmt_time(r.first_time)} .. {_fmt_time(r.last_time)}")
-    if r.first_seq:
-        policies = sorted({str(x["policy"]) for x in r.retention})
-        print(
-            f"  retention: records 0..{r.first_seq - 1} were deleted by policy "
-            f"({', '.join(policies)}; {len(r.retention)} sealed deletion record(s) read); "
-            f"the archive starts at seq {r.first_seq}"
-        )
+    for line in describe_retention(r):
+        print(f"  {line}")
     if r.unsealed_records:
         how = "MAC-verified" if r.mode == "key" else "hash-linked only"
         print(f"  note: the last {r.unsealed_records} record(s) are not yet checkpointed ({how})")

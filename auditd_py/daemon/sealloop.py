@@ -406,6 +406,7 @@ class SealLoop(_RetentionAndSpace):
             self.rotate("size")
         except DiskFullError as exc:
             self._disk_full(exc)  # the rest is sealed and held in memory; rotated later
+        self._last_retention = 0.0  # retention runs at the end of this turn, as after any rotation
 
     def _turn(self, timed: list[tuple[float, list[Item]]], batches: list[list[Item]]) -> None:
         """One turn of the loop (lock held): seal, rotate, commit, retain, end the epoch."""

@@ -231,7 +231,7 @@ class Daemon:
                     ret.max_age, ret.max_total_bytes, ret.max_segments, None, ret.keep_forever
                 ),
                 min_free=ret.min_free.of if ret.min_free is not None else None,
-                busy=lambda name: self.compressor is not None and name in self.compressor.pending,
+                busy=lambda name: self.compressor is not None and not self.compressor.release(name),
                 floor=self.forwarding.floor,
             ),
             retention_interval_ns=ret.check_interval,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import IO, Protocol
 
 from auditd_py.chain.checkpoint import Checkpoint
+from auditd_py.chain.encoding import format_ts
 from auditd_py.chain.verify import Report, Verifier
 
 Progress = Callable[[int], None]
@@ -35,6 +36,10 @@ class ArchiveSource(Protocol):
 
     def read_checkpoints(self) -> Sequence[tuple[str, bytes]]:
         """(name, bytes) of every checkpoint, in name order."""
+        ...
+
+    def read_deletions(self) -> bytes:
+        """The ``deletions.jsonl`` bytes (docs/FORMAT.md 16.4); empty if there is none."""
         ...
 
     def list_segments(self) -> Sequence[tuple[str, str]]:
@@ -102,6 +107,7 @@ def verify(
         mac_key=policy.mac_key,
         anchor=policy.anchor,
         require_sealed=policy.require_sealed,
+        deletions=source.read_deletions(),
     )
     segs = source.list_segments()
     for i, (name, ref) in enumerate(segs):
@@ -119,3 +125,23 @@ def verify(
         pending_records=(pending[-1].seq_end - v.seq) if pending else 0,
         last_checkpoint=Checkpoint.from_line(cps[-1][1]).end if cps else None,
     )
+
+
+def describe_retention(report: Report) -> list[str]:
+    """Every deletion since keygen as lines for people (``verify``'s report)."""
+    if not report.retention:
+        return []
+    policies = sorted({str(x["policy"]) for x in report.retention})
+    out = [
+        f"retention: {len(report.retention)} segment deletion(s) since keygen, by policy "
+        f"({', '.join(policies)}); the archive starts at seq {report.first_seq}"
+    ]
+    for x in report.retention:
+        late = "; not yet forwarded then" if x["undelivered"] else ""
+        kept = "" if x["in_archive"] else " [record retired, kept in deletions.jsonl]"
+        out.append(
+            f"  {format_ts(x['time']).decode()} deleted {x['segment']} (seq {x['seq_first']}.."
+            f"{x['seq_end'] - 1}, {x['bytes']} bytes of {x['file']}) by {x['policy']}: "
+            f"{x['reason']}{late}{kept}"
+        )
+    return out
