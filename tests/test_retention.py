@@ -444,7 +444,19 @@ def test_daemon_applies_retention_and_seals_each_deletion(tmp_path: Path) -> Non
     rep = orjson.loads(r.stdout)
     assert rep["first_seq"] > 0 and len(rep["retention"]) >= 1
     log = (tmp_path / "daemon.stderr").read_text()
-    assert '"retention.deleted"' in log
+    told = [
+        o
+        for o in (orjson.loads(x) for x in log.splitlines() if x.startswith("{"))
+        if o.get("event") == "retention.deleted"
+    ]
+    # The meta-log carries the sealed attrs as its fields (FORMAT.md 16.3, issue 17 5).
+    spec = _spec_table("### 16.3 The `retention.deleted` record")
+    assert told and all(set(spec) <= set(o) for o in told)
+    assert all(list(o["checkpoint"]) == ["epoch", "digest"] for o in told)
+    sealed = {r["attrs"]["segment"]: r["attrs"] for r in deleted}  # type: ignore[index]
+    for o in told:
+        if o["segment"] in sealed:
+            assert {k: o[k] for k in spec} == sealed[o["segment"]]
 
 
 @pytest.mark.integration
