@@ -587,3 +587,72 @@ def test_forwarders_hold_retention_back_but_a_disk_action_overrides_them(tmp_pat
     assert recs and all("not yet forwarded" in r["attrs"]["reason"] for r in recs)
     for key in (True, False):
         arc.verify(key=key)
+
+
+@pytest.fixture(scope="module")
+def long_retained(tmp_path_factory: pytest.TempPathFactory) -> Arc:
+    """Four deletions; the first three records were retired with the segment holding them."""
+    arc = Arc(tmp_path_factory.mktemp("history"))
+    w = build(arc, n=180, every=60)  # seg-0..2 closed, seg-3 open
+    for name in arc.layout.segment_names()[:3]:
+        w.retire_segment(name, policy="max_segments", detail=f"property {name}")
+    for _ in range(2):
+        arc.clock.advance(0.001)
+        w.append(Fields(arc.clock.now_ns(), "test", b"after"))
+        w.rotate_segment("test")
+    w.retire_segment(arc.layout.segment_names()[0], policy="max_age", detail="property")
+    w.close()
+    return arc
+
+
+def _edit(lines: list[bytes], kind: str, i: int, j: int, pos: int, byte: int) -> list[bytes]:
+    i, j = i % len(lines), j % len(lines)
+    if kind == "drop":
+        return lines[:i] + lines[i + 1 :]
+    if kind == "duplicate":
+        return [*lines[: i + 1], lines[i], *lines[i + 1 :]]
+    if kind == "swap" and i != j:
+        out = list(lines)
+        out[i], out[j] = out[j], out[i]
+        return out
+    line = bytearray(lines[i])
+    p = pos % len(line)
+    line[p] = byte if byte != line[p] else (byte + 1) % 256 or 1
+    if line[p] == 0x0A:
+        line[p] = 0x20
+    return [*lines[:i], bytes(line), *lines[i + 1 :]]
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    kind=st.sampled_from(["drop", "duplicate", "swap", "flip"]),
+    i=st.integers(min_value=0, max_value=3),
+    j=st.integers(min_value=0, max_value=3),
+    pos=st.integers(min_value=0, max_value=10_000),
+    byte=st.integers(min_value=1, max_value=255),
+)
+def test_any_edit_of_the_deletion_history_fails(
+    long_retained: Arc, kind: str, i: int, j: int, pos: int, byte: int
+) -> None:
+    """FORMAT.md 16.4: every deletion since keygen is listed; any edit of deletions.jsonl
+    (an entry dropped, duplicated, swapped or changed in any byte) fails verification."""
+    arc = long_retained
+    path = arc.layout.deletions
+    good = path.read_bytes()
+    lines = good.splitlines()
+    rep = arc.verify(key=False)
+    assert [x["in_archive"] for x in rep.retention] == [False, False, False, True]
+    assert rep.retention[0]["seq_first"] == 0
+    assert rep.retention[-1]["seq_end"] == rep.first_seq
+    edited = _edit(lines, kind, i, j, pos, byte)
+    if edited == lines:
+        return  # swapping an entry with itself changes nothing
+    path.write_bytes(b"".join(x + b"\n" for x in edited))
+    try:
+        with pytest.raises(IntegrityError) as err:
+            arc.verify(key=False)
+        assert err.value.where.get("what") == "retention"
+    finally:
+        path.write_bytes(good)

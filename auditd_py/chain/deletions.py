@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from hmac import compare_digest
 from typing import Any, Final
 
 from auditd_py.chain import merkle
@@ -137,7 +138,8 @@ def check_checkpoint(
         and 0 <= e < closed
         and cps[e].seq_end >= end
         and (e == 0 or cps[e - 1].seq_end < end)
-        and cp["digest"] == cps[e].digest.hex()
+        and isinstance(cp["digest"], str)
+        and compare_digest(cp["digest"], cps[e].digest.hex())
     ):
         raise bad(
             "does not name the checkpoint that sealed the deleted records before the "
@@ -211,7 +213,7 @@ class DeletionHistory:
                 self._entry(i)  # moves self.digest on to D(i + 1)
         elif count != self.next:
             raise bad(f"history count {count}, expected {self.next}", "attrs.history")
-        if digest != self.digest.hex():
+        if not compare_digest(digest, self.digest.hex()):
             raise bad(
                 "history digest does not match deletions.jsonl and the records before it: "
                 "an earlier deletion was removed or changed",
@@ -262,7 +264,7 @@ class DeletionHistory:
         check_checkpoint(attrs, min(epoch, len(self.cps)), self.cps, bad)
         if attrs["history"]["count"] != i:
             raise bad(f"history count {attrs['history']['count']}, expected {i}", "attrs.history")
-        if attrs["history"]["digest"] != self.digest.hex():
+        if not compare_digest(attrs["history"]["digest"], self.digest.hex()):
             raise bad("history digest does not match the entries before it", "attrs.history")
         self._add(Deletion(i, seq, obj["time"], attrs, False), bad)
         self.digest = history_step(self.digest, line)

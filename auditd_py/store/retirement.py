@@ -34,6 +34,7 @@ class WriterRetirement:
     _pending: bytearray
     _history: tuple[int, bytes] | None
     _deletions_pending: list[bytes]
+    disk_full: bool
 
     def _save_state(self) -> None:
         raise NotImplementedError  # the writer's
@@ -175,6 +176,7 @@ class WriterRetirement:
                 fsync_dir(self.layout.root)
         except OSError as exc:
             if exc.errno in FULL_ERRNOS:
+                self.disk_full = True
                 raise disk_full(exc, path) from exc
             raise
         self._deletions_pending.clear()

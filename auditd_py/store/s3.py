@@ -345,7 +345,7 @@ class BucketArchive:
         return self.checkpoints()
 
     def read_deletions(self) -> bytes:
-        """None in a bucket: the forwarder uploads every segment before retention may
+        """Empty for a bucket: the forwarder uploads every segment before retention may
         delete it, so every deletion record is in the bucket's segments (16.4)."""
         return b""
 
