@@ -14,12 +14,13 @@ import orjson
 import pytest
 import zstandard
 
-from auditd_py.chain.encoding import Fields
+from auditd_py.chain.encoding import Fields, encode_body
 from auditd_py.chain.format import NS
 from auditd_py.config import load_text
 from auditd_py.daemon import sealloop
 from auditd_py.daemon.queue import BatchQueue
 from auditd_py.daemon.sealloop import NoEvents, RotationPolicy, SealLoop
+from auditd_py.daemon.sizebound import fitting, size_bound
 from auditd_py.store.compress import compress_segment, finish_pending, open_segment
 from auditd_py.store.reader import build_proof, check_proof, iter_records
 from auditd_py.store.writer import EpochPolicy
@@ -445,3 +446,22 @@ def test_daemon_kill9_during_rotation_and_compression(tmp_path: Path) -> None:
     assert len(arc.layout.segment_names()) >= 5
     assert any(p.name.endswith(".gz") for p in arc.layout.segments.iterdir())
     verify_both(arc)
+
+
+def test_fitting_chunks_never_cross_the_room_they_are_given() -> None:
+    """sizebound: the chunk's records, sealed, take at most the room (unless it is one)."""
+    big = 10**19
+    run = [
+        Fields(big, "s" * (i % 5 + 1), bytes(range(i % 256)) * (i % 3), "ev" if i % 4 else None)
+        for i in range(200)
+    ]
+    run += [Fields(big, "x", b'"\\', None, {"k": "\x00" * 9}, None) for _ in range(20)]
+    run += [Fields(big, "y", b"\x01" * 50, "e", None, b'{"pos":1}') for _ in range(20)]
+    sizes = [len(encode_body(10**19, 10**19, f)) + 149 for f in run]
+    assert all(s <= size_bound(f) for s, f in zip(sizes, run, strict=True))
+    for room in (0, 100, 1000, 5000, 40_000):
+        i = 0
+        while i < len(run):
+            j = fitting(run, i, room)
+            assert j > i and (j == i + 1 or sum(sizes[i:j]) <= room)
+            i = j
