@@ -656,3 +656,30 @@ def test_any_edit_of_the_deletion_history_fails(
         assert err.value.where.get("what") == "retention"
     finally:
         path.write_bytes(good)
+
+
+def test_a_crash_before_the_history_is_written_is_repaired_on_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """16.1: record sealed and durable, crash before deletions.jsonl and the unlink: verify
+    accepts it (case a, the line may be missing); the next writer appends the line (after
+    cutting a torn one) and completes the deletion."""
+    arc = Arc(tmp_path)
+    w = build(arc, n=130)
+    name = arc.layout.segment_names()[0]
+    monkeypatch.setattr(ArchiveWriter, "_sync_deletions", lambda self: None)
+    monkeypatch.setattr(ArchiveWriter, "_unlink_segment", lambda self, n: None)
+    w.retire_segment(name, policy="max_segments", detail="crash")
+    w.abandon()
+    monkeypatch.undo()
+    assert not arc.layout.deletions.exists() and (arc.layout.segments / name).exists()
+    rep = arc.verify()
+    assert [x["in_archive"] for x in rep.retention] == [True] and len(rep.warnings) == 1
+    arc.layout.deletions.write_bytes(b'{"seq":')  # a torn append from an earlier crash
+    arc.writer().close()
+    assert not (arc.layout.segments / name).exists()
+    (line,) = arc.layout.deletions.read_bytes().splitlines()
+    assert orjson.loads(line)["attrs"]["segment"] == name
+    for key in (True, False):
+        rep = arc.verify(key=key)
+        assert [x["segment"] for x in rep.retention] == [name] and rep.first_seq > 0
