@@ -12,7 +12,7 @@ Usage::
 
 ``KEY_FILE`` is either the verification key (key mode: MACs are checked too)
 or the public key (public-key mode). Exit status 0 means intact; a failure
-raises :class:`VerificationError` naming the check (``C1``…``F3``) and, where
+raises :class:`VerificationError` naming the check (``C1``…``F4``) and, where
 the document gives one, the ``what`` code.
 """
 
@@ -442,11 +442,192 @@ def _first_int_after(body: bytes, key: bytes) -> int | None:
     return int(m.group()) if m else None
 
 
+_DELETION_FIELDS = (
+    "segment",
+    "file",
+    "bytes",
+    "seq_first",
+    "seq_end",
+    "last_link",
+    "last_mac",
+    "merkle_range",
+    "checkpoint",
+    "policy",
+    "reason",
+    "undelivered",
+    "history",
+)
+_POLICIES = ("max_age", "max_total_bytes", "max_segments", "min_free_bytes", "disk_pressure")
+
+
+def history_step(digest: bytes, line: bytes) -> bytes:
+    """Section 16.4: D(k+1) = H(0x0d, D(k) || line_k)."""
+    return h(0x0D, digest, line)
+
+
+def check_deletion_fields(
+    attrs: dict[str, Any], seq: int, closed: int, cps: list[Checkpoint], fail: _Fail
+) -> None:
+    """R8.1 (the fields) and R8.2 (the covering checkpoint) of section 16.3."""
+
+    def bad(msg: str) -> VerificationError:
+        return fail("R8", f"retention record: {msg}", "retention")
+
+    if sorted(attrs) != sorted(_DELETION_FIELDS):
+        raise bad("fields differ")
+    seg, seq_first, seq_end = attrs["segment"], attrs["seq_first"], attrs["seq_end"]
+    if not _segment_name(seg):
+        raise bad("names no segment")
+    if attrs["file"] not in (seg, seg + ".zst", seg + ".gz"):
+        raise bad("file is not the segment's")
+    if not _is_int(attrs["bytes"]) or attrs["bytes"] < 0:
+        raise bad("bytes invalid")
+    if not (_is_int(seq_first) and _is_int(seq_end) and 0 <= seq_first < seq_end <= seq):
+        raise bad("seq range invalid")
+    rng = attrs["merkle_range"]
+    if not _is_hex64(attrs["last_link"]) or not _is_hex64(attrs["last_mac"]):
+        raise bad("chain state malformed")
+    if not _is_range(rng, seq_end):
+        raise bad("merkle_range malformed")
+    cpref, hist = attrs["checkpoint"], attrs["history"]
+    if not isinstance(cpref, dict) or sorted(cpref) != ["digest", "epoch"]:
+        raise bad("checkpoint malformed")
+    if attrs["policy"] not in _POLICIES or not isinstance(attrs["reason"], str):
+        raise bad("policy or reason invalid")
+    if not isinstance(attrs["undelivered"], bool):
+        raise bad("undelivered is not a boolean")
+    if (
+        not isinstance(hist, dict)
+        or sorted(hist) != ["count", "digest"]
+        or not _is_int(hist["count"])
+        or hist["count"] < 0
+        or not _is_hex64(hist["digest"])
+    ):
+        raise bad("history malformed")
+    e = cpref["epoch"]
+    if not _is_int(e) or not 0 <= e < closed:
+        raise bad("names no closed checkpoint")
+    cp = cps[e]
+    if cp.seq_end < seq_end or (e > 0 and cps[e - 1].seq_end >= seq_end):
+        raise bad("names the wrong checkpoint")
+    if cpref["digest"] != cp_digest(cp.line).hex():
+        raise bad("checkpoint digest differs")
+    if cp.seq_end == seq_end and (
+        attrs["last_link"] != cp.chain_head.hex()
+        or attrs["last_mac"] != cp.mac_head.hex()
+        or merkle_root([bytes.fromhex(x) for x in rng]) != cp.merkle_root
+    ):
+        raise bad("chain state differs from the checkpoint that ends there")
+
+
+class _History:
+    """Section 16.4: deletions.jsonl and the history carried by the sealed records."""
+
+    def __init__(self, data: bytes, cps: list[Checkpoint]) -> None:
+        if data and not data.endswith(b"\n"):
+            raise VerificationError("R8", "deletions.jsonl is torn", file="deletions.jsonl")
+        self.lines = data[:-1].split(b"\n") if data else []
+        self.cps = cps
+        self.count: int = 0  # history.count the next sealed record must carry
+        self.first = True
+        self.digest = ZERO
+        self.listed: list[dict[str, Any]] = []
+
+    def sealed(self, line: bytes, obj: dict[str, Any], present: bool, fail: _Fail) -> None:
+        hist = obj["attrs"]["history"]
+        if self.first:
+            self.first = False
+            if hist["count"] > len(self.lines):
+                raise fail("R8", "history longer than deletions.jsonl", "retention")
+            for i in range(hist["count"]):
+                self.entry(i)
+            self.count = hist["count"]
+        if hist["count"] != self.count or hist["digest"] != self.digest.hex():
+            raise fail("R8", "history count or digest differs", "retention")
+        if self.count < len(self.lines):
+            if self.lines[self.count] != line:
+                raise fail("R8", "record differs from its deletions.jsonl entry", "retention")
+        elif not present:
+            raise fail("R8", "record of a deleted segment missing in deletions.jsonl", "retention")
+        self.add(line, obj, True, fail)
+
+    def entry(self, i: int) -> None:
+        """Entry ``i`` of deletions.jsonl, whose record is no longer in a segment."""
+        line = self.lines[i]
+
+        def fail(check: str, msg: str, what: str | None) -> VerificationError:
+            return VerificationError(check, msg, what=what, file="deletions.jsonl", line=i + 1)
+
+        n = len(line)
+        if n <= SEAL_LEN or not _SEAL_RE.fullmatch(line, n - SEAL_LEN):
+            raise fail("R8", "entry is not a sealed record", "retention")
+        if not line.startswith(b'{"seq":'):
+            raise fail("R8", "entry is not a sealed record", "retention")
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:
+            raise fail("R8", f"entry is not JSON: {exc}", "retention") from exc
+        if (
+            not isinstance(obj, dict)
+            or obj.get("source") != META_SOURCE
+            or obj.get("event") != "retention.deleted"
+            or not isinstance(obj.get("attrs"), dict)
+            or not all(_is_int(obj.get(k)) for k in ("seq", "epoch", "time"))
+        ):
+            raise fail("R8", "entry is not a retention.deleted record", "retention")
+        closed = min(obj["epoch"], len(self.cps))
+        check_deletion_fields(obj["attrs"], obj["seq"], closed, self.cps, fail)
+        hist = obj["attrs"]["history"]
+        if hist["count"] != i or hist["digest"] != self.digest.hex():
+            raise fail("R8", "entry's history differs", "retention")
+        self.add(line, obj, False, fail)
+
+    def add(self, line: bytes, obj: dict[str, Any], in_archive: bool, fail: _Fail) -> None:
+        """R8.5: oldest first from seq 0, each where the one before ended (or a retry)."""
+        a = obj["attrs"]
+        if self.listed:
+            p = self.listed[-1]["attrs"]
+            same_as_before = all(
+                a[k] == p[k]
+                for k in (
+                    "segment",
+                    "seq_first",
+                    "seq_end",
+                    "last_link",
+                    "last_mac",
+                    "merkle_range",
+                )
+            )
+            follows = a["seq_first"] == p["seq_end"] and a["segment"] > p["segment"]
+            if not (same_as_before or follows):
+                raise fail("R8", "deletion does not follow the one before", "retention")
+        elif a["seq_first"] != 0:
+            raise fail("R8", "the first deletion does not start at seq 0", "retention")
+        self.listed.append(
+            {
+                "n": a["history"]["count"],
+                "seq": obj["seq"],
+                "segment": a["segment"],
+                "seq_first": a["seq_first"],
+                "seq_end": a["seq_end"],
+                "policy": a["policy"],
+                "reason": a["reason"],
+                "in_archive": in_archive,
+                "attrs": a,
+            }
+        )
+        self.digest = history_step(self.digest, line)
+        self.count = a["history"]["count"] + 1
+
+
 class _Walk:
     """The record loop of section 15.1, steps 4 and 5."""
 
-    def __init__(self, identity: bytes, cps: list[Checkpoint], mac_key: bytes | None) -> None:
+    def __init__(
+        self, identity: bytes, cps: list[Checkpoint], mac_key: bytes | None, deletions: bytes
+    ) -> None:
         self.cps = cps
+        self.history = _History(deletions, cps)
         self.mac_key = mac_key
         self.seq = 0
         self.head = genesis(identity)
@@ -459,7 +640,6 @@ class _Walk:
         self.cut: _Cut | None = None  # set when a retained archive resumes (15.5)
         self.cut_accounted = False  # a case-(b) retention record was seen (16.3, F3)
         self.recovered: list[dict[str, Any]] = []
-        self.retention: list[dict[str, Any]] = []
         self.warnings: list[str] = []
         self.close_epochs("")
 
@@ -544,34 +724,18 @@ class _Walk:
         self.first_seq = first
         self.cut = _Cut(name, prev, first, prev_link, prev_mac, tuple(rng))
 
-    def check_retention(self, attrs: dict[str, Any], seq: int, fail: _Fail) -> None:
-        """R8: a ``retention.deleted`` record (section 16.3)."""
-        seg, seq_first, seq_end = attrs.get("segment"), attrs.get("seq_first"), attrs.get("seq_end")
-        last_link, last_mac, rng = (
-            attrs.get("last_link"),
-            attrs.get("last_mac"),
-            attrs.get("merkle_range"),
-        )
-        cpref = attrs.get("checkpoint")
-        # 1. well-formed
-        if not _segment_name(seg):
-            raise fail("R8", "retention record names no segment", "retention")
-        if not (_is_int(seq_first) and _is_int(seq_end) and 0 <= seq_first < seq_end <= seq):
-            raise fail("R8", "retention record seq range invalid", "retention")
-        if not _is_hex64(last_link) or not _is_hex64(last_mac) or not _is_range(rng, seq_end):
-            raise fail("R8", "retention record chain state malformed", "retention")
-        # 2. the checkpoint that covered the deleted records
-        e = cpref.get("epoch") if isinstance(cpref, dict) else None
-        if not _is_int(e) or not 0 <= e < self.ci:
-            raise fail("R8", "retention record names no closed checkpoint", "retention")
-        assert isinstance(cpref, dict) and isinstance(e, int)
-        if self.cps[e].seq_end < seq_end or (e > 0 and self.cps[e - 1].seq_end >= seq_end):
-            raise fail("R8", "retention record names the wrong checkpoint", "retention")
-        if cpref.get("digest") != cp_digest(self.cps[e].line).hex():
-            raise fail("R8", "retention record checkpoint digest differs", "retention")
+    def check_retention(
+        self, line: bytes, obj: dict[str, Any], attrs: dict[str, Any], fail: _Fail
+    ) -> None:
+        """R8: a ``retention.deleted`` record (section 16.3), met in the segments."""
+        seq = obj["seq"]
+        check_deletion_fields(attrs, seq, self.ci, self.cps, fail)  # R8.1, R8.2
+        seg, seq_first, seq_end = attrs["segment"], attrs["seq_first"], attrs["seq_end"]
+        last_link, last_mac, rng = attrs["last_link"], attrs["last_mac"], attrs["merkle_range"]
         # 3. which deletion it is
         cut = self.cut
-        if seg in self.done:  # (a) still present: an interrupted deletion
+        present = seg in self.done
+        if present:  # (a) still present: an interrupted deletion
             s = self.done[seg]
             if (
                 seq_first != s.first_seq
@@ -579,6 +743,7 @@ class _Walk:
                 or last_link != s.link.hex()
                 or last_mac != s.mac.hex()
                 or rng != [x.hex() for x in s.stack]
+                or (attrs["file"] == seg and attrs["bytes"] != s.length)
             ):
                 raise fail("R8", f"retention record does not match {seg}", "retention")
             self.warnings.append(
@@ -600,15 +765,7 @@ class _Walk:
             raise fail(
                 "R8", f"retention record names {seg}, neither present nor deleted", "retention"
             )
-        self.retention.append(
-            {
-                "seq": seq,
-                "segment": seg,
-                "seq_first": seq_first,
-                "seq_end": seq_end,
-                "policy": attrs.get("policy"),
-            }
-        )
+        self.history.sealed(line, obj, present, fail)  # R8.4, R8.5
 
     def record(self, name: str, no: int, line: bytes) -> None:
         file, seq, e = f"segments/{name}", self.seq, self.ci
@@ -702,7 +859,7 @@ class _Walk:
                     raise fail("R7", "torn-tail record does not match", "truncated")
                 self.recovered.append({"seq": seq, "segment": cut, "offset": offset})
             if event == "retention.deleted":
-                self.check_retention(attrs, seq, fail)
+                self.check_retention(line, obj, attrs, fail)
         # accept, then R6
         merkle_append(self.stack, seq, leaf_hash)
         self.seq = seq + 1
@@ -749,7 +906,8 @@ def verify(
             raise VerificationError("A3", "checkpoint differs", what="anchor_mismatch")
         result.anchor_epoch = a.epoch
     # 4.-5. records
-    walk = _Walk(identity, cps, key.mac_key)
+    log = archive / "deletions.jsonl"
+    walk = _Walk(identity, cps, key.mac_key, log.read_bytes() if log.exists() else b"")
     files = segment_files(seg_dir)
     for i, (name, fname) in enumerate(files):
         data = read_segment(seg_dir / fname)
@@ -769,6 +927,10 @@ def verify(
             line=1,
             seq=walk.cut.first_seq,
         )
+    if len(walk.history.lines) > walk.history.count:
+        raise VerificationError(
+            "F4", "deletions.jsonl has entries no sealed record accounts for", what="retention"
+        )
     if walk.ci < len(cps):
         raise VerificationError("F1", "checkpointed records are missing", what="truncated")
     sealed = cps[-1].seq_end if cps else 0
@@ -780,7 +942,7 @@ def verify(
     result.segments = len(files)
     result.checkpoints = len(cps)
     result.recovered = walk.recovered
-    result.retention = walk.retention
+    result.retention = walk.history.listed
     return result
 
 

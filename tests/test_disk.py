@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from auditd_py.config import DiskSettings, Space
-from auditd_py.daemon.disk import EXIT_HALTED, FULL_MARGIN, Level, classify
+from auditd_py.daemon.disk import EXIT_HALTED, EXIT_UNWRITTEN, FULL_MARGIN, Level, classify
 from tests.support import configs
 from tests.support.archive import Arc
 from tests.support.daemon import (
@@ -304,4 +304,83 @@ def test_exec_action_runs_the_command_once_per_crossing(small_fs: Path, tmp_path
     meta = show(arc, "--meta")
     runs = [r for r in meta if r["event"] == "disk.action" and _action(r) == "exec"]
     assert len(runs) == 1
+    verify_both(arc, "--require-sealed")
+
+
+@pytest.mark.integration
+def test_levels_crossed_at_once_each_run_their_action_in_order(
+    small_fs: Path, tmp_path: Path
+) -> None:
+    """A disk that fills faster than check_interval (issue 17, 2): the commit after it
+    reads the disk, and space_left, admin_space_left (its exec action) and full are each
+    acted on and sealed, in that order, long before the timer would have looked."""
+    marker = tmp_path / "marker"
+    arc, logs, d = start(
+        small_fs,
+        tmp_path,
+        {
+            "space_left": "8MiB",
+            "admin_space_left": "6MiB",
+            "admin_space_left_action": "exec",
+            "disk_full_action": "suspend",
+            "check_interval": "1h",
+            "exec": ["/bin/sh", "-c", f"echo $AUDITD_PY_DISK_LEVEL >> {marker}"],
+        },
+    )
+    try:
+        d.ready()
+        write(logs, 0, 500)
+        assert wait_for(lambda: sealed_up_to(arc, 500), 30)
+        ballast = fill(small_fs, FULL_MARGIN // 2)  # below all three levels at once
+        write(logs, 500, 1000)  # the next group commit reads the disk
+        assert wait_for(lambda: '"disk.full"' in events(tmp_path), 20), events(tmp_path)[-3000:]
+        assert wait_for(marker.exists, 10)
+        ballast.unlink()  # suspended: the disk is read every second, not every hour
+        assert wait_for(lambda: sealed_up_to(arc, 1000), 30), events(tmp_path)[-3000:]
+    finally:
+        code = d.stop()
+    assert code == 0, events(tmp_path)[-3000:]
+    assert marker.read_text().split() == ["admin"]
+    meta = [r for r in show(arc, "--meta") if str(r["event"]).startswith("disk.")]
+    levels = [r["event"] for r in meta if r["event"] != "disk.action"]
+    assert levels[:3] == ["disk.space_left", "disk.admin_space_left", "disk.full"], levels
+    acts = [_action(r) for r in meta if r["event"] == "disk.action" and _action(r)]
+    assert acts[:2] == ["exec", "suspend"], meta  # (the command's exit may come between)
+    assert app_messages(arc) == [syslog_line(i).decode() for i in range(1000)]
+    verify_both(arc, "--require-sealed")
+
+
+@pytest.mark.integration
+def test_sigterm_while_the_disk_is_full_loses_nothing(small_fs: Path, tmp_path: Path) -> None:
+    """SIGTERM while writes are refused (issue 17, 4): exit status 4 (EXIT_UNWRITTEN, as the
+    README says), and the next start reads the unwritten lines again: none lost or doubled."""
+    disk = {
+        "space_left": "256KiB",
+        "admin_space_left": "128KiB",
+        "admin_space_left_action": "exec",
+        "disk_full_action": "exec",
+        "exec": ["/bin/true"],  # keep reading: the writer must hold records in memory
+        "check_interval": "200ms",
+    }
+    arc, logs, d = start(small_fs, tmp_path, disk)
+    cfg = tmp_path / "d.yaml"
+    d.ready()
+    write(logs, 0, 2000)
+    assert wait_for(lambda: sealed_up_to(arc, 2000), 30)
+    ballast = fill(small_fs, 64 << 10)
+    write(logs, 2000, 12000)  # ~2 MB of records: writes are refused
+    assert wait_for(lambda: free(small_fs) < 4096, 30), events(tmp_path)[-3000:]
+    time.sleep(0.5)
+    code = d.stop()
+    assert code == EXIT_UNWRITTEN, events(tmp_path)[-3000:]
+    assert "unwritten" in events(tmp_path)
+    ballast.unlink()
+    d = Daemon(tmp_path, cfg)
+    try:
+        d.ready()
+        assert wait_for(lambda: sealed_up_to(arc, 12000), 60), events(tmp_path)[-3000:]
+    finally:
+        code = d.stop()
+    assert code == 0, events(tmp_path)[-3000:]
+    assert app_messages(arc) == [syslog_line(i).decode() for i in range(12000)]
     verify_both(arc, "--require-sealed")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import signal
 import subprocess
@@ -113,6 +114,38 @@ def test_deletion_is_sealed_before_the_file_goes(tmp_path: Path) -> None:
     w2 = arc.writer()  # recovery rolls over the record; the archive stays valid
     w2.close()
     both(arc)
+
+
+def _spec_table(section: str) -> list[str]:
+    """The keys of the first table in ``section`` of docs/FORMAT.md, in order."""
+    doc = (Path(__file__).parent.parent / "docs" / "FORMAT.md").read_text()
+    keys: list[str] = []
+    for ln in doc[doc.index(section) :].splitlines()[1:]:
+        if ln.startswith("| `"):
+            keys.append(ln.split("`")[1])
+        elif keys:
+            break
+    return keys
+
+
+def test_retention_record_fields_are_exactly_the_specs(tmp_path: Path) -> None:
+    """FORMAT.md 16.3 (issue 17, 5): the sealed record, what the writer hands the meta-log
+    and the spec name the same fields, in the same order, with the same shapes."""
+    spec = _spec_table("### 16.3 The `retention.deleted` record")
+    assert spec[:3] == ["segment", "file", "bytes"] and spec[-2:] == ["undelivered", "history"]
+    arc = Arc(tmp_path)
+    w = build(arc, n=130)
+    told = w.retire_segment(arc.layout.segment_names()[0], policy="max_age", detail="old")
+    w.close()
+    (rec,) = [o for _, o in iter_records(arc.layout) if o.get("event") == "retention.deleted"]
+    assert list(rec["attrs"]) == spec
+    assert told == rec["attrs"]  # the daemon logs exactly these (narrator.retired)
+    assert list(rec["attrs"]["checkpoint"]) == ["epoch", "digest"]
+    assert list(rec["attrs"]["history"]) == ["count", "digest"]
+    assert rec["attrs"]["undelivered"] is False
+    assert rec["attrs"]["history"] == {"count": 0, "digest": "00" * 32}
+    line = arc.layout.deletions.read_bytes()
+    assert orjson.loads(line) == rec and line.count(b"\n") == 1
 
 
 def test_interrupted_deletion_is_completed_on_open(
@@ -411,7 +444,19 @@ def test_daemon_applies_retention_and_seals_each_deletion(tmp_path: Path) -> Non
     rep = orjson.loads(r.stdout)
     assert rep["first_seq"] > 0 and len(rep["retention"]) >= 1
     log = (tmp_path / "daemon.stderr").read_text()
-    assert '"retention.deleted"' in log
+    told = [
+        o
+        for o in (orjson.loads(x) for x in log.splitlines() if x.startswith("{"))
+        if o.get("event") == "retention.deleted"
+    ]
+    # The meta-log carries the sealed attrs as its fields (FORMAT.md 16.3, issue 17 5).
+    spec = _spec_table("### 16.3 The `retention.deleted` record")
+    assert told and all(set(spec) <= set(o) for o in told)
+    assert all(list(o["checkpoint"]) == ["epoch", "digest"] for o in told)
+    sealed = {r["attrs"]["segment"]: r["attrs"] for r in deleted}  # type: ignore[index]
+    for o in told:
+        if o["segment"] in sealed:
+            assert {k: o[k] for k in spec} == sealed[o["segment"]]
 
 
 @pytest.mark.integration
@@ -447,11 +492,28 @@ def kill_loop(tmp_path: Path, rounds: int) -> None:
     subprocess.run([*CLI, "run", "--config", str(cfg), "--once"], check=True, capture_output=True)
     assert_suffix_exactly_once(app_messages(arc), n)
     assert not any(p.name.endswith(".tmp") for p in arc.layout.segments.iterdir())
-    meta = show(arc, "--meta")
-    assert sum(r["event"] == "retention.deleted" for r in meta) >= 3
-    assert sum(r["event"] == "segment.compressed" for r in meta) >= 1
     assert len(arc.layout.segment_names()) <= 5
     verify_both(arc)
+    # Every deletion since keygen is listed, although most deletion records were
+    # themselves retired with their segments (deletions.jsonl, FORMAT.md 16.4).
+    r = subprocess.run(
+        [*CLI, "verify", str(arc.layout.root), "--key", str(arc.vk_path), "--json"],
+        capture_output=True,
+        check=True,
+    )
+    rep = orjson.loads(r.stdout)
+    gone = rep["retention"]
+    assert len(gone) >= 3 and not all(x["in_archive"] for x in gone)
+    assert gone[0]["seq_first"] == 0 and gone[-1]["seq_end"] == rep["first_seq"]
+    assert all(
+        a["seq_end"] == b["seq_first"] or a["segment"] == b["segment"]  # a retry
+        for a, b in itertools.pairwise(gone)
+    )
+    meta = show(arc, "--meta")
+    compressed = any(x["file"].endswith(".zst") for x in gone) or any(
+        r["event"] == "segment.compressed" for r in meta
+    )
+    assert compressed or any(p.name.endswith(".zst") for p in arc.layout.segments.iterdir())
 
 
 def test_layout_helpers_see_a_retained_archive(tmp_path: Path) -> None:
@@ -525,3 +587,99 @@ def test_forwarders_hold_retention_back_but_a_disk_action_overrides_them(tmp_pat
     assert recs and all("not yet forwarded" in r["attrs"]["reason"] for r in recs)
     for key in (True, False):
         arc.verify(key=key)
+
+
+@pytest.fixture(scope="module")
+def long_retained(tmp_path_factory: pytest.TempPathFactory) -> Arc:
+    """Four deletions; the first three records were retired with the segment holding them."""
+    arc = Arc(tmp_path_factory.mktemp("history"))
+    w = build(arc, n=180, every=60)  # seg-0..2 closed, seg-3 open
+    for name in arc.layout.segment_names()[:3]:
+        w.retire_segment(name, policy="max_segments", detail=f"property {name}")
+    for _ in range(2):
+        arc.clock.advance(0.001)
+        w.append(Fields(arc.clock.now_ns(), "test", b"after"))
+        w.rotate_segment("test")
+    w.retire_segment(arc.layout.segment_names()[0], policy="max_age", detail="property")
+    w.close()
+    return arc
+
+
+def _edit(lines: list[bytes], kind: str, i: int, j: int, pos: int, byte: int) -> list[bytes]:
+    i, j = i % len(lines), j % len(lines)
+    if kind == "drop":
+        return lines[:i] + lines[i + 1 :]
+    if kind == "duplicate":
+        return [*lines[: i + 1], lines[i], *lines[i + 1 :]]
+    if kind == "swap" and i != j:
+        out = list(lines)
+        out[i], out[j] = out[j], out[i]
+        return out
+    line = bytearray(lines[i])
+    p = pos % len(line)
+    line[p] = byte if byte != line[p] else (byte + 1) % 256 or 1
+    if line[p] == 0x0A:
+        line[p] = 0x20
+    return [*lines[:i], bytes(line), *lines[i + 1 :]]
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    kind=st.sampled_from(["drop", "duplicate", "swap", "flip"]),
+    i=st.integers(min_value=0, max_value=3),
+    j=st.integers(min_value=0, max_value=3),
+    pos=st.integers(min_value=0, max_value=10_000),
+    byte=st.integers(min_value=1, max_value=255),
+)
+def test_any_edit_of_the_deletion_history_fails(
+    long_retained: Arc, kind: str, i: int, j: int, pos: int, byte: int
+) -> None:
+    """FORMAT.md 16.4: every deletion since keygen is listed; any edit of deletions.jsonl
+    (an entry dropped, duplicated, swapped or changed in any byte) fails verification."""
+    arc = long_retained
+    path = arc.layout.deletions
+    good = path.read_bytes()
+    lines = good.splitlines()
+    rep = arc.verify(key=False)
+    assert [x["in_archive"] for x in rep.retention] == [False, False, False, True]
+    assert rep.retention[0]["seq_first"] == 0
+    assert rep.retention[-1]["seq_end"] == rep.first_seq
+    edited = _edit(lines, kind, i, j, pos, byte)
+    if edited == lines:
+        return  # swapping an entry with itself changes nothing
+    path.write_bytes(b"".join(x + b"\n" for x in edited))
+    try:
+        with pytest.raises(IntegrityError) as err:
+            arc.verify(key=False)
+        assert err.value.where.get("what") == "retention"
+    finally:
+        path.write_bytes(good)
+
+
+def test_a_crash_before_the_history_is_written_is_repaired_on_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """16.1: record sealed and durable, crash before deletions.jsonl and the unlink: verify
+    accepts it (case a, the line may be missing); the next writer appends the line (after
+    cutting a torn one) and completes the deletion."""
+    arc = Arc(tmp_path)
+    w = build(arc, n=130)
+    name = arc.layout.segment_names()[0]
+    monkeypatch.setattr(ArchiveWriter, "_sync_deletions", lambda self: None)
+    monkeypatch.setattr(ArchiveWriter, "_unlink_segment", lambda self, n: None)
+    w.retire_segment(name, policy="max_segments", detail="crash")
+    w.abandon()
+    monkeypatch.undo()
+    assert not arc.layout.deletions.exists() and (arc.layout.segments / name).exists()
+    rep = arc.verify()
+    assert [x["in_archive"] for x in rep.retention] == [True] and len(rep.warnings) == 1
+    arc.layout.deletions.write_bytes(b'{"seq":')  # a torn append from an earlier crash
+    arc.writer().close()
+    assert not (arc.layout.segments / name).exists()
+    (line,) = arc.layout.deletions.read_bytes().splitlines()
+    assert orjson.loads(line)["attrs"]["segment"] == name
+    for key in (True, False):
+        rep = arc.verify(key=key)
+        assert [x["segment"] for x in rep.retention] == [name] and rep.first_seq > 0

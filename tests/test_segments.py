@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import signal
 import subprocess
@@ -13,12 +14,13 @@ import orjson
 import pytest
 import zstandard
 
-from auditd_py.chain.encoding import Fields
+from auditd_py.chain.encoding import Fields, encode_body
 from auditd_py.chain.format import NS
 from auditd_py.config import load_text
 from auditd_py.daemon import sealloop
 from auditd_py.daemon.queue import BatchQueue
 from auditd_py.daemon.sealloop import NoEvents, RotationPolicy, SealLoop
+from auditd_py.daemon.sizebound import fitting, size_bound
 from auditd_py.store.compress import compress_segment, finish_pending, open_segment
 from auditd_py.store.reader import build_proof, check_proof, iter_records
 from auditd_py.store.writer import EpochPolicy
@@ -112,30 +114,31 @@ def test_rotation_due_by_age_and_by_epochs(tmp_path: Path) -> None:
 def test_rotation_is_postponed_while_the_compressor_holds_the_gate(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The sealer does not wait for the compressor's fsync/rename/unlink: it seals on and
-    rotates at a later turn, until the segment is twice its limit; then it waits, and
-    the wait counts in the rotation's pause (reported as p50/p99/max)."""
-    monkeypatch.setattr(sealloop, "GATE_WAIT_MAX", 60.0)
+    """The sealer does not wait for the compressor's fsync/rename/unlink to rotate by age:
+    it seals on and rotates at a later turn, up to GATE_WAIT_MAX; then it waits, and the
+    wait counts in the rotation's pause (reported as p50/p99/max)."""
+    monkeypatch.setattr(sealloop, "GATE_WAIT_MAX", 0.3)
     arc = Arc(tmp_path)
     w = arc.writer()
     q = BatchQueue(10_000)
-    limit = 16 * 1024
     s = SealLoop(
         w,
         q,
         NoEvents(),
         commit_interval_ns=1_000_000,
-        rotation=RotationPolicy(max_bytes=limit, max_age_ns=3600 * NS),
+        rotation=RotationPolicy(max_bytes=1 << 30, max_age_ns=60 * NS),
     )
     s.io_gate.acquire()  # as the compressor does around its fsync, rename and unlink
     s.start()
     sent = [syslog_line(i) for i in range(120)]
     q.put([Fields(arc.clock.now_ns(), "test", m) for m in sent[:60]])
+    assert wait_for(lambda: s.stats.sealed == 60)
+    arc.clock.advance(61)  # due by age now
     assert wait_for(lambda: s.stats.rotations_postponed > 0)
-    assert limit < w.offset < 2 * limit and s.stats.rotations == 0
     q.put([Fields(arc.clock.now_ns(), "test", m) for m in sent[60:]])
     assert wait_for(lambda: s.stats.sealed == 120)  # sealing went on meanwhile
-    time.sleep(0.3)  # now twice the limit: the sealer waits for the gate
+    assert s.stats.rotations == 0
+    time.sleep(0.4)  # past GATE_WAIT_MAX: the sealer waits for the gate
     assert s.stats.rotations == 0
     s.io_gate.release()
     assert wait_for(lambda: s.stats.rotations == 1)
@@ -143,10 +146,65 @@ def test_rotation_is_postponed_while_the_compressor_holds_the_gate(
     assert s.error is None
     w.close()
     p = s.stats.rotation_pause_ms()
-    assert 0 < p["p50"] <= p["p99"] <= p["max"] and p["max"] >= 250
+    assert 0 < p["p50"] <= p["p99"] <= p["max"] and p["max"] >= 50
     assert len(arc.layout.segment_names()) == 2 and messages(arc) == sent
     for key in (True, False):
         arc.verify(key=key, require_sealed=True)
+
+
+def _segment_sizes(arc: Arc) -> list[tuple[int, int]]:
+    """(bytes, longest record) of each closed segment."""
+    out = []
+    for name in arc.layout.segment_names()[:-1]:
+        with open_segment(arc.layout.segment_path(name)) as fh:
+            lines = fh.read().splitlines(keepends=True)
+        out.append((sum(map(len, lines)), max(map(len, lines))))
+    return out
+
+
+@pytest.mark.parametrize("gate_held", [False, True])
+def test_a_backlog_in_one_batch_closes_each_segment_within_max_bytes_plus_one_record(
+    tmp_path: Path, gate_held: bool
+) -> None:
+    """A restart with a backlog hands the sealer one huge batch: every segment still
+    closes at the first record that reaches max_bytes (issue 17, 3), also while the
+    compressor holds the gate (a rotation by size waits for it, it is not postponed)."""
+    arc = Arc(tmp_path)
+    w = arc.writer()
+    q = BatchQueue(100_000)
+    limit = 8 * 1024
+    s = SealLoop(
+        w,
+        q,
+        NoEvents(),
+        commit_interval_ns=1_000_000,
+        rotation=RotationPolicy(max_bytes=limit, max_age_ns=3600 * NS),
+    )
+    sent = [syslog_line(i) + b"x" * (i % 7 * 40) for i in range(3000)]
+    sent[100:100] = [b"\x00\xff" * 50, b'"\\' * 60]  # escapes and invalid UTF-8: more bytes
+    q.put([Fields(arc.clock.now_ns(), "test", m) for m in sent])
+    if gate_held:
+        s.io_gate.acquire()
+    s.start()
+    if gate_held:
+        time.sleep(0.2)
+        assert len(arc.layout.segment_names()) == 1  # waits for the gate, seals no further
+        s.io_gate.release()
+    assert wait_for(lambda: s.stats.sealed == len(sent))
+    s.stop()
+    assert s.error is None
+    w.close()
+    sizes = _segment_sizes(arc)
+    assert len(sizes) > 30
+    for size, longest in sizes:
+        assert limit <= size < limit + longest
+    kept = [
+        base64.b64decode(o["raw_b64"]) if "raw_b64" in o else o["message"].encode()
+        for _, o in iter_records(arc.layout)
+        if o["source"] == "test"
+    ]
+    assert kept == sent
+    arc.verify(key=True, require_sealed=True)
 
 
 def test_compression_holds_the_gate_around_each_device_step(tmp_path: Path) -> None:
@@ -388,3 +446,22 @@ def test_daemon_kill9_during_rotation_and_compression(tmp_path: Path) -> None:
     assert len(arc.layout.segment_names()) >= 5
     assert any(p.name.endswith(".gz") for p in arc.layout.segments.iterdir())
     verify_both(arc)
+
+
+def test_fitting_chunks_never_cross_the_room_they_are_given() -> None:
+    """sizebound: the chunk's records, sealed, take at most the room (unless it is one)."""
+    big = 10**19
+    run = [
+        Fields(big, "s" * (i % 5 + 1), bytes(range(i % 256)) * (i % 3), "ev" if i % 4 else None)
+        for i in range(200)
+    ]
+    run += [Fields(big, "x", b'"\\', None, {"k": "\x00" * 9}, None) for _ in range(20)]
+    run += [Fields(big, "y", b"\x01" * 50, "e", None, b'{"pos":1}') for _ in range(20)]
+    sizes = [len(encode_body(10**19, 10**19, f)) + 149 for f in run]
+    assert all(s <= size_bound(f) for s, f in zip(sizes, run, strict=True))
+    for room in (0, 100, 1000, 5000, 40_000):
+        i = 0
+        while i < len(run):
+            j = fitting(run, i, room)
+            assert j > i and (j == i + 1 or sum(sizes[i:j]) <= room)
+            i = j

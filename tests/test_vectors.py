@@ -763,6 +763,9 @@ def _rotated_archive(tmp: Path, segments: int = 3) -> tuple[Layout, ManualClock,
     return layout, clock, w
 
 
+_ZERO_HEX = "00" * 32
+
+
 def _retention_attrs(layout: Layout, w: ArchiveWriter) -> dict[str, Any]:
     """The attrs ``retire_segment`` would seal for the oldest segment (FORMAT.md 16.3)."""
     x, p = layout.segment_names()[:2]
@@ -782,6 +785,8 @@ def _retention_attrs(layout: Layout, w: ArchiveWriter) -> dict[str, Any]:
         "checkpoint": {"epoch": cp.epoch, "digest": cp.digest.hex()},
         "policy": "max_segments",
         "reason": "test",
+        "undelivered": False,
+        "history": {"count": 0, "digest": _ZERO_HEX},
     }
 
 
@@ -789,9 +794,6 @@ def _verify_tmp_both(tmp: Path) -> Iterator[tuple[str, Any, iv.Result]]:
     for mode in MODES:
         ref, ind = _verify_tmp(tmp, mode)
         yield mode, ref, ind
-
-
-_ZERO_HEX = "00" * 32
 
 
 @pytest.mark.parametrize(
@@ -827,7 +829,7 @@ def test_mismatched_retention_record_fails_both(
     victim = attrs["segment"]
     attrs.update(change(attrs))
     clock.advance(1)
-    w._seal(Fields(clock.now_ns(), "auditd-py", b"deleted", "retention.deleted", attrs))
+    w._seal_deletion(attrs, "deleted")
     clock.advance(1)
     w.close()
     layout.segment_path(victim).unlink()
@@ -841,7 +843,7 @@ def test_matching_retention_record_sealed_by_hand_passes_both(tmp_path: Path) ->
     layout, clock, w = _rotated_archive(tmp_path)
     attrs = _retention_attrs(layout, w)
     clock.advance(1)
-    w._seal(Fields(clock.now_ns(), "auditd-py", b"deleted", "retention.deleted", attrs))
+    w._seal_deletion(attrs, "deleted")
     clock.advance(1)
     w.close()
     layout.segment_path(attrs["segment"]).unlink()
@@ -966,7 +968,7 @@ def test_retention_record_naming_the_cut_must_match_it(tmp_path: Path) -> None:
     attrs = _retention_attrs(layout, w)
     for a in (attrs, {**attrs, "last_link": _ZERO_HEX}):
         clock.advance(1)
-        w._seal(Fields(clock.now_ns(), "auditd-py", b"deleted", "retention.deleted", a))
+        w._seal_deletion(a, "deleted")
     clock.advance(1)
     w.close()
     layout.segment_path(attrs["segment"]).unlink()
@@ -1001,3 +1003,151 @@ def test_header_without_the_cut_state_cannot_start_an_archive(
     for mode in MODES:
         _, ind = _both_fail_with(layout.root, mode, "missing_segment", tmp_path / "keys")
         assert (ind.check, ind.file, ind.line) == ("R5", "segments/seg-0000000001.jsonl", 1)
+
+
+# ---------------------------------------------------------------- (f) the deletion history
+
+
+def _long_retained(tmp: Path) -> tuple[Layout, ArchiveWriter]:
+    """Four deletions; the records of the first three were retired with seg-3 (16.4)."""
+    layout, clock, w = _rotated_archive(tmp, segments=3)  # seg-0..2 closed, seg-3 open
+    for policy in ("max_segments", "max_age", "max_total_bytes"):
+        clock.advance(1)
+        w.retire_segment(layout.segment_names()[0], policy=policy, detail=f"test {policy}")
+    for _ in range(2):
+        clock.advance(1)
+        w.append(Fields(clock.now_ns(), "app", b"after the deletions"))
+        clock.advance(1)
+        w.rotate_segment("test")
+    w.retire_segment(
+        "seg-0000000003.jsonl", policy="disk_pressure", detail="full", undelivered=True
+    )
+    clock.advance(1)
+    w.close()
+    assert layout.segment_names() == ["seg-0000000004.jsonl", "seg-0000000005.jsonl"]
+    return layout, w
+
+
+def test_verify_lists_every_deletion_since_keygen(tmp_path: Path) -> None:
+    """16.4: the deletion records of seg-0..2 went with seg-3; deletions.jsonl keeps them."""
+    layout, _ = _long_retained(tmp_path)
+    assert len(layout.deletions.read_bytes().splitlines()) == 4
+    for mode, ref, ind in _verify_tmp_both(tmp_path):
+        want = [
+            ("seg-0000000000.jsonl", 0, 3, "max_segments", False),
+            ("seg-0000000001.jsonl", 3, 7, "max_age", False),
+            ("seg-0000000002.jsonl", 7, 11, "max_total_bytes", False),
+            ("seg-0000000003.jsonl", 11, 17, "disk_pressure", True),
+        ]
+        for got in (ref.retention, ind.retention):
+            assert [
+                (x["segment"], x["seq_first"], x["seq_end"], x["policy"], x["in_archive"])
+                for x in got
+            ] == want, mode
+        assert _deletions(ref.retention) == _deletions(ind.retention)
+        assert [x["undelivered"] for x in ref.retention] == [False, False, False, True]
+        assert ref.first_seq == ind.first_seq == 17
+
+
+def _drop_line(i: int) -> Callable[[list[bytes]], list[bytes]]:
+    return lambda lines: lines[:i] + lines[i + 1 :]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(_drop_line(0), id="first entry removed"),
+        pytest.param(_drop_line(1), id="middle entry removed"),
+        pytest.param(_drop_line(3), id="last entry removed"),
+        pytest.param(lambda ls: [], id="file emptied"),
+        pytest.param(lambda ls: [ls[1], ls[0], *ls[2:]], id="entries swapped"),
+        pytest.param(lambda ls: [*ls, ls[-1]], id="entry added"),
+        pytest.param(
+            lambda ls: [ls[0].replace(b"test max_segments", b"test max_segmentz"), *ls[1:]],
+            id="reason changed",
+        ),
+    ],
+)
+def test_tampered_deletion_history_fails_both(
+    tmp_path: Path, mode: str, edit: Callable[[list[bytes]], list[bytes]]
+) -> None:
+    """16.4: removing, reordering, adding or changing an entry of deletions.jsonl fails."""
+    layout, _ = _long_retained(tmp_path)
+    lines = layout.deletions.read_bytes().splitlines()
+    layout.deletions.write_bytes(b"".join(x + b"\n" for x in edit(lines)))
+    _both_fail_with(layout.root, mode, "retention", tmp_path / "keys")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_deleted_deletion_history_fails_both(tmp_path: Path, mode: str) -> None:
+    layout, _ = _long_retained(tmp_path)
+    layout.deletions.unlink()
+    _both_fail_with(layout.root, mode, "retention", tmp_path / "keys")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda a: {"file": "seg-0000000001.jsonl"}, id="file"),
+        pytest.param(lambda a: {"bytes": -1}, id="bytes"),
+        pytest.param(lambda a: {"policy": "whim"}, id="policy"),
+        pytest.param(lambda a: {"reason": 7}, id="reason"),
+        pytest.param(lambda a: {"undelivered": 0}, id="undelivered"),
+        pytest.param(lambda a: {"extra": 1}, id="extra field"),
+        pytest.param(lambda a: {"history": {"count": 1, "digest": _ZERO_HEX}}, id="history"),
+        pytest.param(
+            lambda a: {"checkpoint": {**a["checkpoint"], "more": 1}}, id="checkpoint fields"
+        ),
+    ],
+)
+def test_every_field_of_a_retention_record_is_checked(
+    tmp_path: Path, change: Callable[[dict[str, Any]], dict[str, Any]]
+) -> None:
+    """R8.1 (issue 12): file, bytes, policy, reason, undelivered and history too."""
+    layout, clock, w = _rotated_archive(tmp_path)
+    attrs = _retention_attrs(layout, w)
+    victim = attrs["segment"]
+    attrs.update(change(attrs))
+    clock.advance(1)
+    w._seal_deletion(attrs, "deleted")
+    clock.advance(1)
+    w.close()
+    layout.segment_path(victim).unlink()
+    for mode in MODES:
+        _, ind = _both_fail_with(layout.root, mode, "retention", tmp_path / "keys")
+        assert ind.check == "R8"
+
+
+def test_an_earlier_deletion_cannot_carry_another_segments_values(tmp_path: Path) -> None:
+    """Case (c) of 16.3 with R8.5: a record for seg-0 stating seg-1's range fails."""
+    layout, clock, w = _rotated_archive(tmp_path)
+    first = _retention_attrs(layout, w)
+    x0, x1 = layout.segment_names()[:2]
+    h1 = read_header(layout.segment_path(x1), x1)
+    wrong = {**first, "seq_first": h1.seq}  # seg-0's record, seg-1's first seq
+    wrong["seq_end"] = first["seq_end"] + 3
+    clock.advance(1)
+    w.retire_segment(x0, policy="max_segments", detail="real")
+    clock.advance(1)
+    w.retire_segment(x1, policy="max_segments", detail="real")
+    clock.advance(1)
+    w.close()
+    for _, ref, ind in _verify_tmp_both(tmp_path):
+        assert len(ref.retention) == len(ind.retention) == 2
+    # The same archive, but seg-1's record sealed by a writer that lies about its range.
+    tmp2 = tmp_path / "second"
+    tmp2.mkdir()
+    layout, clock, w = _rotated_archive(tmp2)
+    clock.advance(1)
+    w.retire_segment(x0, policy="max_segments", detail="real")
+    lie = _retention_attrs(layout, w)
+    lie.update(seq_first=0, history={"count": 1, "digest": w._deletion_history()[1].hex()})
+    clock.advance(1)
+    w._seal_deletion(lie, "deleted")
+    clock.advance(1)
+    w.close()
+    layout.segment_path(x1).unlink()
+    for mode in MODES:
+        _, err = _both_fail_with(layout.root, mode, "retention", tmp2 / "keys")
+        assert err.check == "R8"

@@ -4,7 +4,7 @@ Checks are numbered as in docs/FORMAT.md section "Verification":
 
 * C1–C8 run over the checkpoints before any record is read;
 * R1–R7 run for each record line, in order;
-* F1–F2 run at the end.
+* F3, F4, F1 and F2 run at the end.
 
 The first failed check raises :class:`~auditd_py.errors.IntegrityError` (or
 :class:`~auditd_py.errors.FormatError`) whose diagnostics name the file, the
@@ -23,6 +23,7 @@ from typing import Any
 from auditd_py.chain import merkle
 from auditd_py.chain.checkpoint import ZERO, Checkpoint
 from auditd_py.chain.checkpoint_chain import check_anchor, check_checkpoints
+from auditd_py.chain.deletions import DeletionHistory
 from auditd_py.chain.encoding import (
     _CLOSE_NL,
     _LEAF,
@@ -65,7 +66,7 @@ class Report:
     first_seq: int = 0
     """The seq the archive starts at: records before it were deleted by retention."""
     retention: tuple[dict[str, Any], ...] = ()
-    """The ``retention.deleted`` records read (segments deleted by policy)."""
+    """Every deletion by retention since keygen, oldest first (docs/FORMAT.md 16.4)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -115,6 +116,7 @@ class Verifier(MetaChecks):
         anchor: bytes | None = None,
         require_sealed: bool = False,
         identity_file: str = "archive.json",
+        deletions: bytes = b"",
     ) -> None:
         self.identity = Identity.from_bytes(identity_bytes, file=identity_file)
         if not same(self.identity.public_key, public_key):
@@ -152,7 +154,7 @@ class Verifier(MetaChecks):
         self.first_seq = 0
         self._cut = None
         self._cut_accounted = False
-        self.retention: list[dict[str, Any]] = []
+        self.history = DeletionHistory(deletions, self.cps)
         self._close_epochs()
 
     # ------------------------------------------------------------ epochs
@@ -363,6 +365,8 @@ class Verifier(MetaChecks):
                 field="attrs.prev_segment",
                 **cut.where,
             )
+        if not partial:  # F4: deletions.jsonl holds only sealed deletions; a partial
+            self.history.finish()  # source has not read the records of the last ones
         if self.ci < len(self.cps) and not partial:  # F1: every checkpointed record is present
             cp = self.cps[self.ci]
             raise IntegrityError(
@@ -399,7 +403,7 @@ class Verifier(MetaChecks):
             recovered=tuple(self.recovered),
             warnings=tuple(self.warnings),
             first_seq=self.first_seq,
-            retention=tuple(self.retention),
+            retention=tuple(d.as_dict() for d in self.history.deletions),
         )
 
     def reached(self) -> Reached:

@@ -5,7 +5,8 @@ the state a verification moves along (chain head, Merkle stack, epoch, the
 segments read, where a retained archive starts), R6 at each epoch boundary,
 and the checks of the daemon's own records: segment headers (R5, and the cut
 of a retained archive, docs/FORMAT.md 16.2), torn-tail recovery records (R7)
-and retention records (R8). Split from the verifier, which keeps the record
+and retention records (R8, with the deletion history of
+:mod:`~auditd_py.chain.deletions`). Split from the verifier, which keeps the record
 loop, so that neither class is a wall of code; pure, like the rest of the chain.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 
 from auditd_py.chain import merkle
 from auditd_py.chain.checkpoint import Checkpoint
+from auditd_py.chain.deletions import DeletionHistory, check_checkpoint, check_fields
 from auditd_py.chain.encoding import META_SOURCE, mac_state, parse_record
 from auditd_py.chain.format import SEGMENT_NAME
 from auditd_py.chain.keys import evolve_mac_key, same
@@ -65,7 +67,7 @@ class MetaChecks:
     segments: list[SegmentRead]
     recovered: list[dict[str, Any]]
     warnings: list[str]
-    retention: list[dict[str, Any]]
+    history: DeletionHistory
     _seg: SegmentRead | None
     _mac_key: bytes | None
     _mac: Any
@@ -243,7 +245,7 @@ class MetaChecks:
                 }
             )
         elif event == "retention.deleted":
-            self._check_retention(attrs)
+            self._check_retention(line, obj, attrs)
 
     def _before_cut(self, name: object) -> bool:
         """A segment name from before a retained archive's first segment (deleted)."""
@@ -254,66 +256,34 @@ class MetaChecks:
             and name < self.segments[0].name
         )
 
-    def _check_retention(self, attrs: dict[str, Any]) -> None:
+    def _check_retention(self, line: bytes, obj: dict[str, Any], attrs: dict[str, Any]) -> None:
         """R8: a deletion record is consistent with what it deleted (docs/FORMAT.md 16.3)."""
         name = attrs.get("segment")
-        first, end = attrs.get("seq_first"), attrs.get("seq_end")
-        link, mac, rng = attrs.get("last_link"), attrs.get("last_mac"), attrs.get("merkle_range")
-        cp = attrs.get("checkpoint")
 
         def bad(why: str, field: str) -> IntegrityError:
             return IntegrityError(
                 f"retention record for {name!r}: {why}", what=Failure.RETENTION, field=field
             )
 
-        if not (isinstance(name, str) and SEGMENT_NAME.fullmatch(name)):
-            raise bad("not a segment name", "attrs.segment")
-        if not (type(first) is int and type(end) is int and 0 <= first < end <= self.seq):
-            raise bad(
-                f"seq range [{first}, {end}) is not a range of earlier records", "attrs.seq_end"
-            )
-        if not (isinstance(link, str) and _HEX32.fullmatch(link)):
-            raise bad("last_link is not 64 lower-case hex digits", "attrs.last_link")
-        if not (isinstance(mac, str) and _HEX32.fullmatch(mac)):
-            raise bad("last_mac is not 64 lower-case hex digits", "attrs.last_mac")
-        if not (
-            isinstance(rng, list)
-            and len(rng) == end.bit_count()
-            and all(isinstance(n, str) and _HEX32.fullmatch(n) for n in rng)
-        ):
-            raise bad(
-                f"merkle_range is not the compact range of {end} leaves", "attrs.merkle_range"
-            )
-        e = cp.get("epoch") if isinstance(cp, dict) else None
-        if not (
-            isinstance(cp, dict)
-            and type(e) is int
-            and 0 <= e < self.ci
-            and self.cps[e].seq_end >= end
-            and (e == 0 or self.cps[e - 1].seq_end < end)
-            and cp.get("digest") == self.cps[e].digest.hex()
-        ):
-            raise bad(
-                "does not name the checkpoint that sealed the deleted records before the "
-                "deletion (epoch and digest)",
-                "attrs.checkpoint",
-            )
-        self._match_retention(name, first, (end, link, mac, rng), bad)
-        self.retention.append(
-            {
-                "seq": self.seq,
-                "segment": name,
-                "seq_first": first,
-                "seq_end": end,
-                "policy": attrs.get("policy"),
-            }
-        )
+        check_fields(attrs, self.seq, bad)  # R8.1
+        check_checkpoint(attrs, self.ci, self.cps, bad)  # R8.2
+        first, end = attrs["seq_first"], attrs["seq_end"]
+        stated = (end, attrs["last_link"], attrs["last_mac"], attrs["merkle_range"])
+        present = self._match_retention(attrs, first, stated, bad)  # R8.3
+        self.history.record(line, obj, present, bad)  # R8.4, R8.5
 
     def _match_retention(
-        self, name: str, first: int, stated: tuple[Any, ...], bad: Callable[[str, str], Exception]
-    ) -> None:
-        """R8, continued: what the record states matches what it deleted, or the cut."""
-        end = stated[0]
+        self,
+        attrs: dict[str, Any],
+        first: int,
+        stated: tuple[Any, ...],
+        bad: Callable[[str, str], Exception],
+    ) -> bool:
+        """R8.3: what the record states matches what it deleted, or the cut.
+
+        True when the segment is still present (case a: an interrupted deletion).
+        """
+        name, end = attrs["segment"], stated[0]
         read = {s.name: s for s in self.segments}
         cut = self._cut
         if name in read:
@@ -330,6 +300,10 @@ class MetaChecks:
                 or first != s.first_seq
             ):
                 raise bad("does not match the segment, which is still present", "attrs.seq_end")
+            if attrs["file"] == name and attrs["bytes"] != s.size:
+                raise bad(
+                    f"states {attrs['bytes']} bytes, the segment holds {s.size}", "attrs.bytes"
+                )
             self.warnings.append(
                 f"segments/{name}: still present although a retention record deleted it "
                 "(the deletion was interrupted; the daemon completes it on its next start)"
@@ -346,3 +320,4 @@ class MetaChecks:
                 "names a segment that is neither present nor before the first one",
                 "attrs.segment",
             )
+        return name in read

@@ -11,7 +11,11 @@ checkpointed segments until ``space_left`` is free again, each deletion sealed),
 ``admin_space_left``: file and journald sources wait and lose nothing),
 ``halt`` (the daemon exits with status 3, so systemd and the operator notice),
 ``exec`` (run a command, once per crossing). Levels are edge-triggered: an
-event and an action on each change of level, not on every check.
+event and an action on each change of level, not on every check; as in
+auditd, every level crossed runs its action, in order, even when one reading
+crosses several (a disk that fills faster than ``check_interval``). Besides
+the timer, the level is read after each group commit (:meth:`DiskLadder.worse`)
+and at once after a refused write, and every second while reading is suspended.
 """
 
 from __future__ import annotations
@@ -35,6 +39,11 @@ FULL_MARGIN = 1 << 20
 """Less than this available counts as full: the next group commit may not fit."""
 EXIT_HALTED = 3
 """``auditd-py run`` exit status when a disk action halted the daemon."""
+EXIT_UNWRITTEN = 4
+"""``auditd-py run`` exit status when asked to stop while the disk was still full: sealed
+records were not written (file and journald sources read them again on the next start)."""
+SUSPENDED_RECHECK = 1.0
+"""Seconds between readings while reading is suspended (no commit reads the disk then)."""
 
 
 class Level(IntEnum):
@@ -161,12 +170,24 @@ class DiskLadder:
         """The next :meth:`check` reads the disk whatever the interval (a write was refused)."""
         self._checked = 0.0
 
+    def worse(self) -> bool:
+        """Whether the disk is at a worse level than last read (after each group commit:
+        cheap, one statvfs; the caller then asks for :meth:`check_now`)."""
+        try:
+            r = read(self.archive, self.cfg, writes_refused=False)
+        except OSError:
+            return False
+        return r.level > self.level
+
     def check(self) -> bool:
         """Read the level if due and act on it; True when a ``halt`` asks the daemon to stop."""
         for argv, rc in self.runner.reap():
             self.say.disk_command_exited(argv, rc)
         now = self.clock.monotonic()
-        if now - self._checked < self.cfg.check_interval / 1e9:
+        interval = self.cfg.check_interval / 1e9
+        if self.suspended:
+            interval = min(interval, SUSPENDED_RECHECK)
+        if now - self._checked < interval:
             return False
         self._checked = now
         refused = self.loop.disk_full_since is not None
@@ -201,7 +222,13 @@ class DiskLadder:
         if r.level < old:
             self.say.disk_eased(None if r.level == Level.OK else r.level.name.lower(), facts)
             return False
-        action = action_for(r.level, self.cfg)
+        # every level crossed, in order; a halt stops the walk (any() short-circuits)
+        crossed = range(old + 1, r.level + 1)
+        return any(self._crossed(Level(level), r, facts) for level in crossed)
+
+    def _crossed(self, level: Level, r: Reading, facts: dict[str, int]) -> bool:
+        """Event and action of one level crossed downwards; True for ``halt``."""
+        action = action_for(level, self.cfg)
         name, text = {
             Level.LOW: (ev.DISK_SPACE_LEFT, f"below space_left ({self.cfg.space_left})"),
             Level.ADMIN: (
@@ -209,7 +236,7 @@ class DiskLadder:
                 f"below admin_space_left ({self.cfg.admin_space_left})",
             ),
             Level.FULL: (ev.DISK_FULL, "the archive's file system is full"),
-        }[r.level]
+        }[level]
         self.say.disk_level(name, text, action, facts)
         if action == "suspend" and not self.suspended:
             self.suspended = True
@@ -224,17 +251,19 @@ class DiskLadder:
             self.say.disk_action(f"halting: {text}", "halt")
             return True
         elif action == "exec":
-            self._exec(r)
+            self._exec(level, r)
+        elif action == "rotate":
+            self.loop.request_retention(need_free=r.space_left)
         return False
 
-    def _exec(self, r: Reading) -> None:
+    def _exec(self, level: Level, r: Reading) -> None:
         assert self.cfg.exec is not None
         argv = list(self.cfg.exec)
         try:
             child = self.runner.start(
                 argv,
                 {
-                    "AUDITD_PY_DISK_LEVEL": r.level.name.lower(),
+                    "AUDITD_PY_DISK_LEVEL": level.name.lower(),
                     "AUDITD_PY_DISK_FREE": str(r.free),
                     "AUDITD_PY_DISK_TOTAL": str(r.total),
                     "AUDITD_PY_ARCHIVE": str(self.archive),

@@ -299,7 +299,8 @@ class Narrator:
         self.meta.log_only(
             ev.DISK_FULL,
             f"stopped with {held} bytes of sealed records unwritten (disk full): "
-            "file and journald sources read them again on the next start",
+            "file and journald sources read them again on the next start; syslog "
+            "records among them are lost",
             unwritten=held,
             file=file,
         )

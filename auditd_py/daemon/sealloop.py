@@ -22,6 +22,7 @@ from typing import Protocol
 from auditd_py.chain.checkpoint import Checkpoint
 from auditd_py.clock import Clock, SystemClock
 from auditd_py.contracts import MetaItem
+from auditd_py.daemon import sizebound
 from auditd_py.daemon.queue import BatchQueue, Item
 from auditd_py.errors import ArchiveError, DiskFullError
 from auditd_py.record import Fields
@@ -333,8 +334,8 @@ class SealLoop(_RetentionAndSpace):
         self.io_gate = threading.Lock()
         """Held for each rotation; the compressor holds it while it fsyncs, renames or
         deletes a file, so that their device work never lands inside a rotation pause.
-        A due rotation waits for it by postponing (up to :data:`GATE_WAIT_MAX`), never
-        by blocking the seal loop."""
+        A rotation due by age or epochs waits for it by postponing (up to
+        :data:`GATE_WAIT_MAX`); one due by size blocks (see :meth:`_take_gate`)."""
         self._gate_wait_since: float | None = None
 
     def _mono_ns(self) -> int:
@@ -352,7 +353,6 @@ class SealLoop(_RetentionAndSpace):
         stats = self.stats
         by = stats.sealed_by_source
         run: list[Fields] = []
-        segment, offset = w.segment, w.offset
         for batch in batches:
             for item in batch:
                 if isinstance(item, Fields):
@@ -361,20 +361,52 @@ class SealLoop(_RetentionAndSpace):
                     n += 1
                     continue
                 if run:
-                    w.append_many(run)
+                    self._append_run(run)
                     run = []
                 if isinstance(item, MetaItem):
+                    offset = w.offset
                     w.append_meta(item.event, item.message, item.attrs)
+                    stats.bytes_sealed += max(0, w.offset - offset)
                     stats.sealed_meta += 1
                     n += 1
+                    self._rotate_if_full()
                 else:
                     item.done.set()
         if run:
-            w.append_many(run)
+            self._append_run(run)
         stats.sealed += n
-        if w.segment == segment:
-            stats.bytes_sealed += w.offset - offset
         return n
+
+    def _append_run(self, run: list[Fields]) -> None:
+        """Seal data records, rotating as soon as the segment reaches ``max_bytes``.
+
+        A segment thus closes within ``max_bytes`` plus one record, whatever the
+        batch size: the run is sealed in chunks sure to fit (:mod:`sizebound`).
+        """
+        w = self.writer
+        limit = self.rotation.max_bytes if self.rotation is not None else None
+        i, n = 0, len(run)
+        while i < n:
+            j = n if limit is None or w.disk_full else sizebound.fitting(run, i, limit - w.offset)
+            offset = w.offset
+            w.append_many(run[i:j] if i or j < n else run)
+            self.stats.bytes_sealed += max(0, w.offset - offset)
+            if j < n:
+                w.track_cut(run[j - 1])  # the state saved by a rotation names its position
+            i = j
+            self._rotate_if_full()
+
+    def _rotate_if_full(self) -> None:
+        """Rotate by size now (waiting for the compressor's gate, never postponing)."""
+        w = self.writer
+        if self.rotation is None or w.offset < self.rotation.max_bytes or w.disk_full:
+            return
+        self._dirty = True
+        try:
+            self.rotate("size")
+        except DiskFullError as exc:
+            self._disk_full(exc)  # the rest is sealed and held in memory; rotated later
+        self._last_retention = 0.0  # retention runs at the end of this turn, as after any rotation
 
     def _turn(self, timed: list[tuple[float, list[Item]]], batches: list[list[Item]]) -> None:
         """One turn of the loop (lock held): seal, rotate, commit, retain, end the epoch."""
@@ -432,17 +464,18 @@ class SealLoop(_RetentionAndSpace):
     def _take_gate(self, now: float) -> int | None:
         """Take :attr:`io_gate` for a due rotation: the ns waited for it, or None to postpone.
 
-        While the compressor holds the gate the rotation is postponed and sealing goes
-        on, for at most :data:`GATE_WAIT_MAX` and while the segment is under twice its
-        size limit; after that the rotation waits for the gate (a wait that counts as
-        part of its pause).
+        While the compressor holds the gate a rotation due by age or epochs is
+        postponed and sealing goes on, for at most :data:`GATE_WAIT_MAX`; after that,
+        and at once for a rotation due by size (a segment closes within ``max_bytes``
+        plus one record), the rotation waits for the gate (a wait that counts as part
+        of its pause).
         """
         if self.io_gate.acquire(blocking=False):
             self._gate_wait_since = None
             return 0
         if self._gate_wait_since is None:
             self._gate_wait_since = now
-        limit = 2 * self.rotation.max_bytes if self.rotation is not None else 0
+        limit = self.rotation.max_bytes if self.rotation is not None else 0
         if now - self._gate_wait_since < GATE_WAIT_MAX and self.writer.offset < limit:
             self.stats.rotations_postponed += 1
             return None

@@ -54,6 +54,9 @@ class ClosedSegments:
     def read_checkpoints(self) -> Sequence[tuple[str, bytes]]:
         return self.local.read_checkpoints()
 
+    def read_deletions(self) -> bytes:
+        return self.local.read_deletions()
+
     def list_segments(self) -> Sequence[tuple[str, str]]:
         segs = self.local.list_segments()
         return [(n, r) for n, r in segs if self.before is None or n < self.before]

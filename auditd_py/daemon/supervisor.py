@@ -64,7 +64,11 @@ class _LoopEvents:
         self.d.fail(exc)
 
     def committed(self) -> None:
-        pass
+        """Read the disk where writes happen: a worse level is acted on at once."""
+        ladder = self.d.ladder
+        if ladder is not None and ladder.worse():
+            ladder.check_now()
+            self.d.wake.set()
 
     def rotated(self, prev: str, reason: str, epoch: int) -> None:
         w = self.d.writer
@@ -243,7 +247,7 @@ class Daemon:
                     ret.max_age, ret.max_total_bytes, ret.max_segments, None, ret.keep_forever
                 ),
                 min_free=ret.min_free.of if ret.min_free is not None else None,
-                busy=lambda name: self.compressor is not None and name in self.compressor.pending,
+                busy=lambda name: self.compressor is not None and not self.compressor.release(name),
                 floor=self.forwarding.floor,
             ),
             retention_interval_ns=ret.check_interval,
@@ -360,7 +364,7 @@ class Daemon:
             held = w.unwritten
             w.abandon()  # as a crash: file and journald sources re-read what was not written
             self.say.stopped_disk_full(held, exc.where.get("file"))
-            return disk.EXIT_HALTED
+            return disk.EXIT_UNWRITTEN
         halted = self.ladder is not None and self.ladder.halted is not None
         return disk.EXIT_HALTED if halted else 0
 

@@ -28,13 +28,7 @@ def intact_lines(label: str, r: Report) -> list[str]:
         f"last checkpoint), {r.segments} segments, {r.checkpoints} checkpoints",
         f"  time range {fmt_time(r.first_time)} .. {fmt_time(r.last_time)}",
     ]
-    if r.first_seq:
-        policies = sorted({str(x["policy"]) for x in r.retention})
-        out.append(
-            f"  retention: records 0..{r.first_seq - 1} were deleted by policy "
-            f"({', '.join(policies)}; {len(r.retention)} sealed deletion record(s) read); "
-            f"the archive starts at seq {r.first_seq}"
-        )
+    out += [f"  {line}" for line in describe_retention(r)]
     if r.unsealed_records:
         how = "MAC-verified" if r.mode == "key" else "hash-linked only"
         out.append(
@@ -48,6 +42,26 @@ def intact_lines(label: str, r: Report) -> list[str]:
         for rec in r.recovered
     ]
     out += [f"  warning: {w}" for w in r.warnings]
+    return out
+
+
+def describe_retention(r: Report) -> list[str]:
+    """Every deletion since keygen as lines for people (``verify``'s report)."""
+    if not r.retention:
+        return []
+    policies = sorted({str(x["policy"]) for x in r.retention})
+    out = [
+        f"retention: {len(r.retention)} segment deletion(s) since keygen, by policy "
+        f"({', '.join(policies)}); the archive starts at seq {r.first_seq}"
+    ]
+    for x in r.retention:
+        late = "; not yet forwarded then" if x["undelivered"] else ""
+        kept = "" if x["in_archive"] else " [record retired, kept in deletions.jsonl]"
+        out.append(
+            f"  {format_ts(x['time']).decode()} deleted {x['segment']} (seq {x['seq_first']}.."
+            f"{x['seq_end'] - 1}, {x['bytes']} bytes of {x['file']}) by {x['policy']}: "
+            f"{x['reason']}{late}{kept}"
+        )
     return out
 
 

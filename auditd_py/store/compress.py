@@ -222,6 +222,8 @@ class Compressor:
         self._thread = threading.Thread(target=self._run, name="auditd-compress", daemon=True)
         self.done = 0
         self.pending: set[str] = set()
+        self._current: str | None = None
+        self._dropped: set[str] = set()
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -238,11 +240,32 @@ class Compressor:
         with self._lock:
             return not self.pending
 
+    def release(self, name: str) -> bool:
+        """Give up ``name`` for retention: False while it is being compressed; else it is
+        never compressed (a queued segment is not worth compressing to delete it)."""
+        with self._lock:
+            if name == self._current:
+                return False
+            if name in self.pending:
+                self._dropped.add(name)
+                self.pending.discard(name)
+            return True
+
+    def _take(self, name: str) -> bool:
+        with self._lock:
+            if name in self._dropped:
+                self._dropped.discard(name)
+                return False
+            self._current = name
+            return True
+
     def _run(self) -> None:
         while not self._stop.is_set():
             name = self._q.get()
             if name is None:
                 break
+            if not self._take(name):
+                continue
             try:
                 if (self.layout.segments / name).exists():
                     res = compress_segment(
@@ -262,6 +285,7 @@ class Compressor:
             finally:
                 with self._lock:
                     self.pending.discard(name)
+                    self._current = None
 
     def stop(self, timeout: float = 30.0) -> None:
         """Abandon what is queued; a compression under way stops at its next chunk."""

@@ -15,6 +15,8 @@ IDENTITY = "archive.json"
 SEGMENTS = "segments"
 CHECKPOINTS = "checkpoints"
 QUARANTINE = "quarantine"
+DELETIONS = "deletions.jsonl"
+"""Every ``retention.deleted`` record line ever sealed (docs/FORMAT.md 16.4)."""
 DEFAULT_STATE = ".state"
 
 COMPRESSED_SUFFIXES = (".zst", ".gz")
@@ -50,6 +52,19 @@ class Layout:
     @property
     def quarantine(self) -> Path:
         return self.root / QUARANTINE
+
+    @property
+    def deletions(self) -> Path:
+        return self.root / DELETIONS
+
+    def read_deletions(self) -> bytes:
+        """``deletions.jsonl``, empty if retention never deleted a segment."""
+        try:
+            return self.deletions.read_bytes()
+        except FileNotFoundError:
+            return b""
+        except OSError as exc:
+            raise ArchiveError(f"cannot read: {exc.strerror}", file=str(self.deletions)) from exc
 
     def checkpoint(self, epoch: int) -> Path:
         return self.checkpoints / checkpoint_name(epoch)

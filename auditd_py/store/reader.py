@@ -70,6 +70,9 @@ class LocalArchive:
     def read_checkpoints(self) -> list[tuple[str, bytes]]:
         return self.layout.checkpoint_files()
 
+    def read_deletions(self) -> bytes:
+        return self.layout.read_deletions()
+
     def list_segments(self) -> list[tuple[str, str]]:
         return [(name, str(path)) for name, path in self.layout.segment_files()]
 

@@ -34,7 +34,7 @@ class WriterRecovery:
     worm: Worm
     positions: dict[str, Position]
     _saved: WriterState
-    _retired: list[str]
+    _retired: list[tuple[str, bytes]]
     _head_at: tuple[str, int] | None
 
     def _save_state(self) -> None:
@@ -145,7 +145,7 @@ class WriterRecovery:
             and isinstance(attrs, dict)
             and isinstance(attrs.get("segment"), str)
         ):
-            self._retired.append(attrs["segment"])
+            self._retired.append((attrs["segment"], line))
 
     def _track_line(self, line: bytes) -> None:
         """Take the source position out of a recovered record."""

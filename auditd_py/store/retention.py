@@ -280,8 +280,9 @@ class Retainer:
                     f"; not yet forwarded (delivered up to seq {floor}): deleted by the disk "
                     "action before delivery"
                 )
-            info = writer.retire_segment(d.name, policy=d.policy, detail=detail)
-            info["undelivered"] = undelivered
+            info = writer.retire_segment(
+                d.name, policy=d.policy, detail=detail, undelivered=undelivered
+            )
             self.index.forget(d.name)
             self.deleted += 1
             self.deleted_bytes += int(str(info["bytes"]))

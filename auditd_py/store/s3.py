@@ -344,6 +344,11 @@ class BucketArchive:
     def read_checkpoints(self) -> list[tuple[str, bytes]]:
         return self.checkpoints()
 
+    def read_deletions(self) -> bytes:
+        """Empty for a bucket: the forwarder uploads every segment before retention may
+        delete it, so every deletion record is in the bucket's segments (16.4)."""
+        return b""
+
     def list_segments(self) -> list[tuple[str, str]]:
         return self.segments()
 

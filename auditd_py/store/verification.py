@@ -37,6 +37,10 @@ class ArchiveSource(Protocol):
         """(name, bytes) of every checkpoint, in name order."""
         ...
 
+    def read_deletions(self) -> bytes:
+        """The ``deletions.jsonl`` bytes (docs/FORMAT.md 16.4); empty if there is none."""
+        ...
+
     def list_segments(self) -> Sequence[tuple[str, str]]:
         """(logical name, reference for :meth:`open_lines`) of every segment, in order."""
         ...
@@ -107,6 +111,7 @@ def verify(
         mac_key=policy.mac_key,
         anchor=policy.anchor,
         require_sealed=policy.require_sealed,
+        deletions=source.read_deletions(),
     )
     if started is not None:
         started(v)

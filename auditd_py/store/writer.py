@@ -160,8 +160,12 @@ class ArchiveWriter(WriterSegments, WriterRecovery, WriterRetirement):
         self.segment_first_epoch = 0
         """The epoch the open segment started in (for rotation by epochs spanned)."""
         self.checkpoints_written: list[Checkpoint] = []
-        self._retired: list[str] = []
-        """Segments that rolled-forward ``retention.deleted`` records name."""
+        self._retired: list[tuple[str, bytes]] = []
+        """(segment, line) of the rolled-forward ``retention.deleted`` records."""
+        self._history: tuple[int, bytes] | None = None
+        """(count, digest) of the deletion history (docs/FORMAT.md 16.4), once loaded."""
+        self._deletions_pending: list[bytes] = []
+        """Deletion record lines sealed but not yet in ``deletions.jsonl``."""
         self._saved = saved if saved is not None else WriterState()
         """The writer's part of the state as last loaded or saved (plus the segment number)."""
         self.positions: dict[str, Position] = dict(self._saved.positions or {})
@@ -235,6 +239,12 @@ class ArchiveWriter(WriterSegments, WriterRecovery, WriterRetirement):
             return
         if isinstance(pos, dict) and isinstance(pos.get("k"), str):
             self.positions[pos["k"]] = Position(pos, f.message[-32:])
+
+    def track_cut(self, f: Fields) -> None:
+        """A batch is sealed in parts and ``f`` ends one: track the position its raw
+        attrs carry (a source puts ``pos`` on the batch's last record only)."""
+        if f.pos is None and f.raw_attrs:
+            self._track_raw(f)
 
     @property
     def offset(self) -> int:
@@ -362,6 +372,8 @@ class ArchiveWriter(WriterSegments, WriterRecovery, WriterRetirement):
         self.disk_full = False
         if sync and self.segment is not None:
             self.durable = (self.segment, self._offset)
+        if sync and self._deletions_pending:
+            self._sync_deletions()  # their records are durable now
 
     def _spill(self) -> None:
         """Hand a large backlog to the kernel between commits; a full disk waits for flush."""

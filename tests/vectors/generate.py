@@ -245,6 +245,8 @@ def _copy_archive(work: Path, layout: Layout, out: Path, proof_seq: int) -> None
         shutil.rmtree(out)
     out.mkdir(parents=True)
     shutil.copyfile(layout.identity, out / "archive.json")
+    if layout.deletions.exists():
+        shutil.copyfile(layout.deletions, out / "deletions.jsonl")
     for sub in ("segments", "checkpoints", "quarantine"):
         files = sorted((layout.root / sub).iterdir())
         if not files and sub == "quarantine":
