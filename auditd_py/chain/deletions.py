@@ -287,6 +287,19 @@ class DeletionHistory:
             )
         self.deletions.append(d)
 
+    def states_cut(self, segment: str, stated: tuple[int, str, str, list[str]]) -> bool:
+        """Only for a source read in part (the daemon's self-check): whether an entry of
+        deletions.jsonl past the records met, checked as in R8.4 and chained to them, states
+        this cut ``(seq_end, last_link, last_mac, merkle_range)`` of ``segment``. Its sealed
+        record then lies in the segments not read (F3 is pending, not failed)."""
+        for i in range(self.next or 0, len(self.lines)):
+            self._entry(i)
+            a = self.deletions[-1].attrs
+            got = (a["seq_end"], a["last_link"], a["last_mac"], a["merkle_range"])
+            if a["segment"] == segment and got == stated:
+                return True
+        return False
+
     def finish(self) -> None:
         """F4: every entry of deletions.jsonl is a deletion record sealed in this archive."""
         sealed = self.next or 0

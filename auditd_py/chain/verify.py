@@ -40,7 +40,7 @@ from auditd_py.chain.encoding import (
 from auditd_py.chain.identity import Identity
 from auditd_py.chain.keys import same
 from auditd_py.chain.link import check_record
-from auditd_py.chain.verify_meta import MetaChecks, SegmentRead
+from auditd_py.chain.verify_meta import Cut, MetaChecks, SegmentRead
 from auditd_py.errors import Failure, FormatError, IntegrityError
 
 _HEX32 = re.compile(r"[0-9a-f]{64}")
@@ -350,13 +350,18 @@ class Verifier(MetaChecks):
         """Checkpoints (checked, C1–C8) that cover records not fed yet."""
         return self.cps[self.ci :]
 
+    def _cut_pending(self, cut: Cut) -> bool:
+        stated = (cut.seq, cut.link.hex(), cut.mac.hex(), [n.hex() for n in cut.stack])
+        return self.history.states_cut(cut.prev_segment, stated)
+
     def finish(self, *, partial: bool = False) -> Report:
-        """F1–F3, and the report. ``partial``: the records of :attr:`pending`
+        """F1–F4, and the report. ``partial``: the records of :attr:`pending`
         checkpoints are not expected (a source that holds them later), so F1 is
-        not applied to them and the records after the last covered checkpoint
-        count as unsealed (F2)."""
+        not applied to them, the records after the last covered checkpoint count
+        as unsealed (F2), F4 is not applied, and F3 is pending when an entry of
+        deletions.jsonl states the cut (its record is in the part not read)."""
         cut = self._cut
-        if cut is not None and not self._cut_accounted:  # F3: a gap only by retention
+        if cut is not None and not self._cut_accounted and not (partial and self._cut_pending(cut)):
             raise IntegrityError(
                 f"records 0..{cut.seq - 1} are missing (the archive starts after "
                 f"{cut.prev_segment}) and no sealed retention record accounts for them: "
