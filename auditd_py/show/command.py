@@ -9,6 +9,7 @@ code. Errors are raised from :mod:`auditd_py.errors`, as everywhere.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -130,13 +131,9 @@ def run(
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
     """Write the selected records to ``out``; with ``follow``, until interrupted."""
-    style = Style(
-        output=r.style.output,
-        tz=r.style.tz,
-        escape=r.style.escape,
-        show_seal=r.style.show_seal,
-        host=_host(layout),
-    )
+    host = _host(layout)
+    style = dataclasses.replace(r.style, host=host)
+    r = dataclasses.replace(r, query=dataclasses.replace(r.query, host=host))
     start = follow.end_position(layout) if r.follow else None
     last = -1
     with pager.paged(out, env, r.pager) as sink:

@@ -88,8 +88,6 @@ class Entry:
 
     def pid(self) -> str | None:
         v = self.syslog.get("procid") or self.journal.get("_PID")
-        if self.is_meta and v is None:
-            v = self.attrs.get("pid")
         return str(v) if isinstance(v, str | int) and not isinstance(v, bool) else None
 
     def unit(self) -> str | None:
@@ -108,17 +106,18 @@ class Entry:
             return _META_PRIORITY[severity(event)]
         return DEFAULT_PRIORITY
 
-    def field(self, name: str) -> list[str]:
+    def field(self, name: str, host: str | None = None) -> list[str]:
         """Every value of the field ``name`` as text (empty if the record has none).
 
         The named fields (``host``, ``app``, ``pid``, ``unit``, ``priority``, any
         case), then the record's own keys (``source``, ``event``, ``seq``…), then
         ``attrs`` keys (``transport``, ``peer``…), the syslog header
         (``msgid``, ``facility``…) and journal fields (``_SYSTEMD_UNIT``, ``_UID``…).
+        ``host`` is the host of records that name none (the archive's).
         """
         low = name.lower()
         if low in NAMED:
-            v: Any = getattr(self, low)()
+            v: Any = self.host(host) if low == "host" else getattr(self, low)()
             return [] if v is None else [str(v)]
         for place in (self.obj, self.attrs, self.syslog, self.journal):
             if name in place:

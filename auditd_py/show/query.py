@@ -35,6 +35,8 @@ class Query:
     grep: re.Pattern[str] | None = None
     seq: tuple[int, int | None] | None = None
     """First and last seq (inclusive; None: to the end)."""
+    host: str | None = None
+    """The archive's host, for ``host=`` matches on records that name none."""
 
     def kind_ok(self, e: Entry) -> bool:
         return self.all or e.is_meta == self.meta
@@ -59,7 +61,7 @@ class Query:
             if not lo <= e.priority() <= hi:
                 return False
         for name, values in self.matches:
-            if values.isdisjoint(e.field(name)):
+            if values.isdisjoint(e.field(name, self.host)):
                 return False
         return self.grep is None or self.grep.search(str(e.obj.get("message", ""))) is not None
 
