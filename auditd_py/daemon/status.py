@@ -69,6 +69,14 @@ class SealerStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class ReloadStatus:
+    """The outcome of the last configuration load (the start, or a reload)."""
+
+    ok: bool = True
+    success_timestamp: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Counters:
     """Numbers only /metrics shows (not part of the /health document)."""
 
@@ -80,6 +88,10 @@ class Counters:
     seal_latency_buckets: tuple[tuple[float, int], ...] = ()
     """(upper bound, count in that bucket) with +Inf last; not cumulative."""
     seal_latency_sum: float = 0.0
+    config_reload_ok: bool = True
+    """Whether the last reload (or the start) put its configuration in force."""
+    config_reload_success_timestamp: float = 0.0
+    """When the configuration in force was loaded (Unix time)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ from auditd_py.daemon.reloader import Reloader
 from auditd_py.daemon.sealloop import RotationPolicy, SealLoop
 from auditd_py.daemon.snapshot import snapshot
 from auditd_py.daemon.sourceset import SourceSet
+from auditd_py.daemon.status import ReloadStatus
 from auditd_py.daemon.systemd import DEFAULT_WATCHDOG_S, notify, watchdog_seconds
 from auditd_py.errors import AuditdError, DiskFullError, SealLoopError
 from auditd_py.forward.runner import Runner
@@ -161,6 +162,10 @@ class Daemon:
     @property
     def rates(self) -> Rates:
         return self.health.rates
+
+    @property
+    def reload_status(self) -> ReloadStatus:
+        return self.reloader.status
 
     def install_signals(self) -> None:
         signals.install(self.flags, self.wake)
