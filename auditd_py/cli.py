@@ -10,6 +10,8 @@ line on stderr (or a JSON report).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import os
 import sys
 import time
@@ -584,7 +586,7 @@ def cmd_config_check(a: argparse.Namespace) -> int:
 
 def cmd_status(a: argparse.Namespace) -> int:
     from auditd_py import config  # noqa: PLC0415 - only this command needs them
-    from auditd_py.daemon import observe  # noqa: PLC0415
+    from auditd_py.daemon import observe, statusview  # noqa: PLC0415
     from auditd_py.daemon.status import Snapshot  # noqa: PLC0415
 
     if a.config and a.url:
@@ -598,13 +600,29 @@ def cmd_status(a: argparse.Namespace) -> int:
         url = observe.url_for(loaded.config.metrics.listen)
     else:
         url = a.url or observe.url_for("127.0.0.1:9464")
+    terminal = sys.stdout.isatty()
+    color = statusview.use_color(terminal, os.environ) and not a.json
+    if a.watch is not None:
+        if not a.watch > 0:
+            raise UsageError(f"--watch must be a positive number of seconds, not {a.watch:g}")
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends the watch
+            statusview.watch(
+                functools.partial(observe.fetch_health, url, a.timeout),
+                url,
+                sys.stdout,
+                interval=a.watch,
+                color=color,
+                clear=terminal,
+                sleep=time.sleep,
+            )
+        return 0
     code, doc = observe.fetch_health(url, a.timeout)
     snap = Snapshot.from_doc(doc)
     healthy = code == 200 and snap.status == "ok"
     if a.json:
         print(orjson.dumps({"url": url, "http_status": code, **doc}).decode())
         return 0 if healthy else 1
-    print("\n".join(snap.lines(url)))
+    print("\n".join(statusview.render(snap, url, healthy, color)))
     return 0 if healthy else 1
 
 
@@ -779,6 +797,15 @@ def _daemon_commands(sub: Any) -> None:
     where.add_argument("--url", metavar="URL", help="default http://127.0.0.1:9464")
     st.add_argument("--json", action="store_true", help="print the document as one JSON line")
     st.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS")
+    st.add_argument(
+        "-w",
+        "--watch",
+        nargs="?",
+        type=float,
+        const=2.0,
+        metavar="SECONDS",
+        help="show it again every SECONDS (default 2) until Ctrl-C, like watch(1)",
+    )
     st.set_defaults(func=cmd_status)
 
     ro = sub.add_parser(

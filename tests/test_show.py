@@ -8,14 +8,9 @@ flags, and as a real process on a pseudo-terminal where the terminal matters
 
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
-import select
 import signal
-import struct
 import subprocess
-import termios
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +29,7 @@ from tests.support import configs
 from tests.support.archive import Arc
 from tests.support.cli import Result, run_cli
 from tests.support.daemon import CLI, Daemon, wait_for
+from tests.support.terminal import on_terminal
 from tests.support.wait import wait_until
 
 T0 = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
@@ -266,37 +262,6 @@ def test_fast_paths_agree_with_a_full_scan(arc: Arc) -> None:
 
 
 # ---------------------------------------------------------------- the terminal
-
-
-def on_terminal(*args: str, env: dict[str, str] | None = None) -> tuple[int, bytes]:
-    """Run the real CLI with stdout on a pseudo-terminal; (exit code, what it showed)."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
-    # setsid --ctty: the terminal is the controlling one, as in a login (less reads keys there)
-    proc = subprocess.Popen(
-        ["setsid", "--ctty", *CLI, *args], stdin=slave, stdout=slave, stderr=subprocess.PIPE,
-        env={**os.environ, "TERM": "xterm", **(env or {})},
-    )  # fmt: skip
-    os.close(slave)
-    out = bytearray()
-    try:
-        while True:
-            ready, _, _ = select.select([master], [], [], 30)
-            if not ready:
-                break
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # EIO: the other side closed
-                break
-            if not chunk:
-                break
-            out += chunk
-    finally:
-        os.close(master)
-        code = proc.wait(30)
-        assert proc.stderr is not None
-        proc.stderr.close()
-    return code, bytes(out)
 
 
 @pytest.mark.integration

@@ -76,7 +76,7 @@ def add_show_options(sh: argparse.ArgumentParser) -> None:
         "-S",
         "--since",
         metavar="TIME",
-        help="e.g. yesterday, today, -1h, \"1 hour ago\", \"2026-12-04 10:00\", @SECONDS",
+        help='e.g. yesterday, today, -1h, "1 hour ago", "2026-12-04 10:00", @SECONDS',
     )
     sh.add_argument("-U", "--until", metavar="TIME", help="as --since")
     sh.add_argument(
