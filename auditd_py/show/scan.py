@@ -147,25 +147,29 @@ def _forward_lines(fh: IO[bytes]) -> Iterator[bytes]:
         yield raw[:-1]
 
 
-def _backward_plain(fh: IO[bytes]) -> Iterator[bytes]:
-    """The complete lines of a plain file, last first, read in blocks from the end."""
+def backward_lines(fh: IO[bytes], block: int = _BLOCK) -> Iterator[bytes]:
+    """The complete lines of a plain file, last first, read in blocks from the end
+    (a last line without its newline is torn: not a line yet)."""
     pos = fh.seek(0, 2)
     carry = b""
-    first = True
+    torn = True  # still inside the bytes after the last newline
     while pos > 0:
-        n = min(_BLOCK, pos)
+        n = min(block, pos)
         pos -= n
         fh.seek(pos)
-        parts = (fh.read(n) + carry).split(b"\n")
+        buf = fh.read(n) + carry
+        if torn:
+            end = buf.rfind(b"\n")
+            if end < 0:
+                carry = b""
+                continue
+            buf, torn = buf[:end], False
+        parts = buf.split(b"\n")
         carry = parts[0]
-        done = parts[1:]
-        if first:
-            done = done[:-1]  # after the last newline: empty, or a torn line
-            first = False
-        for line in reversed(done):
+        for line in reversed(parts[1:]):
             if line:
                 yield line
-    if carry and not first:
+    if carry:
         yield carry
 
 
@@ -202,7 +206,7 @@ def backward(layout: Layout, q: Query) -> Iterator[Entry]:
             if compressed:
                 lines: Iterator[bytes] = reversed(list(_forward_lines(fh)))
             else:
-                lines = _backward_plain(fh)
+                lines = backward_lines(fh)
             for line in lines:
                 seq, _ = _quick(line)
                 if hi is not None and seq > hi:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from decimal import Decimal
 
 from auditd_py.chain.format import NS
 from auditd_py.errors import UsageError
@@ -22,20 +23,21 @@ FORMS = (
 )
 """What the error message lists."""
 
-_UNITS: dict[str, float] = {}
-for _names, _secs in (
-    (("us", "usec", "µs"), 1e-6),
-    (("ms", "msec"), 1e-3),
-    (("s", "sec", "secs", "second", "seconds"), 1),
-    (("m", "min", "mins", "minute", "minutes"), 60),
-    (("h", "hr", "hrs", "hour", "hours"), 3600),
-    (("d", "day", "days"), 86400),
-    (("w", "week", "weeks"), 7 * 86400),
-    (("M", "month", "months"), 30.44 * 86400),
-    (("y", "year", "years"), 365.25 * 86400),
+_UNITS: dict[str, int] = {}
+"""Nanoseconds per unit (a month is 30.44 days, a year 365.25, as systemd counts)."""
+for _names, _per in (
+    (("us", "usec", "µs"), 1000),
+    (("ms", "msec"), 10**6),
+    (("s", "sec", "secs", "second", "seconds"), NS),
+    (("m", "min", "mins", "minute", "minutes"), 60 * NS),
+    (("h", "hr", "hrs", "hour", "hours"), 3600 * NS),
+    (("d", "day", "days"), 86400 * NS),
+    (("w", "week", "weeks"), 7 * 86400 * NS),
+    (("M", "month", "months"), 2_630_016 * NS),
+    (("y", "year", "years"), 31_557_600 * NS),
 ):
     for _n in _names:
-        _UNITS[_n] = _secs
+        _UNITS[_n] = _per
 
 _SPAN_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Zµ]*)")
 _CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?")
@@ -44,17 +46,18 @@ _DAYS = {"today": 0, "yesterday": -1, "tomorrow": 1}
 
 def parse_span(text: str) -> int | None:
     """``1h30min``, ``2 hours``, ``90`` (seconds) → ns; None if it is not a time span."""
-    pos, total, seen = 0, 0.0, False
+    pos, total, seen = 0, 0, False
     while pos < len(text):
         m = _SPAN_PART.match(text, pos)
         if m is None or m.end() == pos:
-            return None if text[pos:].strip() else (round(total * NS) if seen else None)
+            return None if text[pos:].strip() else (total if seen else None)
         unit = m.group(2) or "s"
-        if unit not in _UNITS and unit.lower() not in _UNITS:
+        per = _UNITS.get(unit, _UNITS.get(unit.lower()))
+        if per is None:
             return None
-        total += float(m.group(1)) * _UNITS.get(unit, _UNITS.get(unit.lower(), 0))
+        total += int(Decimal(m.group(1)) * per)
         pos, seen = m.end(), True
-    return round(total * NS) if seen else None
+    return total if seen else None
 
 
 def local_zone(now_ns: int) -> tzinfo:
@@ -86,8 +89,8 @@ def parse_time(text: str, now_ns: int, *, utc: bool = False) -> int:
         return _midnight(now_ns, tz, _DAYS[word])
     if s.startswith("@"):
         try:
-            return round(float(s[1:]) * NS)
-        except ValueError:
+            return int(Decimal(s[1:]) * NS)
+        except ArithmeticError:  # decimal.InvalidOperation: not a number
             pass
     elif s[:1] in "+-" or word.endswith((" ago", " left")):
         sign = -1 if s[:1] == "-" or word.endswith(" ago") else 1
