@@ -3,6 +3,7 @@ time spans."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 
 from hypothesis import given
@@ -47,3 +48,12 @@ def test_spans(n: int, unit: str) -> None:
     secs = {"s": 1, "sec": 1, "min": 60, "h": 3600, "hours": 3600, "d": 86400, "w": 604800}
     assert parse_span(f"{n}{unit}") == n * secs[unit] * NS
     assert parse_span(f"{n} {unit} 5s") == (n * secs[unit] + 5) * NS
+
+
+@given(st.text(max_size=30))
+def test_any_text_is_a_time_or_a_usage_error(text: str) -> None:
+    from auditd_py.errors import UsageError
+    from auditd_py.show.timespec import parse_time
+
+    with contextlib.suppress(UsageError):
+        assert isinstance(parse_time(text, 1_764_842_400 * NS, utc=True), int)

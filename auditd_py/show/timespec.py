@@ -41,6 +41,7 @@ for _names, _per in (
 
 _SPAN_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Zµ]*)")
 _CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?")
+_UNIX = re.compile(r"-?\d{1,12}(?:\.\d{1,9})?")
 _DAYS = {"today": 0, "yesterday": -1, "tomorrow": 1}
 
 
@@ -88,10 +89,8 @@ def parse_time(text: str, now_ns: int, *, utc: bool = False) -> int:
     if word in _DAYS:
         return _midnight(now_ns, tz, _DAYS[word])
     if s.startswith("@"):
-        try:
+        if _UNIX.fullmatch(s[1:]):
             return int(Decimal(s[1:]) * NS)
-        except ArithmeticError:  # decimal.InvalidOperation: not a number
-            pass
     elif s[:1] in "+-" or word.endswith((" ago", " left")):
         sign = -1 if s[:1] == "-" or word.endswith(" ago") else 1
         body = s[1:] if s[:1] in "+-" else s.rsplit(" ", 1)[0]
