@@ -134,6 +134,30 @@ def test_since_and_until_in_systemd_time_forms(arc: Arc) -> None:
     assert r.code == 2 and "yesterday" in r.err and "1 hour ago" in r.err and "@" in r.err
 
 
+@pytest.mark.integration
+def test_local_time_unless_utc(arc: Arc) -> None:
+    """Times without a zone are local, shown and parsed (TZ: a POSIX zone one hour east)."""
+    env = {**os.environ, "TZ": "XYZ-1"}
+    root = str(arc.layout.root)
+
+    def run(*args: str) -> list[str]:
+        r = subprocess.run(
+            [*CLI, "show", root, "--no-pager", *args], capture_output=True, env=env, check=True
+        )
+        return r.stdout.decode("utf-8", "backslashreplace").splitlines()
+
+    assert run("--since", "2026-12-04 11:06", "-n", "1") == [
+        "Dec 04 11:07:00 test app: file line three"
+    ]
+    assert len(run("--since", "2026-12-04 11:06")) == 2
+    assert run("--since", "2026-12-04 10:06", "--utc", "-o", "short-iso", "-n", "1") == [
+        "2026-12-04T10:07:00+00:00 test app: file line three"
+    ]
+    assert run("-o", "short-iso", "-n", "1") == [
+        "2026-12-04T11:07:00+01:00 test app: file line three"
+    ]
+
+
 def test_time_forms_parse() -> None:
     now = int(datetime(2026, 12, 4, 15, 30, tzinfo=UTC).timestamp()) * NS
     day = int(datetime(2026, 12, 4, tzinfo=UTC).timestamp()) * NS

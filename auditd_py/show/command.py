@@ -73,7 +73,7 @@ def request_from(a: argparse.Namespace, now_ns: int, terminal: bool) -> Request:
         seq=query.parse_seq(a.seq) if a.seq else None,
     )
     output = "json" if a.json else a.output
-    tz = UTC if a.utc else timespec.local_zone(now_ns)
+    tz = UTC if a.utc else None  # None: local time
     style = Style(output=output, tz=tz, escape=terminal, show_seal=a.show_seal)
     return Request(
         query=q,

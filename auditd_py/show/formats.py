@@ -63,7 +63,8 @@ class Style:
     """How to render: the format, the zone for times, and whether for a terminal."""
 
     output: str = "short"
-    tz: tzinfo = UTC
+    tz: tzinfo | None = UTC
+    """None: local time (each record with the offset of its own date)."""
     escape: bool = False
     show_seal: bool = False
     host: str | None = None
@@ -77,9 +78,14 @@ def _message(e: Entry) -> bytes:
         return str(e.obj.get("message", "")).encode()
 
 
+def _datetime(t: int, s: Style) -> datetime:
+    sec = t // NS
+    return datetime.fromtimestamp(sec, s.tz) if s.tz else datetime.fromtimestamp(sec).astimezone()
+
+
 def _when(e: Entry, s: Style) -> str:
     t = e.time_ns
-    dt = datetime.fromtimestamp(t // NS, s.tz)
+    dt = _datetime(t, s)
     micro = (t % NS) // 1000
     if s.output == "short-iso":
         return dt.isoformat()
@@ -180,7 +186,7 @@ def _value(v: Any) -> bytes:
 
 def _verbose(e: Entry, s: Style) -> bytes:
     t = e.time_ns
-    dt = datetime.fromtimestamp(t // NS, s.tz)
+    dt = _datetime(t, s)
     head = dt.strftime("%a %Y-%m-%d %H:%M:%S") + f".{t % NS:09d} {dt.tzname()}"
     lines = [f"{head} [seq={e.seq} segment={e.segment}]"]
     lines += [f"    {k}={_text(_value(v), s)}" for k, v in fields(e, s)]

@@ -61,18 +61,12 @@ def parse_span(text: str) -> int | None:
     return total if seen else None
 
 
-def local_zone(now_ns: int) -> tzinfo:
-    """The host's zone at ``now_ns`` (from the TZ environment and /etc/localtime)."""
-    tz = datetime.fromtimestamp(now_ns / NS).astimezone().tzinfo
-    assert tz is not None
-    return tz
-
-
 def _ns(dt: datetime) -> int:
+    """Unix ns of ``dt``; a naive ``dt`` is local time (with the DST of its own date)."""
     return int(dt.timestamp()) * NS + dt.microsecond * 1000
 
 
-def _midnight(now_ns: int, tz: tzinfo, days: int) -> int:
+def _midnight(now_ns: int, tz: tzinfo | None, days: int) -> int:
     today = datetime.fromtimestamp(now_ns // NS, tz).date()
     return _ns(datetime.combine(today + timedelta(days=days), time(), tz))
 
@@ -80,7 +74,7 @@ def _midnight(now_ns: int, tz: tzinfo, days: int) -> int:
 def parse_time(text: str, now_ns: int, *, utc: bool = False) -> int:
     """A systemd.time(7) time → Unix ns; a UsageError naming the forms that work."""
     s = text.strip()
-    tz: tzinfo = UTC if utc else local_zone(now_ns)
+    tz: tzinfo | None = UTC if utc else None  # None: local time, DST and all
     if s.endswith(" UTC"):
         s, tz = s[:-4].strip(), UTC
     word = s.lower()
@@ -106,13 +100,13 @@ def parse_time(text: str, now_ns: int, *, utc: bool = False) -> int:
         except ValueError:
             pass
         else:
-            if dt.tzinfo is None:
+            if dt.tzinfo is None and tz is not None:
                 dt = dt.replace(tzinfo=tz)
             return _ns(dt)
     raise UsageError(f"invalid time {text!r}; use one of {FORMS}")
 
 
-def _clock_today(m: re.Match[str], now_ns: int, tz: tzinfo) -> int:
+def _clock_today(m: re.Match[str], now_ns: int, tz: tzinfo | None) -> int:
     hh, mm = int(m.group(1)), int(m.group(2))
     ss = int(m.group(3) or 0)
     frac = int((m.group(4) or "0").ljust(9, "0"))
