@@ -57,3 +57,27 @@ def test_any_text_is_a_time_or_a_usage_error(text: str) -> None:
 
     with contextlib.suppress(UsageError):
         assert isinstance(parse_time(text, 1_764_842_400 * NS, utc=True), int)
+
+
+@given(
+    st.lists(st.integers(0, 60), min_size=0, max_size=60),
+    st.integers(0, 70),
+    st.integers(1, 200),
+    st.binary(max_size=20).filter(lambda b: b"\n" not in b),
+)
+def test_seek_seq_lands_before_the_target_and_near_it(
+    pads: list[int], target: int, window: int, torn: bytes
+) -> None:
+    from auditd_py.show.scan import seek_seq
+
+    lines = [b'{"seq":%d,"epoch":0,"time":5,"m":"%s"}' % (i, b"x" * p) for i, p in enumerate(pads)]
+    data = b"".join(x + b"\n" for x in lines) + torn
+    starts = [sum(len(x) + 1 for x in lines[:i]) for i in range(len(lines) + 1)]
+    at = seek_seq(io.BytesIO(data), target, window)
+    assert at in starts  # a line start
+    k = starts.index(at)
+    assert all(i < target for i in range(k))  # nothing skipped that it should not
+    first = min(target, len(lines))
+    assert starts[first] - at <= window + 100  # and close to the target
+    rest = list(backward_lines(io.BytesIO(data), 7, starts[first]))
+    assert rest == lines[:first][::-1]

@@ -93,8 +93,9 @@ class Segments:
             return False  # unknown: do not skip what comes before it
         return (seq is not None and h.seq <= seq) or (t is not None and h.time_ns < t)
 
-    def first_for(self, q: Query) -> int:
-        """The index of the first segment that can hold a record ``q`` selects."""
+    def first_for(self, q: Query) -> tuple[int, int]:
+        """The index of the first segment that can hold a record ``q`` selects, and a
+        seq below which nothing is selected (0 if none is known)."""
         n = len(self.files)
         start = 0
         lo_seq = q.seq[0] if q.seq is not None else None
@@ -109,7 +110,7 @@ class Segments:
             # skip segment i when segment i+1 opened before `since`
             k = _bisect(n, lambda i: not self._opened_before(i, t=q.since))
             start = max(start, k - 1)
-        return max(start, 0)
+        return max(start, 0), max(lo_seq or 0, 0)
 
 
 def seq_before(layout: Layout, since: int) -> int:
@@ -147,10 +148,31 @@ def _forward_lines(fh: IO[bytes]) -> Iterator[bytes]:
         yield raw[:-1]
 
 
-def backward_lines(fh: IO[bytes], block: int = _BLOCK) -> Iterator[bytes]:
-    """The complete lines of a plain file, last first, read in blocks from the end
-    (a last line without its newline is torn: not a line yet)."""
-    pos = fh.seek(0, 2)
+def seek_seq(fh: IO[bytes], target: int, window: int = _BLOCK) -> int:
+    """A line start in a plain segment before which every line has a seq below ``target``,
+    at most ``window`` bytes (and a line) before the first line at or above it.
+
+    A bisection over byte offsets: seqs increase line by line within a segment.
+    """
+    lo, hi = 0, fh.seek(0, 2)
+    while hi - lo > window:
+        mid = (lo + hi) // 2
+        fh.seek(mid)
+        fh.readline()  # the rest of the line ``mid`` falls in
+        start = fh.tell()
+        seq, _ = _quick(fh.readline())
+        if 0 <= seq < target and start < hi:
+            lo = start
+        else:  # at or above the target, unreadable, or the end: look left
+            hi = mid
+    return lo
+
+
+def backward_lines(fh: IO[bytes], block: int = _BLOCK, end: int | None = None) -> Iterator[bytes]:
+    """The complete lines of a plain file before ``end`` (a line start; default the
+    end of the file), last first, read in blocks backwards (a last line without
+    its newline is torn: not a line yet)."""
+    pos = fh.seek(0, 2) if end is None else end
     carry = b""
     torn = True  # still inside the bytes after the last newline
     while pos > 0:
@@ -179,9 +201,12 @@ def forward(layout: Layout, q: Query) -> Iterator[Entry]:
     hi = q.seq[1] if q.seq is not None else None
     lo = q.seq[0] if q.seq is not None else -1
     since = q.since if q.since is not None else -1
-    for name, path in segs.files[segs.first_for(q) :]:
-        fh, _ = _open(layout, name, path)
+    first, lo_seq = segs.first_for(q)
+    for i, (name, path) in enumerate(segs.files[first:]):
+        fh, compressed = _open(layout, name, path)
         with fh:
+            if i == 0 and lo_seq > 0 and not compressed:
+                fh.seek(seek_seq(fh, lo_seq))
             for line in _forward_lines(fh):
                 seq, t = _quick(line)
                 if hi is not None and seq > hi:
@@ -193,10 +218,23 @@ def forward(layout: Layout, q: Query) -> Iterator[Entry]:
                     yield e
 
 
+def _end_at(fh: IO[bytes], hi: int) -> int | None:
+    """The start of the first line with a seq above ``hi`` (None: there is none)."""
+    fh.seek(seek_seq(fh, hi + 1))
+    while True:
+        at = fh.tell()
+        line = fh.readline()
+        if not line.endswith(b"\n"):
+            return None
+        seq, _ = _quick(line)
+        if seq > hi:
+            return at
+
+
 def backward(layout: Layout, q: Query) -> Iterator[Entry]:
     """Selected records, newest first (stops where nothing older can match)."""
     segs = Segments(layout)
-    stop = segs.first_for(q) if (q.since is not None or q.seq is not None) else 0
+    stop = segs.first_for(q)[0] if (q.since is not None or q.seq is not None) else 0
     lo = q.seq[0] if q.seq is not None else -1
     hi = q.seq[1] if q.seq is not None else None
     for i in range(len(segs.files) - 1, stop - 1, -1):
@@ -206,7 +244,7 @@ def backward(layout: Layout, q: Query) -> Iterator[Entry]:
             if compressed:
                 lines: Iterator[bytes] = reversed(list(_forward_lines(fh)))
             else:
-                lines = backward_lines(fh)
+                lines = backward_lines(fh, end=_end_at(fh, hi) if hi is not None else None)
             for line in lines:
                 seq, _ = _quick(line)
                 if hi is not None and seq > hi:
