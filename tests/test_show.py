@@ -122,13 +122,21 @@ def test_since_and_until_in_systemd_time_forms(arc: Arc) -> None:
     assert messages(arc, "--since", "2026-12-04T10:06:00Z") == MSGS[5:]
     assert messages(arc, "--until", "2026-12-04 10:02:30 UTC") == MSGS[:2]
     assert messages(arc, "--since", "2026-12-05", "--utc") == []
-    # relative to now (the archive is in 2026-12-04 10:0x, now is later or earlier)
-    now = time.time()
-    later = now > t + 3600
-    assert (messages(arc, "--since", "-1h") == []) is later
-    assert (messages(arc, "--since", "1 hour ago") == []) is later
+    # relative to now: a span that reaches back to between the 4th and 5th record
+    back = int(time.time() - (t + 4 * 60 + 30))
+    assert messages(arc, "--since", f"-{back}s") == MSGS[4:]
+    assert messages(arc, "-S", f"-{back // 60}min {back % 60}s") == MSGS[4:]
+    assert messages(arc, "--since", f"{back} seconds ago") == MSGS[4:]
+    assert messages(arc, "--until", f"{back}s ago") == MSGS[:4]
+    # today and yesterday: local midnights, counted here independently
+    midnight = datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
+    times = [t + 60 * (i + 1) for i in range(len(MSGS))]
+    assert messages(arc, "--since", "today") == [
+        m for m, at in zip(MSGS, times, strict=True) if at >= midnight.timestamp()
+    ]
+    first = times[0]
     assert messages(arc, "--since", "yesterday", "--until", "tomorrow") == (
-        MSGS if abs(now - t) < 86400 else []
+        MSGS if midnight.timestamp() - 86400 <= first else []
     )
     r = show(arc, "--since", "last tuesday")
     assert r.code == 2 and "yesterday" in r.err and "1 hour ago" in r.err and "@" in r.err
