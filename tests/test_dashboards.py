@@ -23,12 +23,14 @@ from tests.support import configs
 from tests.support.archive import Arc
 from tests.support.daemon import Daemon, free_port, wait_for
 
-CONTRIB = Path(__file__).resolve().parent.parent / "contrib"
+REPO = Path(__file__).resolve().parent.parent
+CONTRIB = REPO / "contrib"
 RULES = CONTRIB / "prometheus" / "auditd-py.rules.yml"
 RULE_TESTS = CONTRIB / "prometheus" / "auditd-py.rules.test.yml"
 DASHBOARD = CONTRIB / "grafana" / "auditd-py.json"
-OTHER_BRANCH = {"auditd_py_self_verify_failures_total"}
-"""Named by the rules and the dashboard; exported by the self-verification work."""
+OTHER_BRANCH = "auditd_py_self_verify_"
+"""Named by the rules and the dashboard (``…_failures_total``), exported by the
+self-verification work; drop this allowance once its metrics are in metrics.py."""
 
 FIRST_SCRAPE = (
     "auditd_py_build_info",
@@ -150,16 +152,18 @@ def exported() -> set[str]:
     }
 
 
-def test_dashboard_and_rules_name_only_exported_metrics() -> None:
+def test_dashboard_rules_and_docs_name_only_exported_metrics() -> None:
     dash = orjson.loads(DASHBOARD.read_bytes())
     exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
     exprs.append(dash["templating"]["list"][1]["query"]["query"])
-    have = exported() | OTHER_BRANCH
+    have = exported()
+    docs = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
     for where, names in (
         ("dashboard", _named("\n".join(exprs))),
         ("rules", _named(RULES.read_text())),
+        ("docs", _named("\n".join(p.read_text() for p in docs))),
     ):
-        unknown = sorted(names - have)
+        unknown = sorted(n for n in names - have if not n.startswith(OTHER_BRANCH))
         assert not unknown, (where, unknown)
     titles = " ".join(p["title"] for p in dash["panels"]).lower()
     for topic in ("ingest", "sealing lag", "dropped", "disk level", "forwarding lag",
