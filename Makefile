@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime
 TESTDEPS := $(VENV)/.test
 
-.PHONY: all sysdeps-runtime sysdeps-test venv test unit lint soak demo bench boot-test wheels clean
+.PHONY: all sysdeps-runtime sysdeps-test venv test unit lint soak demo bench bench-show boot-test wheels shell-files clean
 
 all: test
 
@@ -55,6 +55,14 @@ demo: sysdeps-runtime $(RUNTIME)
 
 bench: sysdeps-test $(TESTDEPS)
 	$(BIN)/python benchmarks/bench_seal_verify.py
+
+## `show -n 10`, --since, --seq on a 1M-record archive, against the CLI's start-up.
+bench-show: sysdeps-test $(TESTDEPS)
+	$(BIN)/python benchmarks/bench_show.py
+
+## Shell completion and the man page under generated/, again from the parser (after CLI changes).
+shell-files: $(TESTDEPS)
+	$(BIN)/python -m auditd_py.manual generated
 
 ## dist/wheels/: auditd-py and every dependency as wheels for this Python, for
 ## hosts without a compiler or network (README, "Installing on a QA host").

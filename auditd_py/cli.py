@@ -10,31 +10,31 @@ line on stderr (or a JSON report).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import os
-import re
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
 import orjson
 
 from auditd_py import __version__, control, early
-from auditd_py.chain.encoding import META_SOURCE, Fields, format_ts, record_bytes
+from auditd_py.chain.encoding import Fields, format_ts
 from auditd_py.chain.format import NS
 from auditd_py.chain.keys import PublicKey, VerifyKey
 from auditd_py.clock import SystemClock
 from auditd_py.errors import AuditdError, ConfigError, UsageError
 from auditd_py.report import jsonout, outcome, summary
+from auditd_py.show.options import add_show_options, prepare_argv
 from auditd_py.store.layout import Layout, read_public, read_secret
 from auditd_py.store.reader import (
     LocalArchive,
     archive_bytes,
     build_proof,
     check_proof,
-    iter_records,
     latest_checkpoint,
 )
 from auditd_py.store.verification import VerifyPolicy
@@ -50,21 +50,6 @@ def duration_arg(text: str) -> int:
         if exc.malformed:
             raise UsageError(f"invalid duration {text!r} (use e.g. 30s, 15m, 1h)") from exc
         raise UsageError(f"duration must be positive: {text!r}") from exc
-
-
-def parse_time(text: str) -> int:
-    """An RFC 3339 time (``2026-11-26T10:00:00Z``), a date, or ``-1h`` relative to now."""
-    if text.startswith("-"):
-        return time.time_ns() - duration_arg(text[1:])
-    try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise UsageError(
-            f"invalid time {text!r} (use RFC 3339, e.g. 2026-11-26T10:00:00Z)"
-        ) from exc
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp()) * NS + dt.microsecond * 1000
 
 
 # ---------------------------------------------------------------- keygen / seal
@@ -367,48 +352,12 @@ def cmd_head(a: argparse.Namespace) -> int:
 
 
 def cmd_show(a: argparse.Namespace) -> int:
-    layout = Layout.at(a.archive)
-    since = parse_time(a.since) if a.since else None
-    until = parse_time(a.until) if a.until else None
-    try:
-        rx = re.compile(a.grep) if a.grep else None
-    except re.error as exc:
-        raise UsageError(f"invalid --grep pattern: {exc}") from exc
-    _record_read(
-        a.archive,
-        "show",
-        {
-            "meta": a.meta,
-            "all": a.all,
-            "json": a.json,
-            "since": a.since,
-            "until": a.until,
-            "source": a.source,
-            "grep": a.grep,
-        },
-    )
-    out: IO[bytes] = sys.stdout.buffer
-    for loc, obj in iter_records(layout):
-        src = obj.get("source")
-        is_meta = src == META_SOURCE
-        if a.meta != is_meta and not a.all:
-            continue
-        t = obj.get("time")
-        if not isinstance(t, int):
-            continue
-        if (since is not None and t < since) or (until is not None and t > until):
-            continue
-        if a.source and src != a.source:
-            continue
-        msg = obj.get("message", "")
-        if rx is not None and not rx.search(str(msg)):
-            continue
-        if a.json:
-            out.write(loc.line + b"\n")
-        else:
-            text = record_bytes(obj).decode("utf-8", "backslashreplace")
-            out.write(f"{obj.get('ts')} {src}: {text}\n".encode())
-    return 0
+    from auditd_py.show import command  # noqa: PLC0415 - only this command needs it
+
+    terminal = sys.stdout.isatty()
+    req = command.request_from(a, time.time_ns(), terminal)
+    _record_read(a.archive, "show", command.access_args(a))
+    return command.run(Layout.at(a.archive), req, sys.stdout.buffer, os.environ)
 
 
 def cmd_prove(a: argparse.Namespace) -> int:
@@ -613,7 +562,7 @@ def cmd_config_check(a: argparse.Namespace) -> int:
 
 def cmd_status(a: argparse.Namespace) -> int:
     from auditd_py import config  # noqa: PLC0415 - only this command needs them
-    from auditd_py.daemon import observe  # noqa: PLC0415
+    from auditd_py.daemon import observe, statusview  # noqa: PLC0415
     from auditd_py.daemon.status import Snapshot  # noqa: PLC0415
 
     if a.config and a.url:
@@ -627,13 +576,29 @@ def cmd_status(a: argparse.Namespace) -> int:
         url = observe.url_for(loaded.config.metrics.listen)
     else:
         url = a.url or observe.url_for("127.0.0.1:9464")
+    terminal = sys.stdout.isatty()
+    color = statusview.use_color(terminal, os.environ) and not a.json
+    if a.watch is not None:
+        if not a.watch > 0:
+            raise UsageError(f"--watch must be a positive number of seconds, not {a.watch:g}")
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends the watch
+            statusview.watch(
+                functools.partial(observe.fetch_health, url, a.timeout),
+                url,
+                sys.stdout,
+                interval=a.watch,
+                color=color,
+                clear=terminal,
+                sleep=time.sleep,
+            )
+        return 0
     code, doc = observe.fetch_health(url, a.timeout)
     snap = Snapshot.from_doc(doc)
     healthy = code == 200 and snap.status == "ok"
     if a.json:
         print(orjson.dumps({"url": url, "http_status": code, **doc}).decode())
         return 0 if healthy else 1
-    print("\n".join(snap.lines(url)))
+    print("\n".join(statusview.render(snap, url, healthy, color)))
     return 0 if healthy else 1
 
 
@@ -714,15 +679,15 @@ def _read_commands(sub: Any) -> None:
     hd.add_argument("archive", metavar="DIR")
     hd.set_defaults(func=cmd_head)
 
-    sh = sub.add_parser("show", help="print records")
-    sh.add_argument("archive", metavar="DIR")
-    sh.add_argument("--json", action="store_true", help="one JSON object per line")
-    sh.add_argument("--since", metavar="TIME")
-    sh.add_argument("--until", metavar="TIME")
-    sh.add_argument("--source", metavar="NAME")
-    sh.add_argument("--grep", metavar="REGEX")
-    sh.add_argument("--meta", action="store_true", help="only the daemon's own records")
-    sh.add_argument("--all", action="store_true", help="data and meta records")
+    sh = sub.add_parser(
+        "show",
+        help="print records, like journalctl",
+        description="Prints the archive's data records (--meta: the daemon's own, --all: "
+        "both), oldest first, through a pager on a terminal. MATCHES are FIELD=VALUE "
+        "(host, app, pid, unit, priority, source, or any stored field); the same field "
+        "twice matches either value.",
+    )
+    add_show_options(sh)
     sh.set_defaults(func=cmd_show)
 
     pr = sub.add_parser("prove", help="print an inclusion proof of one record")
@@ -810,6 +775,15 @@ def _daemon_commands(sub: Any) -> None:
     where.add_argument("--url", metavar="URL", help="default http://127.0.0.1:9464")
     st.add_argument("--json", action="store_true", help="print the document as one JSON line")
     st.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS")
+    st.add_argument(
+        "-w",
+        "--watch",
+        nargs="?",
+        type=float,
+        const=2.0,
+        metavar="SECONDS",
+        help="show it again every SECONDS (default 2) until Ctrl-C, like watch(1)",
+    )
     st.set_defaults(func=cmd_status)
 
     ro = sub.add_parser(
@@ -876,8 +850,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw = list(argv) if argv is not None else sys.argv[1:]
     if raw[:1] == ["run"]:
         early.install()  # before the daemon's heavy imports: SIGTERM stops it cleanly
+    if raw[:1] == ["show"]:
+        raw = prepare_argv(raw)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(raw)
     try:
         code: int = args.func(args)
     except AuditdError as exc:

@@ -94,6 +94,13 @@ COMMANDS: Final[Mapping[str, Mapping[str, Any]]] = {
         "until": str,
         "source": str,
         "grep": str,
+        "output": str,
+        "priority": str,
+        "seq": str,
+        "match": str,
+        "lines": str,
+        "reverse": bool,
+        "follow": bool,
     },
     "prove": {"seq": int},
 }

@@ -101,10 +101,14 @@ def test_wheel_and_sdist_carry_what_a_host_needs(tmp_path: Path) -> None:
         "verify-output.schema.json",
     ):
         assert f"{data}/doc/auditd-py/{doc}" in names, doc
+    for rel in ("bash-completion/completions/auditd-py.bash", "zsh/site-functions/_auditd-py",
+                "man/man1/auditd-py.1"):  # fmt: skip
+        assert f"{data}/{rel}" in names, rel  # where bash-completion, zsh and man look
     assert f"auditd_py-{__version__}.dist-info/licenses/LICENSE" in names
     assert "License-Expression: Apache-2.0" in meta
     assert not any(n.startswith("tests/") for n in names)
     with tarfile.open(sdist) as t:
         members = {m.split("/", 1)[1] for m in t.getnames() if "/" in m}
-    for rel in [*SHIPPED, "LICENSE", "docs/FORMAT.md", ".ci/bootstrap", "Makefile"]:
+    generated = ["generated/completion/auditd-py.bash", "generated/man/auditd-py.1"]
+    for rel in [*SHIPPED, *generated, "LICENSE", "docs/FORMAT.md", ".ci/bootstrap", "Makefile"]:
         assert rel in members, rel

@@ -1,8 +1,23 @@
-"""The status snapshot as Prometheus metric families (``/metrics``)."""
+"""The status snapshot as Prometheus metric families (``/metrics``).
+
+Rules the dashboards and alerts in ``contrib/`` rely on:
+
+* every family is there from the first scrape, with 0 where nothing happened
+  yet (no checkpoint yet: ``…_last_checkpoint_timestamp_seconds 0``); families
+  with a label per source or forward target have one sample per configured one;
+* a counter's name says what it counts (``…_records_dropped_total``,
+  ``…_retention_deleted_segments_total``);
+* an enumeration is a label with one sample per value, 1 for the current one
+  (``auditd_py_disk_level{level="low"}``), never a number to decode;
+* ``auditd_py_build_info`` carries the version as labels, value 1.
+
+Each block below is one function of the snapshot; :data:`SECTIONS` lists them
+in the order they are exposed. A new block is a function added there.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -11,8 +26,16 @@ from prometheus_client.core import (
 )
 from prometheus_client.metrics_core import Metric
 
-from auditd_py.daemon.status import Snapshot, SourceStatus
+from auditd_py.chain.format import FORMAT_VERSION
+from auditd_py.daemon.sealloop import LATENCY_BUCKETS
+from auditd_py.daemon.status import SelfCheckStatus, Snapshot, SourceStatus
 from auditd_py.record import META_SOURCE
+
+DISK_LEVELS = ("ok", "low", "admin", "full")
+"""``auditd_py_disk_level{level}``: above space_left, below it, below
+admin_space_left, full (daemon/disk.py's Level, by name)."""
+FORWARD_UNITS = {"syslog": "messages", "s3": "objects"}
+"""What one delivery of a forwarder kind is (``unit`` label)."""
 
 
 def _per_source(name: str, doc: str, views: list[SourceStatus], attr: str) -> CounterMetricFamily:
@@ -22,44 +45,30 @@ def _per_source(name: str, doc: str, views: list[SourceStatus], attr: str) -> Co
     return m
 
 
-def metrics(s: Snapshot) -> Iterator[Metric]:
-    """Every family, in a fixed order (scraped from the same snapshot as /health)."""
-    yield from _sources(s)
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, value=value)
+
+
+def _daemon(s: Snapshot) -> Iterable[Metric]:
+    info = GaugeMetricFamily(
+        "auditd_py_build_info",
+        "Always 1; the running version and archive format version as labels.",
+        labels=["version", "format"],
+    )
+    info.add_metric([s.version or "unknown", str(FORMAT_VERSION)], 1)
+    yield info
+    yield _gauge("auditd_py_up", "1 while the daemon runs, 0 once it is stopping.", int(s.up))
     c = s.counters
-    yield CounterMetricFamily(
-        "auditd_py_bytes_sealed",
-        "Bytes appended to segments by this process.",
-        value=s.sealer.bytes_sealed,
+    yield _gauge(
+        "auditd_py_config_last_reload_successful",
+        "1 if the last configuration reload (or the start) succeeded, 0 if it was refused.",
+        int(c.config_reload_ok),
     )
-    yield GaugeMetricFamily(
-        "auditd_py_queue_depth", "Records waiting to be sealed.", value=s.queue_depth
-    )
-    if c.seal_latency_buckets:
-        yield from _sealer(s)
-    if s.epoch is not None:
-        yield GaugeMetricFamily("auditd_py_epoch", "The epoch being sealed.", value=s.epoch)
-        yield GaugeMetricFamily(
-            "auditd_py_positions",
-            "Source positions tracked (files, journal cursors).",
-            value=s.positions,
-        )
-    cp = s.last_checkpoint
-    if cp is not None:
-        yield GaugeMetricFamily(
-            "auditd_py_last_checkpoint_timestamp_seconds",
-            "End time of the newest checkpoint (Unix time).",
-            value=cp.timestamp,
-        )
-        yield GaugeMetricFamily(
-            "auditd_py_last_checkpoint_seq",
-            "Records covered by the newest checkpoint (its seq_end).",
-            value=cp.seq_end,
-        )
-    yield from _archive(s)
-    yield from _forward(s)
-    yield from self_verify_metrics(s)
-    yield GaugeMetricFamily(
-        "auditd_py_up", "1 while the daemon runs, 0 once it is stopping.", value=int(s.up)
+    yield _gauge(
+        "auditd_py_config_last_reload_success_timestamp_seconds",
+        "When the configuration in force was loaded (Unix time): the start or the last "
+        "successful reload.",
+        c.config_reload_success_timestamp,
     )
 
 
@@ -83,12 +92,12 @@ def _sources(s: Snapshot) -> Iterable[Metric]:
     yield m
     yield _per_source(
         "auditd_py_parse_errors",
-        "Input a source could not parse (kept raw).",
+        "Records whose input a source could not parse (sealed raw).",
         views,
         "parse_errors",
     )
     yield _per_source(
-        "auditd_py_dropped",
+        "auditd_py_records_dropped",
         "Records a source lost: refused while the queue was full, or dropped by the kernel.",
         views,
         "dropped",
@@ -104,9 +113,17 @@ def _sources(s: Snapshot) -> Iterable[Metric]:
 
 def _sealer(s: Snapshot) -> Iterable[Metric]:
     c = s.counters
+    yield CounterMetricFamily(
+        "auditd_py_bytes_sealed",
+        "Bytes appended to segments by this process.",
+        value=s.sealer.bytes_sealed,
+    )
+    yield _gauge("auditd_py_queue_depth", "Records waiting to be sealed.", s.queue_depth)
+    yield _gauge("auditd_py_queue_capacity", "Records the queue holds at most.", s.queue_capacity)
+    per_bucket = c.seal_latency_buckets or tuple((le, 0) for le in (*LATENCY_BUCKETS, float("inf")))
     buckets: list[tuple[str, float]] = []
     acc = 0
-    for le, n in c.seal_latency_buckets:
+    for le, n in per_bucket:
         acc += n
         buckets.append(("+Inf" if le == float("inf") else repr(float(le)), acc))
     yield HistogramMetricFamily(
@@ -120,27 +137,48 @@ def _sealer(s: Snapshot) -> Iterable[Metric]:
         "Segments closed and continued in a new one by this process.",
         value=s.sealer.rotations,
     )
-    yield GaugeMetricFamily(
+    yield _gauge(
         "auditd_py_rotation_pause_max_seconds",
         "The longest sealing pause a segment rotation caused in this process.",
-        value=s.sealer.max_rotation_pause_ms / 1e3,
+        s.sealer.max_rotation_pause_ms / 1e3,
     )
-    yield GaugeMetricFamily(
+    yield _gauge(
         "auditd_py_sealer_heartbeat_age_seconds",
         "Seconds since the sealing loop last ran.",
-        value=s.sealer.heartbeat_age_seconds or 0.0,
+        s.sealer.heartbeat_age_seconds or 0.0,
+    )
+
+
+def _checkpoints(s: Snapshot) -> Iterable[Metric]:
+    cp = s.last_checkpoint
+    yield _gauge("auditd_py_epoch", "The epoch being sealed.", s.epoch or 0)
+    yield _gauge(
+        "auditd_py_positions", "Source positions tracked (files, journal cursors).", s.positions
+    )
+    yield _gauge(
+        "auditd_py_last_checkpoint_timestamp_seconds",
+        "End time of the newest checkpoint (Unix time; 0 before the first).",
+        cp.timestamp if cp is not None else 0,
+    )
+    yield _gauge(
+        "auditd_py_last_checkpoint_seq",
+        "Records covered by the newest checkpoint (its seq_end; 0 before the first).",
+        cp.seq_end if cp is not None else 0,
+    )
+    yield _gauge(
+        "auditd_py_epoch_interval_seconds",
+        "The configured epoch length: a checkpoint is due this often.",
+        s.epoch_interval_seconds or 0,
     )
 
 
 def _archive(s: Snapshot) -> Iterable[Metric]:
     c = s.counters
-    yield GaugeMetricFamily("auditd_py_segments", "Segment files.", value=s.segments)
-    yield GaugeMetricFamily(
-        "auditd_py_archive_bytes", "Bytes in segment files.", value=s.archive_bytes
-    )
+    yield _gauge("auditd_py_segments", "Segment files.", s.segments)
+    yield _gauge("auditd_py_archive_bytes", "Bytes in segment files.", s.archive_bytes)
     yield CounterMetricFamily(
-        "auditd_py_retention_deletions",
-        "Segments deleted by retention by this process (each one sealed).",
+        "auditd_py_retention_deleted_segments",
+        "Segments deleted by retention by this process (each deletion sealed).",
         value=s.sealer.retention_deleted,
     )
     yield CounterMetricFamily(
@@ -149,35 +187,37 @@ def _archive(s: Snapshot) -> Iterable[Metric]:
         value=c.retention_deleted_bytes,
     )
     yield CounterMetricFamily(
-        "auditd_py_disk_full_events",
-        "Times a write to the archive was refused for lack of space.",
+        "auditd_py_disk_full_writes_refused",
+        "Writes to the archive the file system refused for lack of space.",
         value=c.disk_full_events,
     )
-    yield GaugeMetricFamily(
+    level = GaugeMetricFamily(
         "auditd_py_disk_level",
-        "Disk pressure: 0 ok, 1 below space_left, 2 below admin_space_left, 3 full.",
-        value=c.disk_level_value,
+        "1 for the archive disk's current level: ok, low (below space_left), admin "
+        "(below admin_space_left), full.",
+        labels=["level"],
     )
-    yield GaugeMetricFamily(
+    for i, name in enumerate(DISK_LEVELS):
+        level.add_metric([name], int(i == c.disk_level_value))
+    yield level
+    yield _gauge(
         "auditd_py_reading_suspended",
         "1 while the disk action 'suspend' (or a full disk) holds the sources.",
-        value=int(s.reading_suspended),
+        int(s.reading_suspended),
     )
-    yield GaugeMetricFamily(
+    yield _gauge(
         "auditd_py_unwritten_bytes",
         "Sealed bytes held in memory because the file system refused them.",
-        value=s.unwritten_bytes,
+        s.unwritten_bytes,
     )
-    yield GaugeMetricFamily(
+    yield _gauge(
         "auditd_py_disk_free_bytes",
         "Bytes available to the daemon on the archive's file system.",
-        value=s.disk_free_bytes,
+        s.disk_free_bytes,
     )
 
 
 def _forward(s: Snapshot) -> Iterable[Metric]:
-    if not s.forward:
-        return
     labels = ["target", "kind"]
     lag = GaugeMetricFamily(
         "auditd_py_forward_lag_records",
@@ -191,28 +231,27 @@ def _forward(s: Snapshot) -> Iterable[Metric]:
     )
     sent = CounterMetricFamily(
         "auditd_py_forward_delivered",
-        "Messages or objects a forwarder had acknowledged.",
-        labels=labels,
+        "Deliveries a forwarder had acknowledged, in the unit of its kind (syslog: "
+        "messages, s3: objects).",
+        labels=[*labels, "unit"],
     )
     fails = CounterMetricFamily(
-        "auditd_py_forward_failures",
-        "Failed attempts (each retried with backoff).",
+        "auditd_py_forward_failed_attempts",
+        "Failed delivery attempts (each retried with backoff).",
         labels=labels,
     )
     for f in s.forward:
         at = [f.target, f.kind]
         lag.add_metric(at, f.lag.get("records", 0))
         up.add_metric(at, 0 if f.failing_for_seconds is not None else 1)
-        sent.add_metric(at, f.delivered)
+        sent.add_metric([*at, FORWARD_UNITS.get(f.kind, "items")], f.delivered)
         fails.add_metric(at, f.failures)
     yield from (lag, up, sent, fails)
 
 
 def self_verify_metrics(s: Snapshot) -> Iterable[Metric]:
     """The self-check (``auditd_py_self_verify_*``): a block of its own."""
-    c = s.self_check
-    if c is None:
-        return
+    c = s.self_check or SelfCheckStatus()  # present from the first scrape, 0 until a check
     yield GaugeMetricFamily(
         "auditd_py_self_verify_ok",
         "0 once a re-verification of the closed segments failed (until a restart), else 1.",
@@ -233,15 +272,30 @@ def self_verify_metrics(s: Snapshot) -> Iterable[Metric]:
         "Re-verifications that could not run to a verdict (retried).",
         value=c.inconclusive_checks,
     )
-    if c.last_check_timestamp is not None:
-        yield GaugeMetricFamily(
-            "auditd_py_self_verify_last_check_timestamp_seconds",
-            "When the last re-verification reached its verdict (Unix time).",
-            value=c.last_check_timestamp,
-        )
-    if c.seq_end is not None:
-        yield GaugeMetricFamily(
-            "auditd_py_self_verify_verified_seq",
-            "Records of closed segments the last re-verification checked (its seq_end).",
-            value=c.seq_end,
-        )
+    yield GaugeMetricFamily(
+        "auditd_py_self_verify_last_check_timestamp_seconds",
+        "When the last re-verification reached its verdict (Unix time; 0 before the first).",
+        value=c.last_check_timestamp or 0,
+    )
+    yield GaugeMetricFamily(
+        "auditd_py_self_verify_verified_seq",
+        "Records of closed segments the last re-verification checked (its seq_end).",
+        value=c.seq_end or 0,
+    )
+
+
+SECTIONS: tuple[Callable[[Snapshot], Iterable[Metric]], ...] = (
+    _daemon,
+    _sources,
+    _sealer,
+    _checkpoints,
+    _archive,
+    _forward,
+    self_verify_metrics,
+)
+
+
+def metrics(s: Snapshot) -> Iterator[Metric]:
+    """Every family, in a fixed order (scraped from the same snapshot as /health)."""
+    for section in SECTIONS:
+        yield from section(s)

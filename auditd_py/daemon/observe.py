@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 # ---------------------------------------------------------------- Prometheus
 
 
+SERVER = "auditd-py"
+"""The ``Server`` header: no Python or library version for a scanner to match."""
+
 Take = Callable[[], Snapshot]
 """Takes the running daemon's status snapshot (:func:`~auditd_py.daemon.snapshot.snapshot`)."""
 
@@ -70,7 +73,11 @@ def registry_for(take: Take) -> CollectorRegistry:
 def make_app(take: Take, registry: CollectorRegistry) -> WSGIApplication:
     prometheus = make_wsgi_app(registry)
 
-    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    def app(environ: WSGIEnvironment, respond: StartResponse) -> Iterable[bytes]:
+        def start_response(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+            # our Server header, so that wsgiref does not send its own with Python's version
+            return respond(status, [*headers, ("Server", SERVER)], *exc)
+
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "/")
         if method not in ("GET", "HEAD"):
@@ -105,6 +112,10 @@ def make_app(take: Take, registry: CollectorRegistry) -> WSGIApplication:
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """No access log: scrapes every few seconds would flood the journal."""
+
+    def version_string(self) -> str:
+        """``Server: auditd-py`` on errors answered before the app runs, too."""
+        return SERVER
 
 
 class _Server(ThreadingMixIn, WSGIServer):

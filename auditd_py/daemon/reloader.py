@@ -21,6 +21,7 @@ from auditd_py.daemon.queue import Barrier, BatchQueue
 from auditd_py.daemon.sealloop import SealLoop
 from auditd_py.daemon.signals import Flags
 from auditd_py.daemon.sourceset import SourceSet
+from auditd_py.daemon.status import ReloadStatus
 from auditd_py.errors import ConfigError
 from auditd_py.store.writer import ArchiveWriter
 
@@ -52,6 +53,8 @@ class Reloader:
 
     def __init__(self, d: Host) -> None:
         self.d = d
+        self.status = ReloadStatus(True, d.clock.now_ns() / 1e9)
+        """The last outcome (``/metrics``: ``auditd_py_config_last_reload_*``)."""
 
     def reload(self, *, notify: bool = True) -> control.Reloaded:
         """Re-read the config file (SIGHUP, or ``auditd-py reload`` with ``notify=False``).
@@ -66,10 +69,15 @@ class Reloader:
                 "STATUS=reloading the configuration"
             )
         try:
-            return self._reload()
+            done = self._reload()
         except Exception as exc:  # a bug must not take the running daemon down
             d.say.error(f"reload failed: {exc!r}", path=d.loaded.path)
-            return control.Reloaded(False, f"reload failed: {exc!r}")
+            done = control.Reloaded(False, f"reload failed: {exc!r}")
+        try:
+            ok = bool(done.ok)
+            when = d.clock.now_ns() / 1e9 if ok else self.status.success_timestamp
+            self.status = ReloadStatus(ok, when)
+            return done
         finally:
             d.notify(("READY=1\n" if notify else "") + f"STATUS={d.status_line()}")
 

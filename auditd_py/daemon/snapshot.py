@@ -21,6 +21,7 @@ from auditd_py.daemon.status import (
     CheckpointStatus,
     Counters,
     ForwardStatus,
+    ReloadStatus,
     SealerStatus,
     SelfCheckStatus,
     Snapshot,
@@ -64,6 +65,9 @@ class Daemon(Protocol):
 
     @property
     def self_check(self) -> SelfCheckStatus | None: ...
+
+    @property
+    def reload_status(self) -> ReloadStatus: ...
 
 
 def _health_of(src: Source) -> tuple[bool, str]:
@@ -227,8 +231,13 @@ def _forward_statuses(d: Daemon) -> list[ForwardStatus]:
 
 def _counters(d: Daemon) -> Counters:
     loop = d.sealer
+    rs = d.reload_status
     if loop is None:
-        return Counters(meta_read=d.queue.read_counts().get(META_SOURCE, 0))
+        return Counters(
+            meta_read=d.queue.read_counts().get(META_SOURCE, 0),
+            config_reload_ok=rs.ok,
+            config_reload_success_timestamp=rs.success_timestamp,
+        )
     st = loop.stats
     counts, total = st.seal_latency.snapshot()
     bounds = [*st.seal_latency.buckets, float("inf")]
@@ -240,6 +249,8 @@ def _counters(d: Daemon) -> Counters:
         disk_level_value=int(d.disk.level) if d.disk is not None else 0,
         seal_latency_buckets=tuple(zip(bounds, counts, strict=True)),
         seal_latency_sum=total,
+        config_reload_ok=rs.ok,
+        config_reload_success_timestamp=rs.success_timestamp,
     )
 
 

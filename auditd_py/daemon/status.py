@@ -120,6 +120,14 @@ class SelfCheckStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class ReloadStatus:
+    """The outcome of the last configuration load (the start, or a reload)."""
+
+    ok: bool = True
+    success_timestamp: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Counters:
     """Numbers only /metrics shows (not part of the /health document)."""
 
@@ -131,6 +139,10 @@ class Counters:
     seal_latency_buckets: tuple[tuple[float, int], ...] = ()
     """(upper bound, count in that bucket) with +Inf last; not cumulative."""
     seal_latency_sum: float = 0.0
+    config_reload_ok: bool = True
+    """Whether the last reload (or the start) put its configuration in force."""
+    config_reload_success_timestamp: float = 0.0
+    """When the configuration in force was loaded (Unix time)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ from auditd_py.daemon.sealloop import RotationPolicy, SealLoop
 from auditd_py.daemon.selfcheck import SelfCheck
 from auditd_py.daemon.snapshot import snapshot
 from auditd_py.daemon.sourceset import SourceSet
-from auditd_py.daemon.status import SelfCheckStatus
+from auditd_py.daemon.status import ReloadStatus, SelfCheckStatus
 from auditd_py.daemon.systemd import DEFAULT_WATCHDOG_S, notify, watchdog_seconds
 from auditd_py.errors import AuditdError, DiskFullError, SealLoopError
 from auditd_py.forward.runner import Runner
@@ -172,6 +172,10 @@ class Daemon:
     @property
     def self_check(self) -> SelfCheckStatus | None:
         return self.selfcheck.status if self.selfcheck is not None else None
+
+    @property
+    def reload_status(self) -> ReloadStatus:
+        return self.reloader.status
 
     def install_signals(self) -> None:
         signals.install(self.flags, self.wake)
