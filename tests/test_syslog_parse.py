@@ -85,19 +85,9 @@ def test_rfc5424_non_utf8_msg_is_kept_as_bytes() -> None:
 @pytest.mark.parametrize(
     ("frame", "reason"),
     [
-        (b"hello", "no PRI"),
-        (b"", "no PRI"),
-        (b"<192>1 - - - - - - x", "PRI 192 out of range"),
-        (b"<999>Nov 26 05:07:39 h t: x", "PRI 999 out of range"),
         (b"<13>1 yesterday h a p m - x", "bad TIMESTAMP"),
         (b"<13>1 - h\xc3\xa9 a p m - x", "bad HOSTNAME"),
         (b"<13>1 - h a p", "ends after PROCID"),
-        (b'<13>1 - h a p m [id x="1"', "unterminated"),
-        (b'<13>1 - h a p m [id x="\xff"] m', "not UTF-8"),
-        (b"<13>1 - h a p m [=x] m", "bad SD-ID"),
-        (b"<13>1 - h a p m [id x=1] m", "expected '=\"'"),
-        (b"<13>1 - h a p m -x", "expected SP after STRUCTURED-DATA"),
-        (b"<13>1 - h a p m x", "expected '-' or '['"),
     ],
 )
 def test_parse_errors_name_the_reason(frame: bytes, reason: str) -> None:
@@ -105,6 +95,43 @@ def test_parse_errors_name_the_reason(frame: bytes, reason: str) -> None:
     assert p.syslog is None
     assert p.error is not None
     assert reason in p.error
+    assert p.message == frame
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason", "message"),
+    [
+        (b'<13>1 - h a p m [id x="1"', "unterminated", b'[id x="1"'),
+        (b'<13>1 - h a p m [id x="\xff"] m', "not UTF-8", b'[id x="\xff"] m'),
+        (b"<13>1 - h a p m [=x] m", "bad SD-ID", b"[=x] m"),
+        (b"<13>1 - h a p m [id x=1] m", "expected '=\"'", b"[id x=1] m"),
+        (b"<13>1 - h a p m -x", "expected SP after", b"-x"),
+        (b"<13>1 - h a p m x", "expected '-' or '['", b"x"),
+    ],
+)
+def test_bad_structured_data_keeps_the_header(frame: bytes, reason: str, message: bytes) -> None:
+    p = parse_syslog(frame)
+    assert p.error is None
+    assert p.syslog is not None
+    assert (p.syslog["pri"], p.syslog["hostname"], p.syslog["app"]) == (13, "h", "a")
+    assert reason in p.syslog["sd_invalid"]
+    assert "sd" not in p.syslog
+    assert p.message == message
+
+
+@pytest.mark.parametrize("frame", [b"hello", b"", b"<192>1 - - - - - - x", b"<999>Nov 26 h t: x"])
+def test_no_valid_pri_is_pri_13_with_the_frame_as_content(frame: bytes) -> None:
+    # RFC 3164 section 4.3.3
+    p = parse_syslog(frame)
+    assert p.error is None
+    assert p.syslog == {
+        "format": "rfc3164",
+        "pri": 13,
+        "facility": 1,
+        "severity": 5,
+        "pri_inferred": True,
+        "timestamp_inferred": True,
+    }
     assert p.message == frame
 
 
@@ -138,6 +165,7 @@ def test_parse_errors_name_the_reason(frame: bytes, reason: str) -> None:
             b"<30>2026-11-26T05:07:39.123456+01:00 host systemd[1]: Started x.\n",
             {
                 "timestamp": "2026-11-26T05:07:39.123456+01:00",
+                "timestamp_lenient": True,
                 "hostname": "host",
                 "app": "systemd",
                 "procid": "1",
@@ -151,11 +179,11 @@ def test_parse_errors_name_the_reason(frame: bytes, reason: str) -> None:
         ),
         (  # Python's SysLogHandler: no header, NUL terminator
             b"<14>myapp: something happened\x00",
-            {"app": "myapp"},
+            {"app": "myapp", "timestamp_inferred": True},
             b"something happened",
         ),
-        (b"<14>just text", {}, b"just text"),
-        (b"<14>", {}, b""),
+        (b"<14>just text", {"timestamp_inferred": True}, b"just text"),
+        (b"<14>", {"timestamp_inferred": True}, b""),
     ],
 )
 def test_rfc3164(frame: bytes, fields: dict[str, Any], message: bytes) -> None:
@@ -202,14 +230,22 @@ def test_frame_fields_invalid_utf8_raw_goes_to_base64() -> None:
 
 
 def test_frame_fields_parse_error_is_sealed_raw() -> None:
-    rec, err = frame_fields(Frame(b"\x00junk\xff"), time_ns=1, source="s", base={"peer": "p"})
+    rec, err = frame_fields(Frame(b"<13>1 - h\xff a - - - x"), time_ns=1, source="s", base={})
     assert err is not None
-    assert rec.message == b"\x00junk\xff"
+    assert rec.message == b"<13>1 - h\xff a - - - x"
     assert rec.attrs == {
-        "peer": "p",
         "parse_error": err,
-        "raw_b64": base64.b64encode(b"\x00junk\xff").decode(),
+        "raw_b64": base64.b64encode(b"<13>1 - h\xff a - - - x").decode(),
     }
+
+
+def test_frame_fields_without_pri_is_inferred_and_raw() -> None:
+    rec, err = frame_fields(Frame(b"\x00junk\xff"), time_ns=1, source="s", base={"peer": "p"})
+    assert err is None
+    assert rec.message == b"\x00junk\xff"
+    assert rec.attrs is not None
+    assert rec.attrs["syslog"]["pri_inferred"] is True
+    assert rec.attrs["raw_b64"] == base64.b64encode(b"\x00junk\xff").decode()
 
 
 def test_frame_fields_flags() -> None:
@@ -266,19 +302,70 @@ def test_framing_digit_start_without_space_is_lf_framed() -> None:
     ]
 
 
-def test_lying_octet_count_resynchronises_on_lf() -> None:
+def test_octet_count_over_the_maximum_is_consumed_exactly() -> None:
+    # issue 15: an honest count above max_message_bytes used to be taken for a lie,
+    # and the following octet-counted frames were swallowed into continuations
+    body = b"<13>1 - h app - - - " + b"z" * 230
+    frames = _feed_all(Framer(100), [b"%d %s3 abc4 defg" % (len(body), body)])
+    assert [(f.data, f.oversize, f.continuation) for f in frames] == [
+        (body[:100], len(body), False),
+        (body[100:200], None, True),
+        (body[200:], None, True),
+        (b"abc", None, False),
+        (b"defg", None, False),
+    ]
+    assert not any(f.error or f.truncated for f in frames)
+
+
+def test_octet_count_pieces_stream_as_they_arrive() -> None:
+    f = Framer(10)
+    assert [x.data for x in f.feed(b"35 " + b"a" * 9)] == []
+    assert [(x.data, x.oversize) for x in f.feed(b"a" * 12)] == [(b"a" * 10, 35), (b"a" * 10, None)]
+    assert f.pending() == 1  # never more than one piece is held
+    frames = f.eof()
+    assert [(x.data, x.continuation, x.truncated) for x in frames] == [(b"a", True, True)]
+
+
+def test_long_digit_runs_are_no_octet_count() -> None:
+    frames = _feed_all(Framer(100), [b"12345678901 x\n", b"1" * 25 + b" y\n", b"1234567890"])
+    assert [(x.data, x.error) for x in frames] == [
+        (b"12345678901 x", None),
+        (b"1" * 25 + b" y", None),
+        (b"1234567890", None),
+    ]
+
+
+def test_framing_override() -> None:
+    stream = [b"5 hello<13>a\x00b\n<13>c\x00"]
+    assert [x.data for x in _feed_all(Framer(100, framing="lf"), stream)] == [
+        b"5 hello<13>a\x00b",
+        b"<13>c\x00",
+    ]
+    assert [x.data for x in _feed_all(Framer(100, framing="nul"), stream)] == [
+        b"5 hello<13>a",
+        b"b\n<13>c",
+    ]
+    frames = _feed_all(Framer(100, framing="octet-counting"), [b"5 hello<13>x\n3 abc"])
+    assert [(x.data, x.error is not None) for x in frames] == [
+        (b"hello", False),
+        (b"<13>x", True),
+        (b"abc", False),
+    ]
+
+
+def test_idle_seals_a_partial_frame_and_the_rest_continues_it() -> None:
     f = Framer(100)
-    frames = _feed_all(f, [b"999 <13>1 - - - - - - liar\n", b"3 abc"])
-    assert frames[0].data == b"999 <13>1 - - - - - - liar"
-    assert frames[0].error is not None
-    assert "octet count 999" in frames[0].error
-    assert frames[1].data == b"abc"
-    assert not frames[1].truncated
-    frames = _feed_all(Framer(100), [b"1234567890123456789 x\n", b"1" * 25 + b" y\n"])
-    assert frames[0].data == b"1234567890123456789 x"
-    assert frames[0].error is not None
-    # a longer run of digits is no octet count at all: a plain line (not syslog either)
-    assert (frames[1].data, frames[1].error) == (b"1" * 25 + b" y", None)
+    assert f.feed(b"<13>one\n<13>tw") == [Frame(b"<13>one")]
+    assert f.idle() == [Frame(b"<13>tw", partial=True)]
+    assert f.idle() == []
+    assert _feed_all(f, [b"o\n<13>three\n"]) == [
+        Frame(b"o", continuation=True),
+        Frame(b"<13>three"),
+    ]
+    f = Framer(100)
+    assert f.feed(b"9 <13>abc") == []
+    assert f.idle() == [Frame(b"<13>abc", partial=True, octet_count=9)]
+    assert _feed_all(f, [b"de3 xyz"]) == [Frame(b"de", continuation=True), Frame(b"xyz")]
 
 
 def test_oversize_lf_frame_is_held_whole_and_split() -> None:
@@ -314,11 +401,13 @@ def test_budget_is_released_at_eof() -> None:
     assert budget.used == 0
 
 
-def test_nul_delimits_for_unix_stream() -> None:
-    frames = _feed_all(Framer(100, nul_delimits=True), [b"<13>a\x00<13>b\n<13>c\x00"])
-    assert [x.data for x in frames] == [b"<13>a", b"<13>b", b"<13>c"]
-    frames = _feed_all(Framer(100), [b"<13>a\x00<13>b\n"])
-    assert [x.data for x in frames] == [b"<13>a\x00<13>b"]
+def test_the_first_trailer_decides_per_connection() -> None:
+    # Python's SysLogHandler over TCP ends each message with NUL, no LF (RFC 6587
+    # section 3.4.2): then LF is content (a traceback stays one record)
+    frames = _feed_all(Framer(100), [b"<11>a: one\x00<11>b: tw", b"o\n  line 2\x00<11>c\x00"])
+    assert [x.data for x in frames] == [b"<11>a: one", b"<11>b: two\n  line 2", b"<11>c"]
+    frames = _feed_all(Framer(100), [b"<13>a\r\n<13>b\x00c\n"])
+    assert [x.data for x in frames] == [b"<13>a", b"<13>b\x00c"]
 
 
 # ---------------------------------------------------------------- listen URLs
@@ -475,7 +564,12 @@ def test_rfc5424_round_trip(
 
 
 _lf_frame = st.binary(min_size=1, max_size=60).filter(
-    lambda b: b"\n" not in b and not b.endswith(b"\r") and not (b[:1].isdigit() and b[:1] != b"0")
+    lambda b: (
+        b"\n" not in b
+        and b"\x00" not in b
+        and not b.endswith(b"\r")
+        and not (b[:1].isdigit() and b[:1] != b"0")
+    )
 )
 _counted_frame = st.binary(min_size=0, max_size=60)
 
@@ -493,11 +587,11 @@ def _chunked(data: bytes, cuts: list[int]) -> list[bytes]:
 @given(
     frames=st.lists(st.tuples(st.booleans(), st.binary(max_size=60)), max_size=20),
     cuts=st.lists(st.integers(min_value=0), max_size=30),
-    crlf=st.booleans(),
+    trailer=st.sampled_from([b"\n", b"\r\n", b"\x00"]),
     data=st.data(),
 )
 def test_framing_any_split_yields_the_same_frames(
-    frames: list[tuple[bool, bytes]], cuts: list[int], crlf: bool, data: st.DataObject
+    frames: list[tuple[bool, bytes]], cuts: list[int], trailer: bytes, data: st.DataObject
 ) -> None:
     stream = b""
     expected: list[bytes] = []
@@ -507,7 +601,7 @@ def test_framing_any_split_yields_the_same_frames(
             stream += b"%d %s" % (len(body), body) if body else b""
         else:
             body = data.draw(_lf_frame)
-            stream += body + (b"\r\n" if crlf else b"\n")
+            stream += body + trailer
         if body:
             expected.append(body)
     got = _feed_all(Framer(100), _chunked(stream, cuts))
@@ -529,5 +623,5 @@ def test_framing_arbitrary_bytes_split_invariant_and_bounded(
         assert f.data in stream
     # and nothing lost: frame bytes + framing overhead account for the whole stream
     assert sum(len(f.data) for f in whole) <= len(stream)
-    if b"\n" not in stream and not stream[:1].isdigit():
+    if b"\n" not in stream and b"\x00" not in stream and not stream[:1].isdigit():
         assert b"".join(f.data for f in whole) == stream

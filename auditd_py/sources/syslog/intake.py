@@ -63,11 +63,23 @@ class Intake:
     """The event loop's side of one syslog source: what the listeners and the
     connections share, and the way their records reach the sink."""
 
-    def __init__(self, name: str, clock: Clock, max_bytes: int, max_conns: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        clock: Clock,
+        max_bytes: int,
+        max_conns: int,
+        *,
+        framing: str = "auto",
+        partial_s: float = 1.0,
+    ) -> None:
         self.name = name
         self.clock = clock
         self.max_bytes = max_bytes
         self.max_conns = max_conns
+        self.framing = framing
+        self.partial_s = partial_s
+        """A stream frame unfinished after this long idle is sealed ``partial``."""
         self.count: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self.conns: set[Pausable] = set()
         self.tasks: set[asyncio.Task[None]] = set()

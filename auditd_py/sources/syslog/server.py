@@ -54,7 +54,12 @@ class SyslogServer:
         self.bound: list[str] = []
         """The listen URLs with the ports the kernel chose (for port 0)."""
         self._intake = Intake(
-            self.name, clock, settings.max_message_bytes, settings.max_connections
+            self.name,
+            clock,
+            settings.max_message_bytes,
+            settings.max_connections,
+            framing=settings.framing,
+            partial_s=settings.partial_timeout / 1e9,
         )
         self._listeners: list[Listener] = []
         self._thread: threading.Thread | None = None

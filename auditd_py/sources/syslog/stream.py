@@ -27,6 +27,9 @@ class StreamConn(asyncio.Protocol):
         self.base: dict[str, Any] = {}
         self.handshaking = False
         self.done = False
+        self.last_data = 0.0
+        """When the last bytes came (loop time), while a frame is unfinished."""
+        self.idle_handle: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         intake = self.intake
@@ -46,9 +49,7 @@ class StreamConn(asyncio.Protocol):
         intake.conns.add(self)
         intake.count["connections"] += 1
         self.base = self._peer_attrs(transport)
-        self.framer = Framer(
-            intake.max_bytes, nul_delimits=lst.transport == "unix-stream", budget=intake.budget
-        )
+        self.framer = Framer(intake.max_bytes, framing=intake.framing, budget=intake.budget)
         if lst.transport == "tls":
             self.handshaking = True
             transport.pause_reading()
@@ -118,6 +119,26 @@ class StreamConn(asyncio.Protocol):
         frames = self.framer.feed(data)
         if frames:
             self.intake.deliver(frames, self.lst, self.base)
+        if self.framer.pending():
+            loop = self.intake.loop_
+            self.last_data = loop.time()
+            if self.idle_handle is None:
+                self.idle_handle = loop.call_at(self.last_data + self.intake.partial_s, self._idle)
+
+    def _idle(self) -> None:
+        """A frame unfinished for ``partial_s`` without new bytes is sealed ``partial``."""
+        self.idle_handle = None
+        framer = self.framer
+        if self.done or framer is None or not framer.pending():
+            return
+        loop = self.intake.loop_
+        due = self.last_data + self.intake.partial_s
+        if loop.time() < due:
+            self.idle_handle = loop.call_at(due, self._idle)
+            return
+        frames = framer.idle()
+        if frames:
+            self.intake.deliver(frames, self.lst, self.base)
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
@@ -130,6 +151,9 @@ class StreamConn(asyncio.Protocol):
             return
         self.done = True
         self.intake.conns.discard(self)
+        if self.idle_handle is not None:
+            self.idle_handle.cancel()
+            self.idle_handle = None
         if self.framer is not None:
             frames = self.framer.eof()  # also releases any held budget
             if deliver and frames:
