@@ -128,11 +128,12 @@ _TS_LENIENT: Final = re.compile(
     rb"|" + _TS3339 + rb")):?(?: |$)"
 )
 # a timestamp we do not know: starts with a digit or a month or day name and
-# ends in a time of day, within 64 bytes (docs/SYSLOG.md, "Timestamps")
+# ends in a time of day (then maybe a zone, a year), within 64 bytes (docs/SYSLOG.md, "Timestamps")
 _TS_UNKNOWN: Final = re.compile(
     rb" *((?:[0-9]|(?i:" + _MONTHS + rb"|Mon|Tue|Wed|Thu|Fri|Sat|Sun))"
-    rb"(?:[0-9A-Za-z/.,+-]* ){0,3}[0-9A-Za-z/.,+-]*?[0-2]?[0-9]:[0-5][0-9]:[0-6][0-9]"
-    rb"(?:[.,][0-9]{1,9})?(?: ?(?:[A-Z]{3,5}|[Zz]|[+-][0-9]{2}:?[0-9]{2}))?):?(?: |$)"
+    rb"(?:[0-9A-Za-z/.,+-]* +){0,3}[0-9A-Za-z/.,+-]*?[0-2]?[0-9]:[0-5][0-9]:[0-6][0-9]"
+    rb"(?:[.,][0-9]{1,9})?(?: ?(?:[A-Z]{3,5}|[Zz]|[+-][0-9]{2}:?[0-9]{2}))?(?: [0-9]{4})?)"
+    rb":?(?: |$)"
 )
 # TAG[PID]: — printable ASCII except ':', '[' and ']'
 _TAG: Final = re.compile(rb"([!-9;-Z\\^-~]{1,128}?)(?:\[([!-Z\\^-~]{0,128})\])?:(?: |$)")

@@ -133,6 +133,8 @@ class StreamConn(asyncio.Protocol):
             return
         loop = self.intake.loop_
         due = self.last_data + self.intake.partial_s
+        if self.intake.paused:  # we are not reading: the sender is not idle
+            due = loop.time() + self.intake.partial_s
         if loop.time() < due:
             self.idle_handle = loop.call_at(due, self._idle)
             return
