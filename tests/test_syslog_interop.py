@@ -8,6 +8,7 @@ each message is exactly one record.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.handlers
 import socket
@@ -26,11 +27,14 @@ from auditd_py.sources.syslog import SyslogServer
 from auditd_py.sources.syslog_parse import parse_listen_url
 from tests.support.syslog import LOGGER, RSYSLOGD, free_port
 from tests.support.syslog_peers import (
+    JOURNALD,
     SYSLOG_NG,
     Collect,
     NullMeta,
     Relay,
+    in_namespace_of,
     instant,
+    journald_argv,
     syslog_ng_argv,
 )
 
@@ -326,3 +330,36 @@ def test_syslog_ng_relay_bsd_and_ietf(serve: Serve, relays: list[Relay], tmp_pat
     for rec in exactly_once(ietf, texts):
         expect(rec, pri=4 * 8 + 5, sent=sent, message=rec.message.decode(), host=HOST,
                app=LONG_TAG, pid="29333", msgid="RLY")  # fmt: skip
+
+
+# ---------------------------------------------------------------- journald ForwardToSyslog
+
+
+def test_journald_forward_to_syslog(serve: Serve, relays: list[Relay], tmp_path: Path) -> None:
+    """A private systemd-journald forwarding to our unix datagram socket: no
+    HOSTNAME, identifier[pid], the sender's credentials."""
+    assert JOURNALD is not None
+    sock = tmp_path / "syslog.sock"
+    srv, sink = serve([f"unix://{sock}"])
+    relay = Relay(journald_argv(sock, tmp_path), tmp_path, name="journald")
+    relays.append(relay)
+    sent = time.time()
+    deadline = time.monotonic() + 20
+    while not any(PROBE in r.message for r in sink.records):
+        relay.alive()
+        assert time.monotonic() < deadline, relay.out.read_text(errors="replace")
+        with contextlib.suppress(subprocess.CalledProcessError):
+            in_namespace_of(relay.proc.pid, "systemd-cat", "-t", "probe", stdin=PROBE)
+        time.sleep(0.2)
+    texts = ["from systemd-cat", "native journal entry"]
+    in_namespace_of(relay.proc.pid, "systemd-cat", "-t", "catty", "-p", "warning",
+                    stdin=texts[0].encode())  # fmt: skip
+    entry = f"MESSAGE={texts[1]}\nSYSLOG_IDENTIFIER=nativeapp\nPRIORITY=3\nSYSLOG_FACILITY=10\n"
+    in_namespace_of(relay.proc.pid, LOGGER or "logger", "--journald", stdin=entry.encode())
+    cat, native = exactly_once(sink, texts)
+    for rec, pri, app in ((cat, 8 + 4, "catty"), (native, 10 * 8 + 3, "nativeapp")):
+        assert rec.attrs is not None
+        expect(rec, pri=pri, sent=sent, message=rec.message.decode(), app=app,
+               pid=str(rec.attrs["cred"]["pid"]))  # fmt: skip
+        assert rec.attrs["transport"] == "unix"
+    assert srv.stats()["parse_errors"] == 0

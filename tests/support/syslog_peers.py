@@ -137,3 +137,52 @@ def syslog_ng_argv(conf: Path, work: Path) -> tuple[list[str], dict[str, str]]:
         f"--module-path={mods}",
     ]  # fmt: skip
     return argv, {"LD_LIBRARY_PATH": str(lib)}
+
+
+JOURNALD = next(
+    (p for p in ("/lib/systemd/systemd-journald", "/usr/lib/systemd/systemd-journald")
+     if os.path.exists(p)),
+    None,
+)  # fmt: skip
+
+_JOURNALD_NS = """set -e
+mkdir -p /run/systemd/journal /run/log
+mount -t tmpfs tmpfs /run/systemd/journal
+mount -t tmpfs tmpfs /run/log
+mount --bind "$1" /etc/systemd/journald.conf
+touch /run/systemd/journal/syslog
+mount --bind "$2" /run/systemd/journal/syslog
+exec "$3"
+"""
+JOURNALD_CONF = """[Journal]
+Storage=volatile
+ForwardToSyslog=yes
+ReadKMsg=no
+RateLimitBurst=0
+"""
+
+
+def journald_argv(sock: Path, work: Path) -> list[str]:
+    """A private systemd-journald: in its own mount namespace, with a tmpfs
+    /run/systemd/journal where our unix datagram socket ``sock`` is bind-mounted
+    as ``syslog`` (where ForwardToSyslog sends), and its own journald.conf."""
+    assert JOURNALD is not None
+    conf = work / "journald.conf"
+    conf.write_text(JOURNALD_CONF)
+    script = work / "journald-ns.sh"
+    script.write_text(_JOURNALD_NS)
+    return [
+        "unshare", "--mount", "--propagation", "private",
+        "sh", str(script), str(conf), str(sock), JOURNALD,
+    ]  # fmt: skip
+
+
+def in_namespace_of(pid: int, *argv: str, stdin: bytes | None = None) -> None:
+    """Run ``argv`` in the mount namespace of process ``pid`` (to reach its journald)."""
+    subprocess.run(
+        ["nsenter", "--mount", f"--target={pid}", "--", *argv],
+        input=stdin,
+        check=True,
+        timeout=20,
+        capture_output=True,
+    )
