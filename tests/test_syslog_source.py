@@ -1003,3 +1003,35 @@ def test_drain_flushes(serve: Serve) -> None:
         "tls_errors",
         "oversize",
     }
+
+
+def test_partial_frame_is_sealed_after_idle_and_the_rest_continues_it(serve: Serve) -> None:
+    srv, sink, _ = serve(["tcp://127.0.0.1:0"], partial_timeout="200ms")
+    _, port = addr_of(srv, "tcp")
+    with socket.create_connection(("127.0.0.1", port)) as c:
+        c.sendall(b"<13>Nov 26 05:07:39 host app[1]: whole\n<13>Nov 26 05:07:39 host app[1]: hal")
+        (whole, part) = sink.wait_n(2)  # without the connection closing
+        assert whole.message == b"whole"
+        assert part.attrs is not None
+        assert part.attrs["partial"] is True
+        assert part.attrs["syslog"]["app"] == "app"
+        assert part.message == b"hal"
+        c.sendall(b"f done\n<13>Nov 26 05:07:39 host app[1]: next\n")
+        cont, nxt = sink.wait_n(4)[2:]
+    assert cont.attrs is not None
+    assert cont.attrs["continuation"] is True
+    assert (
+        part.attrs["raw"].encode() + cont.message == b"<13>Nov 26 05:07:39 host app[1]: half done"
+    )
+    assert nxt.message == b"next"
+    assert srv.stats()["parse_errors"] == 0
+
+
+def test_framing_override_and_its_config() -> None:
+    s = SyslogSource(
+        name="s", type="syslog", listen=["tcp://127.0.0.1:1"], framing="nul", partial_timeout="2s"
+    )
+    assert (s.framing, s.partial_timeout) == ("nul", 2 * 10**9)
+    assert SyslogSource(name="s", type="syslog", listen=["tcp://127.0.0.1:1"]).framing == "auto"
+    with pytest.raises(ValidationError):
+        SyslogSource(name="s", type="syslog", listen=["tcp://127.0.0.1:1"], framing="stx")
