@@ -1028,10 +1028,9 @@ def test_partial_frame_is_sealed_after_idle_and_the_rest_continues_it(serve: Ser
 
 
 def test_framing_override_and_its_config() -> None:
-    s = SyslogSource(
-        name="s", type="syslog", listen=["tcp://127.0.0.1:1"], framing="nul", partial_timeout="2s"
-    )
+    doc: dict[str, Any] = {"name": "s", "type": "syslog", "listen": ["tcp://127.0.0.1:1"]}
+    s = SyslogSource.model_validate({**doc, "framing": "nul", "partial_timeout": "2s"})
     assert (s.framing, s.partial_timeout) == ("nul", 2 * 10**9)
-    assert SyslogSource(name="s", type="syslog", listen=["tcp://127.0.0.1:1"]).framing == "auto"
+    assert SyslogSource.model_validate(doc).framing == "auto"
     with pytest.raises(ValidationError):
-        SyslogSource(name="s", type="syslog", listen=["tcp://127.0.0.1:1"], framing="stx")
+        SyslogSource.model_validate({**doc, "framing": "stx"})
