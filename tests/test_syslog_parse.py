@@ -625,3 +625,60 @@ def test_framing_arbitrary_bytes_split_invariant_and_bounded(
     assert sum(len(f.data) for f in whole) <= len(stream)
     if b"\n" not in stream and b"\x00" not in stream and not stream[:1].isdigit():
         assert b"".join(f.data for f in whole) == stream
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    frames=st.lists(_lf_frame, max_size=12),
+    cuts=st.lists(st.integers(min_value=0), max_size=30),
+    idles=st.lists(st.booleans(), min_size=1, max_size=30),
+    mx=st.integers(min_value=8, max_value=100),
+)
+def test_idle_sealing_never_loses_nor_invents_a_byte(
+    frames: list[bytes], cuts: list[int], idles: list[bool], mx: int
+) -> None:
+    stream = b"".join(f + b"\n" for f in frames)
+    framer = Framer(mx)
+    out: list[Frame] = []
+    for i, chunk in enumerate(_chunked(stream, cuts)):
+        out.extend(framer.feed(chunk))
+        if idles[i % len(idles)]:
+            out.extend(framer.idle())
+    out.extend(framer.eof())
+    rebuilt: list[bytes] = []
+    for f in out:
+        assert len(f.data) <= mx
+        if f.continuation:
+            rebuilt[-1] += f.data
+        else:
+            rebuilt.append(f.data)
+    assert rebuilt == frames
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    bodies=st.lists(st.binary(min_size=1, max_size=90), max_size=8),
+    cuts=st.lists(st.integers(min_value=0), max_size=30),
+    idles=st.lists(st.booleans(), min_size=1, max_size=30),
+)
+def test_octet_counts_survive_idle_and_oversize(
+    bodies: list[bytes], cuts: list[int], idles: list[bool]
+) -> None:
+    stream = b"".join(b"%d %s" % (len(b), b) for b in bodies)
+    framer = Framer(30)  # bodies up to three times the maximum
+    out: list[Frame] = []
+    for i, chunk in enumerate(_chunked(stream, cuts)):
+        out.extend(framer.feed(chunk))
+        if idles[i % len(idles)]:
+            out.extend(framer.idle())
+    assert framer.pending() < 30
+    out.extend(framer.eof())
+    rebuilt: list[bytes] = []
+    for f in out:
+        assert len(f.data) <= 30
+        assert not f.error and not f.truncated
+        if f.continuation:
+            rebuilt[-1] += f.data
+        else:
+            rebuilt.append(f.data)
+    assert rebuilt == bodies

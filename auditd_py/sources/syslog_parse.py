@@ -687,7 +687,10 @@ class Framer:
 
     def idle(self) -> list[Frame]:
         """The sender went quiet inside a frame: seal what is buffered (``partial``);
-        the rest of the frame, if it comes, follows as continuations."""
+        the rest of the frame, if it comes, follows as continuations. Digits that
+        may yet be an octet count (at most 10 bytes) wait for the rest or the end."""
+        if self._state == _START:
+            return []
         out = self._rest(at_least=True)
         if not out:
             return out
@@ -700,7 +703,7 @@ class Framer:
             self._first = False
             if not self._need:
                 self._state = _START
-        else:  # a line, or digits that may yet become an octet count: a line
+        else:
             self._state = _CONT
         return out
 
