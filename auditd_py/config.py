@@ -232,6 +232,10 @@ class SyslogSource(_Model):
     """Stream framing (tcp, tls, unix-stream); docs/SYSLOG.md, "Framing"."""
     partial_timeout: Duration = NS
     """An unfinished stream frame is sealed (``partial``) after this long idle."""
+    frame_timeout: Duration = 10 * NS
+    """… or this long after it began, however slowly its bytes trickle in."""
+    idle_timeout: Duration | None = None
+    """A stream connection silent this long is closed (None: never)."""
 
     @field_validator("listen")
     @classmethod

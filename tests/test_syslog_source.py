@@ -656,8 +656,9 @@ def test_ten_megabyte_frame_becomes_oversize_plus_continuations(serve: Serve) ->
     assert len(recs) == n
     first, conts, after = recs[0], recs[1:-1], recs[-1]
     assert first.attrs is not None
-    assert first.attrs["oversize"] == len(frame)
-    assert "oversize_at_least" not in first.attrs
+    # sealed as it streamed (issue 14): the first record knows a lower bound only
+    assert first.attrs["oversize"] <= len(frame)
+    assert first.attrs["oversize_at_least"] is True
     assert first.attrs["syslog"]["app"] == "big"
     assert all(r.attrs == {"transport": "tcp", "peer": first.attrs["peer"], "continuation": True}
                for r in conts)  # fmt: skip
@@ -666,33 +667,68 @@ def test_ten_megabyte_frame_becomes_oversize_plus_continuations(serve: Serve) ->
     assert srv.stats()["oversize"] == 1
 
 
-def test_max_connections(serve: Serve) -> None:
+def test_max_connections_sheds_the_idlest(serve: Serve) -> None:
+    """Fair admission (issue 14): at the limit a new sender is served and the
+    idlest connection is closed, what it buffered sealed, its peer named."""
     srv, sink, meta = serve(["tcp://127.0.0.1:0"], max_connections=2)
     _, port = addr_of(srv, "tcp")
-    a = socket.create_connection(("127.0.0.1", port))
-    b = socket.create_connection(("127.0.0.1", port))
+    idle = socket.create_connection(("127.0.0.1", port))
+    busy = socket.create_connection(("127.0.0.1", port))
     try:
-        deadline = time.monotonic() + 5
-        while srv.stats()["active_connections"] < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        with socket.create_connection(("127.0.0.1", port)) as c:
-            c.settimeout(5)
-            with contextlib.suppress(ConnectionResetError):
-                assert c.recv(10) == b""  # closed by the server at once
+        idle.sendall(b"<13>1 - - - - - - from the idle one\n<13>1 - - - - - - unfini")
+        sink.wait_n(1)
+        busy.sendall(b"<13>1 - - - - - - from the busy one\n")
+        sink.wait_n(2)
+        with socket.create_connection(("127.0.0.1", port)) as new:
+            new.sendall(b"<13>1 - - - - - - newcomer served\n")
+            recs = sink.wait(lambda r: any(x.message == b"newcomer served" for x in r))
+        idle.settimeout(5)
+        with contextlib.suppress(ConnectionResetError):
+            assert idle.recv(10) == b""  # closed by the server
         ev = meta.wait(events.SYSLOG_LIMIT)
-        assert ev[0]["limit"] == 2
-        assert srv.stats()["rejected_connections"] == 1
-        a.sendall(b"<13>1 - - - - - - still served\n")
-        assert sink.wait_n(1)[0].message == b"still served"
+        assert ev[0]["peer"] == f"127.0.0.1:{idle.getsockname()[1]}"
+        assert "idlest" in ev[0]["reason"]
+        cut = [r for r in recs if r.message == b"unfini"]
+        assert len(cut) == 1
+        assert cut[0].attrs is not None
+        assert cut[0].attrs["truncated"] is True
+        assert srv.stats()["shed_connections"] == 1
+        assert srv.stats()["rejected_connections"] == 0
+        busy.sendall(b"<13>1 - - - - - - busy still served\n")
+        sink.wait(lambda r: any(x.message == b"busy still served" for x in r))
     finally:
-        a.close()
-        b.close()
-    deadline = time.monotonic() + 5
-    while srv.stats()["active_connections"] and time.monotonic() < deadline:
-        time.sleep(0.01)
+        idle.close()
+        busy.close()
+
+
+def test_idle_timeout_closes_silent_connections(serve: Serve) -> None:
+    srv, sink, meta = serve(["tcp://127.0.0.1:0"], idle_timeout="1s")
+    _, port = addr_of(srv, "tcp")
     with socket.create_connection(("127.0.0.1", port)) as c:
-        c.sendall(b"<13>1 - - - - - - room again\n")
-    assert sink.wait_n(2)[1].message == b"room again"
+        c.sendall(b"<13>1 - - - - - - hello\n")
+        sink.wait_n(1)
+        c.settimeout(10)
+        with contextlib.suppress(ConnectionResetError):
+            assert c.recv(10) == b""  # closed by the server
+    ev = meta.wait(events.SYSLOG_LIMIT)
+    assert "idle_timeout" in ev[0]["reason"]
+    assert srv.stats()["idle_closed_connections"] == 1
+
+
+def test_a_slow_sender_has_its_frame_sealed_after_frame_timeout(serve: Serve) -> None:
+    srv, sink, _ = serve(["tcp://127.0.0.1:0"], partial_timeout="5s", frame_timeout="300ms")
+    _, port = addr_of(srv, "tcp")
+    with socket.create_connection(("127.0.0.1", port)) as c:
+        c.sendall(b"<13>1 - - - - - - ")
+        t = time.monotonic()
+        while not sink.records:  # a byte every 50 ms: never idle for partial_timeout
+            assert time.monotonic() - t < 4, "a trickling frame was not sealed"
+            c.sendall(b"x")
+            time.sleep(0.05)
+    (part,) = sink.records[:1]
+    assert part.attrs is not None
+    assert part.attrs["partial"] is True
+    assert part.message.startswith(b"x")
 
 
 @needs_logger

@@ -39,10 +39,6 @@ from auditd_py.record import Fields
 TRANSPORTS: Final = ("udp", "tcp", "tls", "unix", "unix-stream")
 STREAM_TRANSPORTS: Final = frozenset({"tcp", "tls", "unix-stream"})
 
-HOLD_PER_FRAME: Final = 16 * 1024 * 1024
-"""An oversize stream frame is held whole up to this size so that its total length
-is known when its first record is cut (see :class:`HoldBudget`)."""
-
 # ---------------------------------------------------------------- listen addresses
 
 
@@ -412,24 +408,6 @@ def parse_syslog(frame: bytes) -> Parsed:
 # ---------------------------------------------------------------- stream framing
 
 
-class HoldBudget:
-    """Bytes that oversize stream frames may hold across all connections of a
-    server (single-threaded: used from the server's event loop only)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-
-    def take(self, n: int) -> bool:
-        if self.used + n > self.limit:
-            return False
-        self.used += n
-        return True
-
-    def give(self, n: int) -> None:
-        self.used -= n
-
-
 FRAMINGS: Final = ("auto", "octet-counting", "lf", "nul")
 """Stream framing (``framing:`` of a syslog source; docs/SYSLOG.md, "Framing")."""
 MAX_COUNT_DIGITS: Final = 10
@@ -484,21 +462,19 @@ class Framer:
     trailer and turn octet counting off; ``"octet-counting"`` requires counts
     (a frame without one is sealed with an error up to the next LF).
 
-    An octet count over ``max_bytes`` is honoured: the frame is consumed
-    exactly, as a first record (``oversize``) and continuations streamed as the
-    bytes arrive. An oversize delimited frame is held whole up to the budget
-    (so that its length is known), else streamed the same way. :meth:`idle`
-    seals what waits of an unfinished frame (``partial``).
+    A frame over ``max_bytes`` is never held whole: it is sealed as it streams,
+    a first record (``oversize``: the declared length of an octet-counted frame,
+    else the length seen so far, ``oversize_at_least``) and continuations of at
+    most ``max_bytes``, so that a connection never buffers more than
+    ``max_bytes`` of an unfinished frame. An octet count over ``max_bytes`` is
+    honoured: the frame is consumed exactly. :meth:`idle` seals what waits of an
+    unfinished frame (``partial``).
     """
 
-    def __init__(
-        self, max_bytes: int, *, framing: str = "auto", budget: HoldBudget | None = None
-    ) -> None:
+    def __init__(self, max_bytes: int, *, framing: str = "auto") -> None:
         self.max = max_bytes
         self.counting = framing in ("auto", "octet-counting")
         self.strict = framing == "octet-counting"
-        self.budget = budget if budget is not None else HoldBudget(HOLD_PER_FRAME)
-        self.hold_limit = max(HOLD_PER_FRAME, max_bytes)
         self._delim: int | None = _DELIMS.get(framing)  # None: LF or NUL, not yet known
         self._buf = bytearray()
         self._state = _START
@@ -507,7 +483,6 @@ class Framer:
         self._first = True  # _BIG: the first record is still to be cut
         self._scan = 0  # delimiter search resumes here
         self._error: str | None = None  # framing error of the current LINE frame
-        self._held = 0  # budget taken by the current frame
 
     def pending(self) -> int:
         """Bytes buffered in an incomplete frame."""
@@ -521,11 +496,6 @@ class Framer:
         i = buf.find(b"\n", start)
         j = buf.find(b"\x00", start, i if i >= 0 else len(buf))
         return j if j >= 0 else i
-
-    def _release(self) -> None:
-        if self._held:
-            self.budget.give(self._held)
-            self._held = 0
 
     def feed(self, data: bytes) -> list[Frame]:
         self._buf += data
@@ -623,23 +593,19 @@ class Framer:
             out.extend(split_oversize(body, mx, Frame(b"", self._error)))
         elif body or self._error:
             out.append(Frame(body, self._error))
-        self._release()
         self._state = _START
         return i + 1, True
 
     def _take_partial(self, pos: int, out: list[Frame]) -> int:
-        """No delimiter yet: hold an oversize line whole if the budget allows, else
-        cut it into a first frame and continuations. Returns the new position."""
+        """No delimiter yet: an oversize line goes out now as a first frame and
+        continuations, the rest waits. Returns the new position."""
         buf = self._buf
         n = len(buf)
         mx = self.max
         self._scan = n
         size = n - pos
         if self._state == _LINE and size > mx:
-            if self._hold(size):
-                return pos
-            # cannot hold it whole: cut now, the length is only a lower bound
-            self._release()
+            # the length is only a lower bound
             first = Frame(b"", self._error, oversize_at_least=True)
             first.data = bytes(buf[pos : pos + mx])
             first.oversize = size
@@ -652,21 +618,12 @@ class Framer:
                 pos += mx
         return pos
 
-    def _hold(self, size: int) -> bool:
-        """Take budget so that a ``size``-byte line in the buffer may wait for its end."""
-        want = size - self.max - self._held
-        if size <= self.hold_limit and (want <= 0 or self.budget.take(want)):
-            self._held += max(want, 0)
-            return True
-        return False
-
     def _rest(self, *, at_least: bool) -> list[Frame]:
         """What is buffered of the current frame, as records (the buffer is emptied);
         ``at_least``: more of the frame may come."""
         buf = bytes(self._buf)
         self._buf.clear()
         self._scan = 0
-        self._release()
         mx = self.max
         st = self._state
         if not buf:
@@ -716,6 +673,8 @@ class Framer:
             out = [Frame(b"", octet_count=self._count)]
         elif st == _BIG and not out and self._need:
             out = [Frame(b"", continuation=True, octet_count=self._count)]
+        elif st == _CONT and not out:  # the stream ended inside an oversize frame
+            out = [Frame(b"", continuation=True)]
         if out:
             out[-1].truncated = True
         return out
