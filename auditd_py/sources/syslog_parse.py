@@ -20,10 +20,11 @@ Lossless rule: every record but a continuation carries its whole frame in
 ``attrs["raw"]`` (valid UTF-8) or ``attrs["raw_b64"]`` (base64); its ``message``
 is the parsed MSG part, or the frame itself when it did not parse. A
 continuation record (``attrs["continuation"]``) is a raw slice of an oversize
-frame: its ``message`` is the slice, not repeated in ``attrs``. The first record
-of an oversize frame carries ``attrs["oversize"]`` (the frame's length) and its
-own slice as ``raw``; concatenating ``raw`` with the following continuations of
-the same ``peer`` gives the frame back.
+or partial frame: its ``message`` is the slice, not repeated in ``attrs``. The
+first record of an oversize frame carries ``attrs["oversize"]`` (the frame's
+length, or with ``oversize_at_least`` a lower bound) and its own slice as
+``raw``, as does a ``partial`` one; concatenating ``raw`` with the following
+continuations of the same connection gives the frame back.
 """
 
 from __future__ import annotations
