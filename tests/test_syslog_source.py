@@ -1070,3 +1070,30 @@ def test_framing_override_and_its_config() -> None:
     assert SyslogSource.model_validate(doc).framing == "auto"
     with pytest.raises(ValidationError):
         SyslogSource.model_validate({**doc, "framing": "stx"})
+
+
+def test_slow_senders_holding_partial_lines_lock_no_one_out(serve: Serve) -> None:
+    """Issue 14: idle connections holding partial lines. Their bytes are sealed
+    (partial after the idle time, truncated when shed), every new sender is
+    served, each shed is sealed with its peer; nothing is lost."""
+    srv, sink, meta = serve(["tcp://127.0.0.1:0"], max_connections=20, partial_timeout="200ms")
+    _, port = addr_of(srv, "tcp")
+    chunk = b"<13>1 - - - - - - " + b"p" * 30_000
+    slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(30)]
+    try:
+        for c in slow:
+            c.sendall(chunk)  # no LF: a partial line each
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.sendall(b"<13>1 - - - - - - newcomer\n")
+            sink.wait(lambda r: any(x.message == b"newcomer" for x in r))
+        # every partial line is sealed, whether by the idle timer or by shedding
+        recs = sink.wait(lambda r: sum(1 for x in r if x.message.startswith(b"ppp")) == 30)
+    finally:
+        for c in slow:
+            c.close()
+    held = [r for r in recs if r.message.startswith(b"ppp")]
+    assert all(frame_bytes(r) == chunk for r in held)
+    assert srv.stats()["shed_connections"] == 11  # 30 + 1 through 20 places
+    shed = meta.named(events.SYSLOG_LIMIT)
+    assert len(shed) == 11
+    assert len({e["peer"] for e in shed}) == 11

@@ -6,6 +6,7 @@ frame (``partial``)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import struct
 from typing import Any, Final
@@ -17,6 +18,8 @@ from auditd_py.sources.syslog.peer import UCRED, cred_attrs, inet_peer
 from auditd_py.sources.syslog_parse import Framer
 
 HANDSHAKE_TIMEOUT_S: Final = 10.0
+SHED_READ_MAX: Final = 8 * 1024 * 1024
+"""What is read from the kernel, at most, of a connection about to be shed."""
 
 
 class StreamConn(asyncio.Protocol):
@@ -163,16 +166,44 @@ class StreamConn(asyncio.Protocol):
 
     def shed(self, reason: str) -> None:
         """Close this connection to make room or because it was silent too long:
-        what it buffered is delivered (flagged truncated) and the reason sealed."""
+        what it sent is read and delivered (the last frame flagged truncated),
+        then the connection is closed and the reason sealed with the peer."""
         intake = self.intake
+        fields = {} if self._read_rest() else {"unread": True}
         intake.meta_event(
             events.SYSLOG_LIMIT,
             f"syslog listener {self.lst.url}: connection closed",
             listener=self.lst.url,
             peer=self.base.get("peer", ""),
             reason=reason,
+            **fields,
         )
         self.close()
+
+    def _read_rest(self) -> bool:
+        """Read what the kernel holds for this connection (tcp, unix-stream; up to
+        SHED_READ_MAX), so that shedding it loses nothing it sent so far. Returns
+        whether all of it was read."""
+        if self.lst.transport == "tls" or self.transport is None or self.framer is None:
+            return self.lst.transport != "tls"
+        sock = self.transport.get_extra_info("socket")
+        if sock is None:
+            return False
+        left = SHED_READ_MAX
+        while left > 0:
+            try:
+                data = os.read(sock.fileno(), min(left, 256 * 1024))
+            except (BlockingIOError, InterruptedError):
+                return True
+            except OSError:
+                return True  # reset by the peer: nothing more to read
+            if not data:
+                return True
+            left -= len(data)
+            frames = self.framer.feed(data)
+            if frames:
+                self.intake.deliver(frames, self.lst, self.base)
+        return False
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
