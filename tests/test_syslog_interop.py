@@ -121,6 +121,7 @@ def logger(*args: str, stdin: bytes | None = None) -> float:
 
 LOGGER_MODES = {
     "udp-rfc5424": ("udp", ["-d", "--rfc5424"]),
+    "udp-rfc5424-notime-notq": ("udp", ["-d", "--rfc5424=notime,notq"]),
     "udp-rfc3164": ("udp", ["-d", "--rfc3164"]),
     "tcp-rfc5424-lf": ("tcp", ["-T", "--rfc5424"]),
     "tcp-rfc5424-octet-count": ("tcp", ["-T", "--rfc5424", "--octet-count"]),
@@ -140,7 +141,7 @@ def test_logger_over_the_network(serve: Serve, mode: str) -> None:
             "-n", "127.0.0.1", "-P", str(port_of(srv)), *opts, "-p", "local3.warning",
             "-t", "interop", "--id=4242", "--msgid", "MID7", text,
         )  # fmt: skip
-    rfc5424 = "--rfc5424" in opts
+    rfc5424 = any(o.startswith("--rfc5424") for o in opts)
     for rec in exactly_once(sink, texts):
         expect(
             rec, pri=19 * 8 + 4, sent=sent, message=rec.message.decode(), host=HOST,

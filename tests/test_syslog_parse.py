@@ -50,7 +50,14 @@ def test_rfc5424_nil_values_are_omitted_and_no_msg() -> None:
     p = parse_syslog(b"<0>1 - - - - - -")
     assert p.error is None
     assert p.message == b""
-    assert p.syslog == {"format": "rfc5424", "pri": 0, "facility": 0, "severity": 0, "version": 1}
+    assert p.syslog == {
+        "format": "rfc5424",
+        "pri": 0,
+        "facility": 0,
+        "severity": 0,
+        "version": 1,
+        "timestamp_inferred": True,
+    }
 
 
 def test_rfc5424_bom_and_trailing_newline_are_not_message() -> None:
@@ -537,6 +544,8 @@ def test_rfc5424_round_trip(
     for key, v in optional:
         if v is not None:
             expected[key] = v
+    if ts is None:
+        expected["timestamp_inferred"] = True
     if sd is not None:
         expected["sd"] = expected_sd
     assert p.syslog == expected

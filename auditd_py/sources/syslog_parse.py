@@ -275,6 +275,8 @@ def _parse_5424(b: bytes, m: re.Match[bytes]) -> Parsed:
     }
     if ts != "-":
         out["timestamp"] = ts
+    else:  # NILVALUE: the sender had no time (RFC 5424 section 6.2.3), ours stands
+        out["timestamp_inferred"] = True
     if host != "-":
         out["hostname"] = host
     if app != "-":
