@@ -12,6 +12,8 @@ import base64
 from typing import Any, NamedTuple
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from auditd_py.sources.syslog_parse import Frame, frame_fields, parse_syslog
 
@@ -308,3 +310,29 @@ def test_corpus(case: Case) -> None:
     raw = rec.attrs.get("raw")
     kept = raw.encode() if raw is not None else base64.b64decode(rec.attrs["raw_b64"])
     assert kept == case.frame
+
+
+_FLAGS = ("pri_inferred", "timestamp_inferred", "timestamp_lenient", "timestamp_unparsed",
+          "tag_lenient")  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    head=st.sampled_from([b"", b"<13>", b"<13> ", b"<190>1 ", b"<13>Dec  4 ", b"<13>2026-"]),
+    body=st.binary(max_size=120),
+)
+def test_any_frame_parses_to_a_piece_of_itself(head: bytes, body: bytes) -> None:
+    """Malformed input never raises; the message is a piece of the frame; flags are
+    only ever true; a 3164 result always has a PRI in range."""
+    frame = head + body
+    p = parse_syslog(frame)
+    assert p.message in frame
+    if p.syslog is None:
+        assert p.error is not None
+        assert p.message == frame
+        return
+    assert 0 <= p.syslog["pri"] <= 191
+    for flag in _FLAGS:
+        assert p.syslog.get(flag, True) is True
+    if p.syslog.get("pri_inferred"):
+        assert p.message in (frame, frame[:-1], frame[:-2])
