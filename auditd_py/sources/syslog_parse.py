@@ -138,6 +138,8 @@ _TAG: Final = re.compile(rb"([!-9;-Z\\^-~]{1,128}?)(?:\[([!-Z\\^-~]{0,128})\])?:
 # character; taken without a colon only when a [PID] ends it (rsyslog's
 # %syslogtag:1:32% cuts the colon off a long TAG[PID]:)
 _TAG_NO_COLON: Final = re.compile(rb"([0-9A-Za-z_./-]{1,32})\[([0-9]{1,10})\](?: |$)")
+_IS_TAG: Final = re.compile(_TAG.pattern + b"|" + _TAG_NO_COLON.pattern)
+"""Whether a TAG (with or without its colon) starts here."""
 _HOST3164: Final = re.compile(rb"([!-~]{1,255})(?: |$)")
 
 
@@ -315,22 +317,17 @@ def _sd_invalid(b: bytes, i: int, out: dict[str, Any], reason: str) -> Parsed:
     return Parsed(_strip_end(b[i:]), out)
 
 
-def _timestamp_3164(b: bytes, p: int, out: dict[str, Any]) -> int:
-    """TIMESTAMP at ``b[p]``: exact, lenient or unknown (flagged), or none.
-
-    Returns the position after it (``p`` when there is none). An unknown
+def _timestamp_lenient(b: bytes, p: int, out: dict[str, Any]) -> int:
+    """TIMESTAMP at ``b[p]``, not in the RFC's form: lenient or unknown (flagged),
+    or none. Returns the position after it (``p`` when there is none). An unknown
     timestamp is kept as text so that HOSTNAME and TAG can still be read.
     """
-    m = _TS3164.match(b, p)
-    if m is not None:
-        out["timestamp"] = b[p : m.end()].rstrip(b" ").decode("ascii")
-        return m.end()
     m = _TS_LENIENT.match(b, p)
     if m is not None:
         out["timestamp"] = m.group(1).decode("ascii")
         out["timestamp_lenient"] = True
         return m.end()
-    if _TAG.match(b, p) is None and _TAG_NO_COLON.match(b, p) is None:
+    if _IS_TAG.match(b, p) is None:
         end = p + 64
         m = _TS_UNKNOWN.match(b, p, end)
         if m is not None and (m.end() < end or end >= len(b)):
@@ -348,10 +345,15 @@ def _parse_3164(b: bytes, pri: int, p: int) -> Parsed:
         "facility": pri >> 3,
         "severity": pri & 7,
     }
-    q = _timestamp_3164(b, p, out)
+    m = _TS3164.match(b, p)  # RFC 3164 section 4.1.2 exactly: the common case
+    if m is not None:
+        q = m.end()
+        out["timestamp"] = b[p:q].rstrip(b" ").decode("ascii")
+    else:
+        q = _timestamp_lenient(b, p, out)
     # HOSTNAME after a TIMESTAMP, unless the first word is already the TAG
     # (glibc's /dev/log format and journald's ForwardToSyslog have no HOSTNAME)
-    if q != p and _TAG.match(b, q) is None and _TAG_NO_COLON.match(b, q) is None:
+    if q != p and _IS_TAG.match(b, q) is None:
         h = _HOST3164.match(b, q)
         if h is not None:
             out["hostname"] = h.group(1).decode("ascii")
