@@ -177,12 +177,16 @@ def journald_argv(sock: Path, work: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def in_namespace_of(pid: int, *argv: str, stdin: bytes | None = None) -> None:
-    """Run ``argv`` in the mount namespace of process ``pid`` (to reach its journald)."""
-    subprocess.run(
+def in_namespace_of(pid: int, *argv: str, stdin: bytes | None = None) -> int:
+    """Run ``argv`` in the mount namespace of process ``pid`` (to reach its
+    journald); returns its pid (nsenter execs it: no fork without a pid namespace)."""
+    with subprocess.Popen(
         ["nsenter", "--mount", f"--target={pid}", "--", *argv],
-        input=stdin,
-        check=True,
-        timeout=20,
-        capture_output=True,
-    )
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        out, err = proc.communicate(stdin, timeout=20)
+        if proc.returncode:
+            raise subprocess.CalledProcessError(proc.returncode, argv, out, err)
+        return proc.pid
