@@ -246,6 +246,14 @@ class SyslogSource(_Model):
     tls: TLSSettings | None = None
     max_message_bytes: Size = 64 * 1024
     max_connections: int = Field(default=1024, gt=0)
+    framing: Literal["auto", "octet-counting", "lf", "nul"] = "auto"
+    """Stream framing (tcp, tls, unix-stream); docs/SYSLOG.md, "Framing"."""
+    partial_timeout: Duration = NS
+    """An unfinished stream frame is sealed (``partial``) after this long idle."""
+    frame_timeout: Duration = 10 * NS
+    """… or this long after it began, however slowly its bytes trickle in."""
+    idle_timeout: Duration | None = None
+    """A stream connection silent this long is closed (None: never)."""
 
     @field_validator("listen")
     @classmethod

@@ -9,7 +9,9 @@ Runs the real daemon (``auditd-py run``) as a subprocess and measures:
    watcher tails the archive segment and notes when each line appears (the
    sealer writes and fsyncs in one group commit); p50/p99/max;
 3. the daemon's peak RSS (VmHWM) and its CPU use while idle;
-4. syslog over TCP (octet-counted, one connection): lines/s.
+4. syslog over TCP, one connection: lines/s of octet-counted RFC 5424 and of
+   LF-framed RFC 3164 (``--syslog-only`` runs just these two rows; to compare
+   two trees in one run, start it twice with PYTHONPATH set to each).
 
 It prints numbers and PASS/MISS against the goals; it asserts nothing.
 With ``--rotate-bytes SIZE`` the archive's open segment is rotated at SIZE
@@ -330,6 +332,28 @@ def syslog_tcp(r: Run, n: int) -> float:
     return n / (t1 - t0)
 
 
+def syslog_tcp_lf(r: Run, n: int) -> float:
+    """LF-framed RFC 3164 as rsyslog's traditional templates and logger send it."""
+    frames = b"".join(
+        b"<30>Nov 26 10:00:%02d web-%d nginx[%d]: SYSLOGLF request %d served ok %s\n"
+        % (i % 60, i % 4, 1000 + i % 100, i, PAD)
+        for i in range(n)
+    )
+    start = r.segment()
+    t0 = time.monotonic()
+    with socket.create_connection(("127.0.0.1", r.port)) as s:
+        s.sendall(frames)
+    t1 = r.wait_count(b"SYSLOGLF", n, 600, start)
+    return n / (t1 - t0)
+
+
+def syslog_rows(r: Run, n: int) -> None:
+    st = syslog_tcp(r, n)
+    print(f"syslog TCP (octet-counted, one connection, {n:,} lines): {st:,.0f} lines/s")
+    st = syslog_tcp_lf(r, n)
+    print(f"syslog TCP (LF-framed RFC 3164, one connection, {n:,} lines): {st:,.0f} lines/s")
+
+
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
@@ -372,8 +396,19 @@ def main() -> int:
         action="store_true",
         help="first measure the throughput of a daemon that never rotates, and print the ratio",
     )
+    ap.add_argument("--syslog-only", action="store_true", help="only the syslog rows")
     a = ap.parse_args()
     n = 100_000 if a.quick else a.lines
+    sys_n = 20_000 if a.quick else 200_000
+    if a.syslog_only:
+        root = Path(tempfile.mkdtemp(prefix="adp-bench-daemon-"))
+        r = Run(root, free_port())
+        try:
+            syslog_rows(r, sys_n)
+        finally:
+            r.stop()
+            remove(root)
+        return 0
     base: float | None = None
     if a.baseline:
         root0 = Path(tempfile.mkdtemp(prefix="adp-bench-daemon-"))
@@ -418,9 +453,7 @@ def main() -> int:
             f"idle CPU: {cpu:.2f}% of one core over {idle}s  "
             f"(goal < 1%: {'PASS' if cpu < 1 else 'MISS'})"
         )
-        sys_n = 20_000 if a.quick else 200_000
-        st = syslog_tcp(r, sys_n)
-        print(f"syslog TCP (octet-counted, one connection, {sys_n:,} lines): {st:,.0f} lines/s")
+        syslog_rows(r, sys_n)
         rss = r.status("VmHWM") / 1024
         print(f"daemon peak RSS: {rss:.0f} MB  (goal < 150 MB: {'PASS' if rss < 150 else 'MISS'})")
         doc = r.health()

@@ -14,7 +14,6 @@ from auditd_py.errors import ConfigError
 from auditd_py.sources.syslog_parse import (
     Frame,
     Framer,
-    HoldBudget,
     ListenAddress,
     datagram_frames,
     frame_fields,
@@ -51,7 +50,14 @@ def test_rfc5424_nil_values_are_omitted_and_no_msg() -> None:
     p = parse_syslog(b"<0>1 - - - - - -")
     assert p.error is None
     assert p.message == b""
-    assert p.syslog == {"format": "rfc5424", "pri": 0, "facility": 0, "severity": 0, "version": 1}
+    assert p.syslog == {
+        "format": "rfc5424",
+        "pri": 0,
+        "facility": 0,
+        "severity": 0,
+        "version": 1,
+        "timestamp_inferred": True,
+    }
 
 
 def test_rfc5424_bom_and_trailing_newline_are_not_message() -> None:
@@ -85,19 +91,9 @@ def test_rfc5424_non_utf8_msg_is_kept_as_bytes() -> None:
 @pytest.mark.parametrize(
     ("frame", "reason"),
     [
-        (b"hello", "no PRI"),
-        (b"", "no PRI"),
-        (b"<192>1 - - - - - - x", "PRI 192 out of range"),
-        (b"<999>Nov 26 05:07:39 h t: x", "PRI 999 out of range"),
         (b"<13>1 yesterday h a p m - x", "bad TIMESTAMP"),
         (b"<13>1 - h\xc3\xa9 a p m - x", "bad HOSTNAME"),
         (b"<13>1 - h a p", "ends after PROCID"),
-        (b'<13>1 - h a p m [id x="1"', "unterminated"),
-        (b'<13>1 - h a p m [id x="\xff"] m', "not UTF-8"),
-        (b"<13>1 - h a p m [=x] m", "bad SD-ID"),
-        (b"<13>1 - h a p m [id x=1] m", "expected '=\"'"),
-        (b"<13>1 - h a p m -x", "expected SP after STRUCTURED-DATA"),
-        (b"<13>1 - h a p m x", "expected '-' or '['"),
     ],
 )
 def test_parse_errors_name_the_reason(frame: bytes, reason: str) -> None:
@@ -105,6 +101,43 @@ def test_parse_errors_name_the_reason(frame: bytes, reason: str) -> None:
     assert p.syslog is None
     assert p.error is not None
     assert reason in p.error
+    assert p.message == frame
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason", "message"),
+    [
+        (b'<13>1 - h a p m [id x="1"', "unterminated", b'[id x="1"'),
+        (b'<13>1 - h a p m [id x="\xff"] m', "not UTF-8", b'[id x="\xff"] m'),
+        (b"<13>1 - h a p m [=x] m", "bad SD-ID", b"[=x] m"),
+        (b"<13>1 - h a p m [id x=1] m", "expected '=\"'", b"[id x=1] m"),
+        (b"<13>1 - h a p m -x", "expected SP after", b"-x"),
+        (b"<13>1 - h a p m x", "expected '-' or '['", b"x"),
+    ],
+)
+def test_bad_structured_data_keeps_the_header(frame: bytes, reason: str, message: bytes) -> None:
+    p = parse_syslog(frame)
+    assert p.error is None
+    assert p.syslog is not None
+    assert (p.syslog["pri"], p.syslog["hostname"], p.syslog["app"]) == (13, "h", "a")
+    assert reason in p.syslog["sd_invalid"]
+    assert "sd" not in p.syslog
+    assert p.message == message
+
+
+@pytest.mark.parametrize("frame", [b"hello", b"", b"<192>1 - - - - - - x", b"<999>Nov 26 h t: x"])
+def test_no_valid_pri_is_pri_13_with_the_frame_as_content(frame: bytes) -> None:
+    # RFC 3164 section 4.3.3
+    p = parse_syslog(frame)
+    assert p.error is None
+    assert p.syslog == {
+        "format": "rfc3164",
+        "pri": 13,
+        "facility": 1,
+        "severity": 5,
+        "pri_inferred": True,
+        "timestamp_inferred": True,
+    }
     assert p.message == frame
 
 
@@ -138,6 +171,7 @@ def test_parse_errors_name_the_reason(frame: bytes, reason: str) -> None:
             b"<30>2026-11-26T05:07:39.123456+01:00 host systemd[1]: Started x.\n",
             {
                 "timestamp": "2026-11-26T05:07:39.123456+01:00",
+                "timestamp_lenient": True,
                 "hostname": "host",
                 "app": "systemd",
                 "procid": "1",
@@ -151,11 +185,11 @@ def test_parse_errors_name_the_reason(frame: bytes, reason: str) -> None:
         ),
         (  # Python's SysLogHandler: no header, NUL terminator
             b"<14>myapp: something happened\x00",
-            {"app": "myapp"},
+            {"app": "myapp", "timestamp_inferred": True},
             b"something happened",
         ),
-        (b"<14>just text", {}, b"just text"),
-        (b"<14>", {}, b""),
+        (b"<14>just text", {"timestamp_inferred": True}, b"just text"),
+        (b"<14>", {"timestamp_inferred": True}, b""),
     ],
 )
 def test_rfc3164(frame: bytes, fields: dict[str, Any], message: bytes) -> None:
@@ -202,14 +236,22 @@ def test_frame_fields_invalid_utf8_raw_goes_to_base64() -> None:
 
 
 def test_frame_fields_parse_error_is_sealed_raw() -> None:
-    rec, err = frame_fields(Frame(b"\x00junk\xff"), time_ns=1, source="s", base={"peer": "p"})
+    rec, err = frame_fields(Frame(b"<13>1 - h\xff a - - - x"), time_ns=1, source="s", base={})
     assert err is not None
-    assert rec.message == b"\x00junk\xff"
+    assert rec.message == b"<13>1 - h\xff a - - - x"
     assert rec.attrs == {
-        "peer": "p",
         "parse_error": err,
-        "raw_b64": base64.b64encode(b"\x00junk\xff").decode(),
+        "raw_b64": base64.b64encode(b"<13>1 - h\xff a - - - x").decode(),
     }
+
+
+def test_frame_fields_without_pri_is_inferred_and_raw() -> None:
+    rec, err = frame_fields(Frame(b"\x00junk\xff"), time_ns=1, source="s", base={"peer": "p"})
+    assert err is None
+    assert rec.message == b"\x00junk\xff"
+    assert rec.attrs is not None
+    assert rec.attrs["syslog"]["pri_inferred"] is True
+    assert rec.attrs["raw_b64"] == base64.b64encode(b"\x00junk\xff").decode()
 
 
 def test_frame_fields_flags() -> None:
@@ -266,59 +308,106 @@ def test_framing_digit_start_without_space_is_lf_framed() -> None:
     ]
 
 
-def test_lying_octet_count_resynchronises_on_lf() -> None:
-    f = Framer(100)
-    frames = _feed_all(f, [b"999 <13>1 - - - - - - liar\n", b"3 abc"])
-    assert frames[0].data == b"999 <13>1 - - - - - - liar"
-    assert frames[0].error is not None
-    assert "octet count 999" in frames[0].error
-    assert frames[1].data == b"abc"
-    assert not frames[1].truncated
-    frames = _feed_all(Framer(100), [b"1234567890123456789 x\n", b"1" * 25 + b" y\n"])
-    assert frames[0].data == b"1234567890123456789 x"
-    assert frames[0].error is not None
-    # a longer run of digits is no octet count at all: a plain line (not syslog either)
-    assert (frames[1].data, frames[1].error) == (b"1" * 25 + b" y", None)
+def test_octet_count_over_the_maximum_is_consumed_exactly() -> None:
+    # issue 15: an honest count above max_message_bytes used to be taken for a lie,
+    # and the following octet-counted frames were swallowed into continuations
+    body = b"<13>1 - h app - - - " + b"z" * 230
+    frames = _feed_all(Framer(100), [b"%d %s3 abc4 defg" % (len(body), body)])
+    assert [(f.data, f.oversize, f.continuation) for f in frames] == [
+        (body[:100], len(body), False),
+        (body[100:200], None, True),
+        (body[200:], None, True),
+        (b"abc", None, False),
+        (b"defg", None, False),
+    ]
+    assert not any(f.error or f.truncated for f in frames)
 
 
-def test_oversize_lf_frame_is_held_whole_and_split() -> None:
+def test_octet_count_pieces_stream_as_they_arrive() -> None:
     f = Framer(10)
-    frames = _feed_all(f, [b"a" * 7, b"b" * 7, b"c" * 7 + b"\r\nnext\n"])
-    assert [x.data for x in frames] == [b"aaaaaaabbb", b"bbbbcccccc", b"c", b"next"]
+    assert [x.data for x in f.feed(b"35 " + b"a" * 9)] == []
+    assert [(x.data, x.oversize) for x in f.feed(b"a" * 12)] == [(b"a" * 10, 35), (b"a" * 10, None)]
+    assert f.pending() == 1  # never more than one piece is held
+    frames = f.eof()
+    assert [(x.data, x.continuation, x.truncated) for x in frames] == [(b"a", True, True)]
+
+
+def test_long_digit_runs_are_no_octet_count() -> None:
+    frames = _feed_all(Framer(100), [b"12345678901 x\n", b"1" * 25 + b" y\n", b"1234567890"])
+    assert [(x.data, x.error) for x in frames] == [
+        (b"12345678901 x", None),
+        (b"1" * 25 + b" y", None),
+        (b"1234567890", None),
+    ]
+
+
+def test_framing_override() -> None:
+    stream = [b"5 hello<13>a\x00b\n<13>c\x00"]
+    assert [x.data for x in _feed_all(Framer(100, framing="lf"), stream)] == [
+        b"5 hello<13>a\x00b",
+        b"<13>c\x00",
+    ]
+    assert [x.data for x in _feed_all(Framer(100, framing="nul"), stream)] == [
+        b"5 hello<13>a",
+        b"b\n<13>c",
+    ]
+    frames = _feed_all(Framer(100, framing="octet-counting"), [b"5 hello<13>x\n3 abc"])
+    assert [(x.data, x.error is not None) for x in frames] == [
+        (b"hello", False),
+        (b"<13>x", True),
+        (b"abc", False),
+    ]
+
+
+def test_idle_seals_a_partial_frame_and_the_rest_continues_it() -> None:
+    f = Framer(100)
+    assert f.feed(b"<13>one\n<13>tw") == [Frame(b"<13>one")]
+    assert f.idle() == [Frame(b"<13>tw", partial=True)]
+    assert f.idle() == []
+    assert _feed_all(f, [b"o\n<13>three\n"]) == [
+        Frame(b"o", continuation=True),
+        Frame(b"<13>three"),
+    ]
+    f = Framer(100)
+    assert f.feed(b"9 <13>abc") == []
+    assert f.idle() == [Frame(b"<13>abc", partial=True, octet_count=9)]
+    assert _feed_all(f, [b"de3 xyz"]) == [Frame(b"de", continuation=True), Frame(b"xyz")]
+
+
+def test_oversize_lf_frame_in_one_read_has_its_exact_length() -> None:
+    frames = _feed_all(Framer(10), [b"a" * 21 + b"\r\nnext\n"])
+    assert [x.data for x in frames] == [b"a" * 10, b"a" * 10, b"a", b"next"]
     assert frames[0].oversize == 21
     assert not frames[0].oversize_at_least
     assert [x.continuation for x in frames] == [False, True, True, False]
 
 
-def test_oversize_beyond_budget_streams_with_lower_bound() -> None:
-    budget = HoldBudget(5)
-    f = Framer(10, budget=budget)
+def test_oversize_lf_frame_is_never_held_whole() -> None:
+    # issue 14: a long line is sealed in pieces as it streams
+    f = Framer(10)
     frames = f.feed(b"x" * 23)
     assert [x.data for x in frames] == [b"x" * 10, b"x" * 10]
     assert frames[0].oversize == 23
     assert frames[0].oversize_at_least
     assert frames[1].continuation
+    assert f.pending() == 3
+    for _ in range(100):
+        assert all(x.continuation for x in f.feed(b"y" * 7))
+        assert f.pending() < 10
     frames = f.feed(b"yy\nz\n")
-    assert [(x.data, x.continuation) for x in frames] == [(b"xxxyy", True), (b"z", False)]
-    assert budget.used == 0
-
-
-def test_budget_is_released_at_eof() -> None:
-    budget = HoldBudget(1000)
-    f = Framer(10, budget=budget)
-    assert f.feed(b"q" * 50) == []
-    assert budget.used == 40
-    frames = f.eof()
+    assert [(x.data, x.continuation) for x in frames][-1] == (b"z", False)
+    frames = _feed_all(Framer(10), [b"q" * 50])
     assert b"".join(x.data for x in frames) == b"q" * 50
     assert frames[-1].truncated
-    assert budget.used == 0
 
 
-def test_nul_delimits_for_unix_stream() -> None:
-    frames = _feed_all(Framer(100, nul_delimits=True), [b"<13>a\x00<13>b\n<13>c\x00"])
-    assert [x.data for x in frames] == [b"<13>a", b"<13>b", b"<13>c"]
-    frames = _feed_all(Framer(100), [b"<13>a\x00<13>b\n"])
-    assert [x.data for x in frames] == [b"<13>a\x00<13>b"]
+def test_the_first_trailer_decides_per_connection() -> None:
+    # Python's SysLogHandler over TCP ends each message with NUL, no LF (RFC 6587
+    # section 3.4.2): then LF is content (a traceback stays one record)
+    frames = _feed_all(Framer(100), [b"<11>a: one\x00<11>b: tw", b"o\n  line 2\x00<11>c\x00"])
+    assert [x.data for x in frames] == [b"<11>a: one", b"<11>b: two\n  line 2", b"<11>c"]
+    frames = _feed_all(Framer(100), [b"<13>a\r\n<13>b\x00c\n"])
+    assert [x.data for x in frames] == [b"<13>a", b"<13>b\x00c"]
 
 
 # ---------------------------------------------------------------- listen URLs
@@ -455,6 +544,8 @@ def test_rfc5424_round_trip(
     for key, v in optional:
         if v is not None:
             expected[key] = v
+    if ts is None:
+        expected["timestamp_inferred"] = True
     if sd is not None:
         expected["sd"] = expected_sd
     assert p.syslog == expected
@@ -475,7 +566,12 @@ def test_rfc5424_round_trip(
 
 
 _lf_frame = st.binary(min_size=1, max_size=60).filter(
-    lambda b: b"\n" not in b and not b.endswith(b"\r") and not (b[:1].isdigit() and b[:1] != b"0")
+    lambda b: (
+        b"\n" not in b
+        and b"\x00" not in b
+        and not b.endswith(b"\r")
+        and not (b[:1].isdigit() and b[:1] != b"0")
+    )
 )
 _counted_frame = st.binary(min_size=0, max_size=60)
 
@@ -493,11 +589,11 @@ def _chunked(data: bytes, cuts: list[int]) -> list[bytes]:
 @given(
     frames=st.lists(st.tuples(st.booleans(), st.binary(max_size=60)), max_size=20),
     cuts=st.lists(st.integers(min_value=0), max_size=30),
-    crlf=st.booleans(),
+    trailer=st.sampled_from([b"\n", b"\r\n", b"\x00"]),
     data=st.data(),
 )
 def test_framing_any_split_yields_the_same_frames(
-    frames: list[tuple[bool, bytes]], cuts: list[int], crlf: bool, data: st.DataObject
+    frames: list[tuple[bool, bytes]], cuts: list[int], trailer: bytes, data: st.DataObject
 ) -> None:
     stream = b""
     expected: list[bytes] = []
@@ -507,7 +603,7 @@ def test_framing_any_split_yields_the_same_frames(
             stream += b"%d %s" % (len(body), body) if body else b""
         else:
             body = data.draw(_lf_frame)
-            stream += body + (b"\r\n" if crlf else b"\n")
+            stream += body + trailer
         if body:
             expected.append(body)
     got = _feed_all(Framer(100), _chunked(stream, cuts))
@@ -522,12 +618,74 @@ def test_framing_arbitrary_bytes_split_invariant_and_bounded(
 ) -> None:
     whole = _feed_all(Framer(32), [stream])
     split = _feed_all(Framer(32), _chunked(stream, cuts))
-    assert split == whole
+
+    def seen(fs: list[Frame]) -> list[tuple[Any, ...]]:
+        # an oversize frame's length is exact only if its end came in the same read
+        return [(f.data, f.error, f.truncated, f.continuation, f.oversize is None) for f in fs]
+
+    assert seen(split) == seen(whole)
     # nothing invented: every frame is a piece of the input, within the maximum size
     for f in whole:
         assert len(f.data) <= 32
         assert f.data in stream
     # and nothing lost: frame bytes + framing overhead account for the whole stream
     assert sum(len(f.data) for f in whole) <= len(stream)
-    if b"\n" not in stream and not stream[:1].isdigit():
+    if b"\n" not in stream and b"\x00" not in stream and not stream[:1].isdigit():
         assert b"".join(f.data for f in whole) == stream
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    frames=st.lists(_lf_frame, max_size=12),
+    cuts=st.lists(st.integers(min_value=0), max_size=30),
+    idles=st.lists(st.booleans(), min_size=1, max_size=30),
+    mx=st.integers(min_value=8, max_value=100),
+)
+def test_idle_sealing_never_loses_nor_invents_a_byte(
+    frames: list[bytes], cuts: list[int], idles: list[bool], mx: int
+) -> None:
+    stream = b"".join(f + b"\n" for f in frames)
+    framer = Framer(mx)
+    out: list[Frame] = []
+    for i, chunk in enumerate(_chunked(stream, cuts)):
+        out.extend(framer.feed(chunk))
+        if idles[i % len(idles)]:
+            out.extend(framer.idle())
+    out.extend(framer.eof())
+    rebuilt: list[bytes] = []
+    for f in out:
+        assert len(f.data) <= mx
+        if f.continuation:
+            rebuilt[-1] += f.data
+        else:
+            rebuilt.append(f.data)
+    assert rebuilt == frames
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    bodies=st.lists(st.binary(min_size=1, max_size=90), max_size=8),
+    cuts=st.lists(st.integers(min_value=0), max_size=30),
+    idles=st.lists(st.booleans(), min_size=1, max_size=30),
+)
+def test_octet_counts_survive_idle_and_oversize(
+    bodies: list[bytes], cuts: list[int], idles: list[bool]
+) -> None:
+    stream = b"".join(b"%d %s" % (len(b), b) for b in bodies)
+    framer = Framer(30)  # bodies up to three times the maximum
+    out: list[Frame] = []
+    for i, chunk in enumerate(_chunked(stream, cuts)):
+        out.extend(framer.feed(chunk))
+        if idles[i % len(idles)]:
+            out.extend(framer.idle())
+    assert framer.pending() < 30
+    out.extend(framer.eof())
+    rebuilt: list[bytes] = []
+    for f in out:
+        assert len(f.data) <= 30
+        assert not f.error and not f.truncated
+        if f.continuation:
+            rebuilt[-1] += f.data
+        else:
+            rebuilt.append(f.data)
+    assert rebuilt == bodies

@@ -569,8 +569,8 @@ def test_bad_input_over_tcp_is_sealed_raw(serve: Serve) -> None:
         b"\xff\xfe invalid \xc3 utf-8 \x80",
         b"<13>1 - - app - - - nul\x00inside",
         b"\x00\x00\x00",
-        b"99999 <13>1 - - - - - - a lying octet count",
         b"<13>1 yesterday - - - - - bad timestamp",
+        b"<13>1 - h\xc3\xa9 - - - - bad hostname",
         b"<13>Nov 26 05:07:39 host app[1]: fine after all that",
     ]
     with socket.create_connection(("127.0.0.1", port)) as c:
@@ -578,12 +578,15 @@ def test_bad_input_over_tcp_is_sealed_raw(serve: Serve) -> None:
     recs = sink.wait_n(len(lines))
     assert [frame_bytes(r) for r in recs] == lines  # nothing lost, byte for byte
     errs = [r.attrs.get("parse_error") if r.attrs else None for r in recs]
-    assert [e is not None for e in errs] == [True, True, False, True, True, True, False]
-    assert "octet count 99999" in str(errs[4])
+    assert [e is not None for e in errs] == [False, False, False, False, True, True, False]
+    # no PRI: RFC 3164 section 4.3.3, PRI 13 and the frame as the message
+    assert [r.attrs.get("syslog", {}).get("pri_inferred") for r in recs if r.attrs] == [
+        True, True, None, True, None, None, None
+    ]  # fmt: skip
     assert recs[1].message == lines[1]  # sealed as is (the archive stores it base64)
-    assert recs[2].message == b"nul\x00inside"
-    assert srv.stats()["parse_errors"] == 5
-    # a lying (small) octet count, then the connection ends mid-frame
+    assert recs[2].message == b"nul\x00inside"  # LF framing, decided by the first frame
+    assert srv.stats()["parse_errors"] == 2
+    # an octet count, then the connection ends mid-frame
     with socket.create_connection(("127.0.0.1", port)) as c:
         c.sendall(b"500 <13>1 - - - - - - cut short")
     (cut,) = sink.wait_n(len(lines) + 1)[len(lines) :]
@@ -602,10 +605,10 @@ def test_parse_error_events_are_rate_limited(serve: Serve) -> None:
     srv, sink, meta = serve(["tcp://127.0.0.1:0"])
     _, port = addr_of(srv, "tcp")
     with socket.create_connection(("127.0.0.1", port)) as c:
-        c.sendall(b"garbage first\n")
+        c.sendall(b"<13>1 yesterday - - - - - garbage first\n")
         sink.wait_n(1)
         for i in range(199):
-            c.sendall(b"garbage %d\n" % i)
+            c.sendall(b"<13>1 yesterday - - - - - garbage %d\n" % i)
     sink.wait_n(200)
     deadline = time.monotonic() + 5  # the ticker reports the rest within a second or two
     while sum(e["count"] for e in meta.named(events.SYSLOG_PARSE_ERROR)) < 200:
@@ -615,14 +618,14 @@ def test_parse_error_events_are_rate_limited(serve: Serve) -> None:
     assert len(ev) == 2
     assert ev[0]["count"] == 1
     assert sum(e["count"] for e in ev) == 200
-    assert ev[-1]["reason"] == "no PRI: not a syslog message"
+    assert ev[-1]["reason"] == "RFC 5424 header: bad TIMESTAMP"
     assert ev[0]["listener"] == srv.bound[0]
 
 
 def test_bad_datagrams(serve: Serve) -> None:
     srv, sink, meta = serve(["udp://127.0.0.1:0"], max_message_bytes=100)
     host, port = addr_of(srv, "udp")
-    grams = [b"\xff\x00garbage", b"<13>1 - - - - - - " + b"x" * 250, b"", b"<14>ok"]
+    grams = [b"<13>1 - \xff\x00garbage - - - x", b"<13>1 - - - - - - " + b"x" * 250, b"", b"<14>ok"]
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         for g in grams:
             s.sendto(g, (host, port))
@@ -641,7 +644,8 @@ def test_bad_datagrams(serve: Serve) -> None:
 
 def test_ten_megabyte_frame_becomes_oversize_plus_continuations(serve: Serve) -> None:
     mx = 64 * 1024
-    srv, sink, _ = serve(["tcp://127.0.0.1:0"], max_message_bytes=mx)
+    # binary content with NUL bytes: LF framing set (auto would take NUL as the trailer)
+    srv, sink, _ = serve(["tcp://127.0.0.1:0"], max_message_bytes=mx, framing="lf")
     _, port = addr_of(srv, "tcp")
     pattern = bytes(range(14, 256)) + b"\x00\x01\x02"  # no LF, invalid UTF-8 included
     frame = b"<13>1 - host big - - - " + (pattern * (10 * 1024 * 1024 // len(pattern)))
@@ -652,8 +656,9 @@ def test_ten_megabyte_frame_becomes_oversize_plus_continuations(serve: Serve) ->
     assert len(recs) == n
     first, conts, after = recs[0], recs[1:-1], recs[-1]
     assert first.attrs is not None
-    assert first.attrs["oversize"] == len(frame)
-    assert "oversize_at_least" not in first.attrs
+    # sealed as it streamed (issue 14): the first record knows a lower bound only
+    assert first.attrs["oversize"] <= len(frame)
+    assert first.attrs["oversize_at_least"] is True
     assert first.attrs["syslog"]["app"] == "big"
     assert all(r.attrs == {"transport": "tcp", "peer": first.attrs["peer"], "continuation": True}
                for r in conts)  # fmt: skip
@@ -662,33 +667,68 @@ def test_ten_megabyte_frame_becomes_oversize_plus_continuations(serve: Serve) ->
     assert srv.stats()["oversize"] == 1
 
 
-def test_max_connections(serve: Serve) -> None:
+def test_max_connections_sheds_the_idlest(serve: Serve) -> None:
+    """Fair admission (issue 14): at the limit a new sender is served and the
+    idlest connection is closed, what it buffered sealed, its peer named."""
     srv, sink, meta = serve(["tcp://127.0.0.1:0"], max_connections=2)
     _, port = addr_of(srv, "tcp")
-    a = socket.create_connection(("127.0.0.1", port))
-    b = socket.create_connection(("127.0.0.1", port))
+    idle = socket.create_connection(("127.0.0.1", port))
+    busy = socket.create_connection(("127.0.0.1", port))
     try:
-        deadline = time.monotonic() + 5
-        while srv.stats()["active_connections"] < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        with socket.create_connection(("127.0.0.1", port)) as c:
-            c.settimeout(5)
-            with contextlib.suppress(ConnectionResetError):
-                assert c.recv(10) == b""  # closed by the server at once
+        idle.sendall(b"<13>1 - - - - - - from the idle one\n<13>1 - - - - - - unfini")
+        sink.wait_n(1)
+        busy.sendall(b"<13>1 - - - - - - from the busy one\n")
+        sink.wait_n(2)
+        with socket.create_connection(("127.0.0.1", port)) as new:
+            new.sendall(b"<13>1 - - - - - - newcomer served\n")
+            recs = sink.wait(lambda r: any(x.message == b"newcomer served" for x in r))
+        idle.settimeout(5)
+        with contextlib.suppress(ConnectionResetError):
+            assert idle.recv(10) == b""  # closed by the server
         ev = meta.wait(events.SYSLOG_LIMIT)
-        assert ev[0]["limit"] == 2
-        assert srv.stats()["rejected_connections"] == 1
-        a.sendall(b"<13>1 - - - - - - still served\n")
-        assert sink.wait_n(1)[0].message == b"still served"
+        assert ev[0]["peer"] == f"127.0.0.1:{idle.getsockname()[1]}"
+        assert "idlest" in ev[0]["reason"]
+        cut = [r for r in recs if r.message == b"unfini"]
+        assert len(cut) == 1
+        assert cut[0].attrs is not None
+        assert cut[0].attrs["truncated"] is True
+        assert srv.stats()["shed_connections"] == 1
+        assert srv.stats()["rejected_connections"] == 0
+        busy.sendall(b"<13>1 - - - - - - busy still served\n")
+        sink.wait(lambda r: any(x.message == b"busy still served" for x in r))
     finally:
-        a.close()
-        b.close()
-    deadline = time.monotonic() + 5
-    while srv.stats()["active_connections"] and time.monotonic() < deadline:
-        time.sleep(0.01)
+        idle.close()
+        busy.close()
+
+
+def test_idle_timeout_closes_silent_connections(serve: Serve) -> None:
+    srv, sink, meta = serve(["tcp://127.0.0.1:0"], idle_timeout="1s")
+    _, port = addr_of(srv, "tcp")
     with socket.create_connection(("127.0.0.1", port)) as c:
-        c.sendall(b"<13>1 - - - - - - room again\n")
-    assert sink.wait_n(2)[1].message == b"room again"
+        c.sendall(b"<13>1 - - - - - - hello\n")
+        sink.wait_n(1)
+        c.settimeout(10)
+        with contextlib.suppress(ConnectionResetError):
+            assert c.recv(10) == b""  # closed by the server
+    ev = meta.wait(events.SYSLOG_LIMIT)
+    assert "idle_timeout" in ev[0]["reason"]
+    assert srv.stats()["idle_closed_connections"] == 1
+
+
+def test_a_slow_sender_has_its_frame_sealed_after_frame_timeout(serve: Serve) -> None:
+    srv, sink, _ = serve(["tcp://127.0.0.1:0"], partial_timeout="5s", frame_timeout="300ms")
+    _, port = addr_of(srv, "tcp")
+    with socket.create_connection(("127.0.0.1", port)) as c:
+        c.sendall(b"<13>1 - - - - - - ")
+        t = time.monotonic()
+        while not sink.records:  # a byte every 50 ms: never idle for partial_timeout
+            assert time.monotonic() - t < 4, "a trickling frame was not sealed"
+            c.sendall(b"x")
+            time.sleep(0.05)
+    (part,) = sink.records[:1]
+    assert part.attrs is not None
+    assert part.attrs["partial"] is True
+    assert part.message.startswith(b"x")
 
 
 @needs_logger
@@ -999,3 +1039,61 @@ def test_drain_flushes(serve: Serve) -> None:
         "tls_errors",
         "oversize",
     }
+
+
+def test_partial_frame_is_sealed_after_idle_and_the_rest_continues_it(serve: Serve) -> None:
+    srv, sink, _ = serve(["tcp://127.0.0.1:0"], partial_timeout="200ms")
+    _, port = addr_of(srv, "tcp")
+    with socket.create_connection(("127.0.0.1", port)) as c:
+        c.sendall(b"<13>Nov 26 05:07:39 host app[1]: whole\n<13>Nov 26 05:07:39 host app[1]: hal")
+        (whole, part) = sink.wait_n(2)  # without the connection closing
+        assert whole.message == b"whole"
+        assert part.attrs is not None
+        assert part.attrs["partial"] is True
+        assert part.attrs["syslog"]["app"] == "app"
+        assert part.message == b"hal"
+        c.sendall(b"f done\n<13>Nov 26 05:07:39 host app[1]: next\n")
+        cont, nxt = sink.wait_n(4)[2:]
+    assert cont.attrs is not None
+    assert cont.attrs["continuation"] is True
+    assert (
+        part.attrs["raw"].encode() + cont.message == b"<13>Nov 26 05:07:39 host app[1]: half done"
+    )
+    assert nxt.message == b"next"
+    assert srv.stats()["parse_errors"] == 0
+
+
+def test_framing_override_and_its_config() -> None:
+    doc: dict[str, Any] = {"name": "s", "type": "syslog", "listen": ["tcp://127.0.0.1:1"]}
+    s = SyslogSource.model_validate({**doc, "framing": "nul", "partial_timeout": "2s"})
+    assert (s.framing, s.partial_timeout) == ("nul", 2 * 10**9)
+    assert SyslogSource.model_validate(doc).framing == "auto"
+    with pytest.raises(ValidationError):
+        SyslogSource.model_validate({**doc, "framing": "stx"})
+
+
+def test_slow_senders_holding_partial_lines_lock_no_one_out(serve: Serve) -> None:
+    """Issue 14: idle connections holding partial lines. Their bytes are sealed
+    (partial after the idle time, truncated when shed), every new sender is
+    served, each shed is sealed with its peer; nothing is lost."""
+    srv, sink, meta = serve(["tcp://127.0.0.1:0"], max_connections=20, partial_timeout="200ms")
+    _, port = addr_of(srv, "tcp")
+    chunk = b"<13>1 - - - - - - " + b"p" * 30_000
+    slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(30)]
+    try:
+        for c in slow:
+            c.sendall(chunk)  # no LF: a partial line each
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.sendall(b"<13>1 - - - - - - newcomer\n")
+            sink.wait(lambda r: any(x.message == b"newcomer" for x in r))
+        # every partial line is sealed, whether by the idle timer or by shedding
+        recs = sink.wait(lambda r: sum(1 for x in r if x.message.startswith(b"ppp")) == 30)
+    finally:
+        for c in slow:
+            c.close()
+    held = [r for r in recs if r.message.startswith(b"ppp")]
+    assert all(frame_bytes(r) == chunk for r in held)
+    assert srv.stats()["shed_connections"] == 11  # 30 + 1 through 20 places
+    shed = meta.named(events.SYSLOG_LIMIT)
+    assert len(shed) == 11
+    assert len({e["peer"] for e in shed}) == 11

@@ -2,14 +2,17 @@
 
 * :func:`parse_syslog` parses one frame as RFC 5424 or RFC 3164 (the BSD format,
   including what glibc's ``syslog()``, util-linux ``logger`` and rsyslog's
-  forwarding templates emit). It never raises: a frame that does not parse comes
-  back with a reason.
-* :class:`Framer` splits a TCP/TLS/unix-stream byte stream into frames, auto-
-  detecting per frame RFC 6587 octet counting (``LEN SP MSG``) and
-  non-transparent framing (LF-terminated). It never loses a byte: a lying octet
-  count falls back to LF framing with an error, oversize frames are cut into a
-  first record plus continuations, and a frame cut off by the end of the stream
-  comes out flagged ``truncated``.
+  forwarding templates emit), leniently the way RFC 3164 section 4.3 asks of a
+  relay: what it infers or accepts outside the RFCs is flagged in the result
+  (``pri_inferred``, ``timestamp_lenient``, ``sd_invalid``, …; docs/SYSLOG.md).
+  It never raises: a frame that does not parse comes back with a reason.
+* :class:`Framer` splits a TCP/TLS/unix-stream byte stream into frames: RFC
+  6587 octet counting detected per frame, the trailer (LF, CRLF or NUL) per
+  connection, or as configured (``framing``). It never loses a byte: oversize
+  frames are cut into a first record plus continuations (an octet-counted one
+  consumed exactly), a frame left unfinished while the sender is idle is
+  sealed ``partial``, and a frame cut off by the end of the stream comes out
+  flagged ``truncated``.
 * :func:`frame_fields` turns a frame into the :class:`~auditd_py.record.Fields`
   that gets sealed.
 
@@ -17,10 +20,11 @@ Lossless rule: every record but a continuation carries its whole frame in
 ``attrs["raw"]`` (valid UTF-8) or ``attrs["raw_b64"]`` (base64); its ``message``
 is the parsed MSG part, or the frame itself when it did not parse. A
 continuation record (``attrs["continuation"]``) is a raw slice of an oversize
-frame: its ``message`` is the slice, not repeated in ``attrs``. The first record
-of an oversize frame carries ``attrs["oversize"]`` (the frame's length) and its
-own slice as ``raw``; concatenating ``raw`` with the following continuations of
-the same ``peer`` gives the frame back.
+or partial frame: its ``message`` is the slice, not repeated in ``attrs``. The
+first record of an oversize frame carries ``attrs["oversize"]`` (the frame's
+length, or with ``oversize_at_least`` a lower bound) and its own slice as
+``raw``, as does a ``partial`` one; concatenating ``raw`` with the following
+continuations of the same connection gives the frame back.
 """
 
 from __future__ import annotations
@@ -35,10 +39,6 @@ from auditd_py.record import Fields
 
 TRANSPORTS: Final = ("udp", "tcp", "tls", "unix", "unix-stream")
 STREAM_TRANSPORTS: Final = frozenset({"tcp", "tls", "unix-stream"})
-
-HOLD_PER_FRAME: Final = 16 * 1024 * 1024
-"""An oversize stream frame is held whole up to this size so that its total length
-is known when its first record is cut (see :class:`HoldBudget`)."""
 
 # ---------------------------------------------------------------- listen addresses
 
@@ -107,14 +107,39 @@ _SDVALUE: Final = re.compile(rb'[^"\\]*')
 _BOM: Final = b"\xef\xbb\xbf"
 
 _MONTHS = b"Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec"
+_TS3339: Final = (
+    rb"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
+    rb"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+# RFC 3164 section 4.1.2 exactly: "Mmm dd hh:mm:ss", the day space-padded
 _TS3164: Final = re.compile(
-    rb"(?:(?:" + _MONTHS + rb") (?: [1-9]|[12][0-9]|3[01]|0[1-9])(?: [0-9]{4})? "
-    rb"[0-2][0-9]:[0-5][0-9]:[0-6][0-9](?:\.[0-9]{1,6})?"
-    rb"|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
-    rb"(?:Z|[+-][0-9]{2}:[0-9]{2}))(?: |$)"
+    rb"(?:" + _MONTHS + rb") (?: [1-9]|[12][0-9]|3[01]) [0-2][0-9]:[0-5][0-9]:[0-6][0-9](?: |$)"
+)
+# What senders in the field put there instead (docs/SYSLOG.md, "Timestamps"):
+# spaces before it, any case, a one-space or zero-padded day, a year after the
+# day, fractions of a second, a zone name and a colon after the time (Cisco
+# IOS), or RFC 3339.
+_TS_LENIENT: Final = re.compile(
+    rb" *((?:(?i:" + _MONTHS + rb") {1,2}(?:[1-9]|[12][0-9]|3[01]|0[1-9])(?: [0-9]{4})? "
+    rb"[0-2][0-9]:[0-5][0-9]:[0-6][0-9](?:\.[0-9]{1,9})?(?: [A-Z]{3,5}(?=:))?"
+    rb"|" + _TS3339 + rb")):?(?: |$)"
+)
+# a timestamp we do not know: starts with a digit or a month or day name and
+# ends in a time of day (then maybe a zone, a year), within 64 bytes (docs/SYSLOG.md, "Timestamps")
+_TS_UNKNOWN: Final = re.compile(
+    rb" *((?:[0-9]|(?i:" + _MONTHS + rb"|Mon|Tue|Wed|Thu|Fri|Sat|Sun))"
+    rb"(?:[0-9A-Za-z/.,+-]* +){0,3}[0-9A-Za-z/.,+-]*?[0-2]?[0-9]:[0-5][0-9]:[0-6][0-9]"
+    rb"(?:[.,][0-9]{1,9})?(?: ?(?:[A-Z]{3,5}|[Zz]|[+-][0-9]{2}:?[0-9]{2}))?(?: [0-9]{4})?)"
+    rb":?(?: |$)"
 )
 # TAG[PID]: — printable ASCII except ':', '[' and ']'
 _TAG: Final = re.compile(rb"([!-9;-Z\\^-~]{1,128}?)(?:\[([!-Z\\^-~]{0,128})\])?:(?: |$)")
+# RFC 3164 section 4.1.3: at most 32 alphanumerics, ended by the first other
+# character; taken without a colon only when a [PID] ends it (rsyslog's
+# %syslogtag:1:32% cuts the colon off a long TAG[PID]:)
+_TAG_NO_COLON: Final = re.compile(rb"([0-9A-Za-z_./-]{1,32})\[([0-9]{1,10})\](?: |$)")
+_IS_TAG: Final = re.compile(_TAG.pattern + b"|" + _TAG_NO_COLON.pattern)
+"""Whether a TAG (with or without its colon) starts here."""
 _HOST3164: Final = re.compile(rb"([!-~]{1,255})(?: |$)")
 
 
@@ -240,7 +265,7 @@ def _parse_5424(b: bytes, m: re.Match[bytes]) -> Parsed:
     """``m`` is a match of :data:`_FAST5424`: PRI and the header up to MSGID SP."""
     pri = int(m.group(1))
     if pri > 191:
-        return Parsed(b, None, f"PRI {pri} out of range (0-191)")
+        return _no_pri(b)
     # the header is printable ASCII (checked by the regex): decode it in one go
     version, ts, host, app, procid, msgid = b[m.start(2) : m.end() - 1].decode("ascii").split(" ")
     out: dict[str, Any] = {
@@ -252,6 +277,8 @@ def _parse_5424(b: bytes, m: re.Match[bytes]) -> Parsed:
     }
     if ts != "-":
         out["timestamp"] = ts
+    else:  # NILVALUE: the sender had no time (RFC 5424 section 6.2.3), ours stands
+        out["timestamp_inferred"] = True
     if host != "-":
         out["hostname"] = host
     if app != "-":
@@ -260,7 +287,7 @@ def _parse_5424(b: bytes, m: re.Match[bytes]) -> Parsed:
         out["procid"] = procid
     if msgid != "-":
         out["msgid"] = msgid
-    i = m.end()
+    i = sd_start = m.end()
     n = len(b)
     if i < n and b[i] == 0x2D:  # '-'
         i += 1
@@ -268,7 +295,7 @@ def _parse_5424(b: bytes, m: re.Match[bytes]) -> Parsed:
         try:
             out["sd"], i = _parse_sd(b, i)
         except _SDError as exc:
-            return Parsed(b, None, str(exc))
+            return _sd_invalid(b, sd_start, out, str(exc))
     if i == n:
         msg = b""
     elif b[i] == 0x20:
@@ -279,8 +306,36 @@ def _parse_5424(b: bytes, m: re.Match[bytes]) -> Parsed:
     elif i == n - 1 and b[i] in b"\n\x00":
         msg = b""
     else:
-        return Parsed(b, None, "RFC 5424: expected SP after STRUCTURED-DATA")
+        out.pop("sd", None)
+        return _sd_invalid(b, sd_start, out, "structured data: expected SP after it")
     return Parsed(msg, out)
+
+
+def _sd_invalid(b: bytes, i: int, out: dict[str, Any], reason: str) -> Parsed:
+    """Malformed STRUCTURED-DATA: the header stands, SD and MSG become the message."""
+    out["sd_invalid"] = reason
+    return Parsed(_strip_end(b[i:]), out)
+
+
+def _timestamp_lenient(b: bytes, p: int, out: dict[str, Any]) -> int:
+    """TIMESTAMP at ``b[p]``, not in the RFC's form: lenient or unknown (flagged),
+    or none. Returns the position after it (``p`` when there is none). An unknown
+    timestamp is kept as text so that HOSTNAME and TAG can still be read.
+    """
+    m = _TS_LENIENT.match(b, p)
+    if m is not None:
+        out["timestamp"] = m.group(1).decode("ascii")
+        out["timestamp_lenient"] = True
+        return m.end()
+    if _IS_TAG.match(b, p) is None:
+        end = p + 64
+        m = _TS_UNKNOWN.match(b, p, end)
+        if m is not None and (m.end() < end or end >= len(b)):
+            out["timestamp"] = m.group(1).decode("ascii")
+            out["timestamp_unparsed"] = True
+            return m.end()
+    out["timestamp_inferred"] = True
+    return p
 
 
 def _parse_3164(b: bytes, pri: int, p: int) -> Parsed:
@@ -290,42 +345,65 @@ def _parse_3164(b: bytes, pri: int, p: int) -> Parsed:
         "facility": pri >> 3,
         "severity": pri & 7,
     }
-    m = _TS3164.match(b, p)
+    m = _TS3164.match(b, p)  # RFC 3164 section 4.1.2 exactly: the common case
     if m is not None:
-        out["timestamp"] = b[p : m.end()].rstrip(b" ").decode("ascii")
-        p = m.end()
-        # HOSTNAME, unless the first word is already the TAG (glibc's /dev/log format)
-        if _TAG.match(b, p) is None:
-            h = _HOST3164.match(b, p)
-            if h is not None:
-                out["hostname"] = h.group(1).decode("ascii")
-                p = h.end()
-    t = _TAG.match(b, p)
+        q = m.end()
+        out["timestamp"] = b[p:q].rstrip(b" ").decode("ascii")
+    else:
+        q = _timestamp_lenient(b, p, out)
+    # HOSTNAME after a TIMESTAMP, unless the first word is already the TAG
+    # (glibc's /dev/log format and journald's ForwardToSyslog have no HOSTNAME)
+    if q != p and _IS_TAG.match(b, q) is None:
+        h = _HOST3164.match(b, q)
+        if h is not None:
+            out["hostname"] = h.group(1).decode("ascii")
+            q = h.end()
+    t = _TAG.match(b, q)
+    if t is None:
+        t = _TAG_NO_COLON.match(b, q)
+        if t is not None:
+            out["tag_lenient"] = True
     if t is not None:
         out["app"] = t.group(1).decode("ascii")
         if t.group(2):
             out["procid"] = t.group(2).decode("ascii")
-        p = t.end()
-    return Parsed(_strip_end(b[p:]), out)
+        q = t.end()
+    return Parsed(_strip_end(b[q:]), out)
+
+
+def _no_pri(frame: bytes) -> Parsed:
+    """RFC 3164 section 4.3.3: a relay takes a frame without a valid PRI as
+    PRI 13 (user.notice), the whole frame being the CONTENT."""
+    out: dict[str, Any] = {
+        "format": "rfc3164",
+        "pri": 13,
+        "facility": 1,
+        "severity": 5,
+        "pri_inferred": True,
+        "timestamp_inferred": True,
+    }
+    return Parsed(_strip_end(frame), out)
 
 
 def parse_syslog(frame: bytes) -> Parsed:
     """Parse one frame; never raises. ``error`` is set when it is not syslog.
 
     ``<PRI>`` followed by ``VERSION SP`` is RFC 5424 (strict header, errors
-    reported); anything else after a valid PRI is read as RFC 3164, leniently:
-    TIMESTAMP (``Mmm dd hh:mm:ss`` or RFC 3339), then HOSTNAME and ``TAG[PID]:``
-    when present (glibc's local messages have no HOSTNAME).
+    reported; malformed STRUCTURED-DATA keeps the header and is flagged
+    ``sd_invalid``). Anything else is read as RFC 3164 the way a relay must
+    (RFC 3164 section 4.3): no valid PRI gives PRI 13 (``pri_inferred``), then
+    TIMESTAMP, HOSTNAME and ``TAG[PID]:`` when present. Whatever was inferred
+    or accepted outside the RFC is flagged in the result (docs/SYSLOG.md).
     """
     m = _FAST5424.match(frame)
     if m is not None:
         return _parse_5424(frame, m)
     m = _PRI.match(frame)
     if m is None:
-        return Parsed(frame, None, "no PRI: not a syslog message")
+        return _no_pri(frame)
     pri = int(m.group(1))
     if pri > 191:
-        return Parsed(frame, None, f"PRI {pri} out of range (0-191)")
+        return _no_pri(frame)
     p = m.end()
     if _VERSION.match(frame, p):
         return Parsed(frame, None, _diagnose_5424(frame, p))
@@ -335,29 +413,18 @@ def parse_syslog(frame: bytes) -> Parsed:
 # ---------------------------------------------------------------- stream framing
 
 
-class HoldBudget:
-    """Bytes that oversize stream frames may hold across all connections of a
-    server (single-threaded: used from the server's event loop only)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-
-    def take(self, n: int) -> bool:
-        if self.used + n > self.limit:
-            return False
-        self.used += n
-        return True
-
-    def give(self, n: int) -> None:
-        self.used -= n
+FRAMINGS: Final = ("auto", "octet-counting", "lf", "nul")
+"""Stream framing (``framing:`` of a syslog source; docs/SYSLOG.md, "Framing")."""
+MAX_COUNT_DIGITS: Final = 10
+"""An octet count has at most this many digits (< 10 GB): a longer run of digits
+starts a plain line."""
 
 
 @dataclass(slots=True)
 class Frame:
     data: bytes
     error: str | None = None
-    """A framing error (lying octet count): the frame is sealed raw."""
+    """A framing error (no octet count where one was required): sealed raw."""
     truncated: bool = False
     """The stream ended before the frame did."""
     oversize: int | None = None
@@ -365,9 +432,12 @@ class Frame:
     (a lower bound when ``oversize_at_least``)."""
     oversize_at_least: bool = False
     continuation: bool = False
-    """The record continues the previous oversize frame of the same peer."""
+    """The record continues the previous oversize or partial frame of the same peer."""
     octet_count: int | None = None
-    """The declared length of a truncated octet-counted frame."""
+    """The declared length of an octet-counted frame cut short (truncated, partial)."""
+    partial: bool = False
+    """Sealed after the connection went idle before the frame's end arrived; the
+    rest of the frame, if it comes, follows as continuations."""
 
 
 def split_oversize(data: bytes, max_bytes: int, frame: Frame | None = None) -> list[Frame]:
@@ -381,33 +451,43 @@ def split_oversize(data: bytes, max_bytes: int, frame: Frame | None = None) -> l
     return out
 
 
-_START, _COUNTED, _LINE, _CONT = range(4)
+_START, _COUNTED, _BIG, _LINE, _CONT = range(5)
 _DIGITS = frozenset(b"0123456789")
+_DELIMS: Final = {"lf": 0x0A, "octet-counting": 0x0A, "nul": 0x00}
 
 
 class Framer:
-    """RFC 6587 framing of one stream, auto-detected per frame.
+    """RFC 6587 framing of one stream connection.
 
-    A frame that starts with ``[1-9][0-9]* SP`` is octet-counted; anything else
-    ends at LF (a trailing CR is stripped; with ``nul_delimits`` NUL also ends a
-    frame, as glibc's ``syslog()`` does over a stream socket). Empty frames are
-    skipped. An octet count over ``max_bytes`` is taken as a lie: the frame, count
-    included, runs to the next LF and carries an error.
+    ``framing="auto"``: a frame that starts with ``[1-9][0-9]* SP`` is
+    octet-counted (RFC 6587 section 3.4.1); anything else is non-transparent
+    (section 3.4.2) and ends at LF or NUL, whichever the connection used first
+    (Python's SysLogHandler ends messages with NUL; then LF is content). A CR
+    before LF is stripped. Empty frames are skipped. ``"lf"``/``"nul"`` fix the
+    trailer and turn octet counting off; ``"octet-counting"`` requires counts
+    (a frame without one is sealed with an error up to the next LF).
+
+    A frame over ``max_bytes`` is never held whole: it is sealed as it streams,
+    a first record (``oversize``: the declared length of an octet-counted frame,
+    else the length seen so far, ``oversize_at_least``) and continuations of at
+    most ``max_bytes``, so that a connection never buffers more than
+    ``max_bytes`` of an unfinished frame. An octet count over ``max_bytes`` is
+    honoured: the frame is consumed exactly. :meth:`idle` seals what waits of an
+    unfinished frame (``partial``).
     """
 
-    def __init__(
-        self, max_bytes: int, *, nul_delimits: bool = False, budget: HoldBudget | None = None
-    ) -> None:
+    def __init__(self, max_bytes: int, *, framing: str = "auto") -> None:
         self.max = max_bytes
-        self.nul = nul_delimits
-        self.budget = budget if budget is not None else HoldBudget(HOLD_PER_FRAME)
-        self.hold_limit = max(HOLD_PER_FRAME, max_bytes)
+        self.counting = framing in ("auto", "octet-counting")
+        self.strict = framing == "octet-counting"
+        self._delim: int | None = _DELIMS.get(framing)  # None: LF or NUL, not yet known
         self._buf = bytearray()
         self._state = _START
-        self._need = 0  # octet-counted: body length
-        self._scan = 0  # LF search resumes here
+        self._need = 0  # octet-counted: body bytes still to come
+        self._count = 0  # octet-counted: the declared length
+        self._first = True  # _BIG: the first record is still to be cut
+        self._scan = 0  # delimiter search resumes here
         self._error: str | None = None  # framing error of the current LINE frame
-        self._held = 0  # budget taken by the current frame
 
     def pending(self) -> int:
         """Bytes buffered in an incomplete frame."""
@@ -415,17 +495,12 @@ class Framer:
 
     def _find(self, start: int) -> int:
         buf = self._buf
+        d = self._delim
+        if d is not None:
+            return buf.find(b"\n" if d else b"\x00", start)
         i = buf.find(b"\n", start)
-        if self.nul:
-            j = buf.find(b"\x00", start, i if i >= 0 else len(buf))
-            if j >= 0:
-                return j
-        return i
-
-    def _release(self) -> None:
-        if self._held:
-            self.budget.give(self._held)
-            self._held = 0
+        j = buf.find(b"\x00", start, i if i >= 0 else len(buf))
+        return j if j >= 0 else i
 
     def feed(self, data: bytes) -> list[Frame]:
         self._buf += data
@@ -438,6 +513,8 @@ class Framer:
                 pos, more = self._begin_frame(pos)
             elif st == _COUNTED:
                 pos, more = self._take_counted(pos, out)
+            elif st == _BIG:
+                pos, more = self._take_big(pos, out)
             else:  # _LINE or _CONT: runs to the next delimiter
                 pos, more = self._take_delimited(pos, out)
         if pos:
@@ -446,7 +523,7 @@ class Framer:
         return out
 
     def _begin_frame(self, pos: int) -> tuple[int, bool]:
-        """At a frame's first byte: octet-counted (``[1-9][0-9]* SP``) or a line.
+        """At a frame's first byte: octet-counted (``[1-9][0-9]* SP``) or delimited.
 
         Returns the position to go on from and whether to go on (False: need more bytes).
         """
@@ -456,20 +533,21 @@ class Framer:
             return pos, False
         c = buf[pos]
         self._error = None
-        if 0x31 <= c <= 0x39:
+        if 0x31 <= c <= 0x39 and self.counting:
             j = pos + 1
-            lim = pos + 20  # digits scanned before calling it a plain line
+            lim = pos + MAX_COUNT_DIGITS
             while j < n and j < lim and buf[j] in _DIGITS:
                 j += 1
-            if j == n and j < lim:
+            if j == n:
                 return pos, False  # undecided: need more digits or the SP
-            if j < n and buf[j] == 0x20:
+            if buf[j] == 0x20:
                 count = int(buf[pos:j])
-                if count <= self.max:
-                    self._state = _COUNTED
-                    self._need = count
-                    return j + 1, True
-                self._error = f"octet count {count} exceeds max message size {self.max}"
+                self._need = self._count = count
+                self._state = _COUNTED if count <= self.max else _BIG
+                self._first = True
+                return j + 1, True
+        if self.strict:
+            self._error = "octet-counting: frame without an octet count"
         self._state = _LINE
         self._scan = pos
         return pos, True
@@ -482,6 +560,25 @@ class Framer:
         self._state = _START
         return pos + self._need, True
 
+    def _take_big(self, pos: int, out: list[Frame]) -> tuple[int, bool]:
+        """An octet-counted frame over the maximum: cut in pieces as they arrive."""
+        buf = self._buf
+        mx = self.max
+        while self._need:
+            take = min(mx, self._need)
+            if len(buf) - pos < take:
+                return pos, False
+            piece = bytes(buf[pos : pos + take])
+            if self._first:
+                self._first = False
+                out.append(Frame(piece, oversize=self._count))
+            else:
+                out.append(Frame(piece, continuation=True))
+            pos += take
+            self._need -= take
+        self._state = _START
+        return pos, True
+
     def _take_delimited(self, pos: int, out: list[Frame]) -> tuple[int, bool]:
         """A LINE or CONT frame: complete at the next delimiter, else what can go now."""
         i = self._find(self._scan)
@@ -489,7 +586,10 @@ class Framer:
             return self._take_partial(pos, out), False
         buf = self._buf
         mx = self.max
-        end = i - 1 if i > pos and buf[i - 1] == 0x0D and buf[i] == 0x0A else i
+        d = buf[i]
+        if self._delim is None:
+            self._delim = d  # the connection's trailer, from now on
+        end = i - 1 if i > pos and d == 0x0A and buf[i - 1] == 0x0D else i
         body = bytes(buf[pos:end])
         if self._state == _CONT:
             for k in range(0, len(body), mx):
@@ -498,23 +598,19 @@ class Framer:
             out.extend(split_oversize(body, mx, Frame(b"", self._error)))
         elif body or self._error:
             out.append(Frame(body, self._error))
-        self._release()
         self._state = _START
         return i + 1, True
 
     def _take_partial(self, pos: int, out: list[Frame]) -> int:
-        """No delimiter yet: hold an oversize line whole if the budget allows, else
-        cut it into a first frame and continuations. Returns the new position."""
+        """No delimiter yet: an oversize line goes out now as a first frame and
+        continuations, the rest waits. Returns the new position."""
         buf = self._buf
         n = len(buf)
         mx = self.max
         self._scan = n
         size = n - pos
         if self._state == _LINE and size > mx:
-            if self._hold(size):
-                return pos
-            # cannot hold it whole: cut now, the length is only a lower bound
-            self._release()
+            # the length is only a lower bound
             first = Frame(b"", self._error, oversize_at_least=True)
             first.data = bytes(buf[pos : pos + mx])
             first.oversize = size
@@ -527,35 +623,65 @@ class Framer:
                 pos += mx
         return pos
 
-    def _hold(self, size: int) -> bool:
-        """Take budget so that a ``size``-byte line in the buffer may wait for its end."""
-        want = size - self.max - self._held
-        if size <= self.hold_limit and (want <= 0 or self.budget.take(want)):
-            self._held += max(want, 0)
-            return True
-        return False
+    def _rest(self, *, at_least: bool) -> list[Frame]:
+        """What is buffered of the current frame, as records (the buffer is emptied);
+        ``at_least``: more of the frame may come."""
+        buf = bytes(self._buf)
+        self._buf.clear()
+        self._scan = 0
+        mx = self.max
+        st = self._state
+        if not buf:
+            return []
+        if st == _CONT or (st == _BIG and not self._first):
+            return [Frame(buf[k : k + mx], continuation=True) for k in range(0, len(buf), mx)]
+        if st in (_COUNTED, _BIG):
+            out = split_oversize(buf, mx) if len(buf) > mx else [Frame(buf)]
+            if st == _BIG:
+                out[0].oversize = self._count
+            else:
+                out[0].oversize = None
+            out[0].octet_count = self._count
+            return out
+        if len(buf) > mx:
+            return split_oversize(buf, mx, Frame(b"", self._error, oversize_at_least=at_least))
+        return [Frame(buf, self._error)]
+
+    def idle(self) -> list[Frame]:
+        """The sender went quiet inside a frame: seal what is buffered (``partial``);
+        the rest of the frame, if it comes, follows as continuations. Digits that
+        may yet be an octet count (at most 10 bytes) wait for the rest or the end."""
+        if self._state == _START:
+            return []
+        out = self._rest(at_least=True)
+        if not out:
+            return out
+        for f in out:
+            f.partial = True
+        st = self._state
+        if st in (_COUNTED, _BIG):
+            self._need -= sum(len(f.data) for f in out)
+            self._state = _BIG
+            self._first = False
+            if not self._need:
+                self._state = _START
+        else:
+            self._state = _CONT
+        return out
 
     def eof(self) -> list[Frame]:
         """The stream ended: whatever is buffered comes out flagged ``truncated``."""
-        buf = bytes(self._buf)
-        self._buf.clear()
+        out = self._rest(at_least=False)
         st = self._state
         self._state = _START
-        self._release()
-        if st == _COUNTED:
-            return [Frame(buf, truncated=True, octet_count=self._need)]
-        if not buf:
-            return []
-        if st == _CONT:
-            out = [
-                Frame(buf[k : k + self.max], continuation=True)
-                for k in range(0, len(buf), self.max)
-            ]
-        elif len(buf) > self.max:
-            out = split_oversize(buf, self.max, Frame(b"", self._error))
-        else:
-            out = [Frame(buf, self._error)]
-        out[-1].truncated = True
+        if st == _COUNTED and not out:
+            out = [Frame(b"", octet_count=self._count)]
+        elif st == _BIG and not out and self._need:
+            out = [Frame(b"", continuation=True, octet_count=self._count)]
+        elif st == _CONT and not out:  # the stream ended inside an oversize frame
+            out = [Frame(b"", continuation=True)]
+        if out:
+            out[-1].truncated = True
         return out
 
 
@@ -609,8 +735,10 @@ def frame_fields(
         attrs["oversize"] = frame.oversize
         if frame.oversize_at_least:
             attrs["oversize_at_least"] = True
+    if frame.partial:
+        attrs["partial"] = True
+    if frame.octet_count is not None:
+        attrs["octet_count"] = frame.octet_count
     if frame.truncated:
         attrs["truncated"] = True
-        if frame.octet_count is not None:
-            attrs["octet_count"] = frame.octet_count
     return Fields(time_ns, source, message, None, attrs), error

@@ -20,15 +20,13 @@ from auditd_py.contracts import Meta, Sink
 from auditd_py.record import Fields
 from auditd_py.sources.syslog.limits import Limited
 from auditd_py.sources.syslog.listener import Listener
-from auditd_py.sources.syslog_parse import Frame, HoldBudget, frame_fields
+from auditd_py.sources.syslog_parse import Frame, frame_fields
 
 if TYPE_CHECKING:
     import ssl
 
 BATCH: Final = 512
 """Records per ``sink.put``."""
-HOLD_BUDGET: Final = 64 * 1024 * 1024
-"""Bytes that oversize stream frames may hold, over all connections (see Framer)."""
 RETRY_S: Final = 0.01
 """How often a full sink is retried while stream connections are paused."""
 
@@ -41,6 +39,9 @@ COUNTERS: Final = (
     "connections",
     "active_connections",
     "rejected_connections",
+    "shed_connections",
+    "idle_closed_connections",
+    "partial",
     "tls_errors",
     "oversize",
     "truncated",
@@ -50,7 +51,14 @@ COUNTERS: Final = (
 
 
 class Pausable(Protocol):
-    """A stream connection as the intake and the server's stop see it (``StreamConn``)."""
+    """A stream connection as the intake, the server's stop and its housekeeping
+    see it (``StreamConn``)."""
+
+    last_active: float
+    """Loop time of the last bytes read (or of the connection)."""
+
+    def shed(self, reason: str) -> None:
+        """Deliver what is buffered (flagged truncated), close, and seal why."""
 
     def pause(self) -> None: ...
 
@@ -63,15 +71,32 @@ class Intake:
     """The event loop's side of one syslog source: what the listeners and the
     connections share, and the way their records reach the sink."""
 
-    def __init__(self, name: str, clock: Clock, max_bytes: int, max_conns: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        clock: Clock,
+        max_bytes: int,
+        max_conns: int,
+        *,
+        framing: str = "auto",
+        partial_s: float = 1.0,
+        frame_s: float = 10.0,
+        idle_s: float = 0.0,
+    ) -> None:
         self.name = name
         self.clock = clock
         self.max_bytes = max_bytes
         self.max_conns = max_conns
+        self.framing = framing
+        self.partial_s = partial_s
+        """A stream frame unfinished after this long idle is sealed ``partial``."""
+        self.frame_s = frame_s
+        """… and one unfinished this long after its first bytes (a slow sender)."""
+        self.idle_s = idle_s
+        """A connection silent this long is closed (0: never)."""
         self.count: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self.conns: set[Pausable] = set()
         self.tasks: set[asyncio.Task[None]] = set()
-        self.budget = HoldBudget(HOLD_BUDGET)
         self.ssl: ssl.SSLContext | None = None
         self.sink: Sink | None = None
         self.meta: Meta | None = None

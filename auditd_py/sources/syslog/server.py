@@ -54,7 +54,14 @@ class SyslogServer:
         self.bound: list[str] = []
         """The listen URLs with the ports the kernel chose (for port 0)."""
         self._intake = Intake(
-            self.name, clock, settings.max_message_bytes, settings.max_connections
+            self.name,
+            clock,
+            settings.max_message_bytes,
+            settings.max_connections,
+            framing=settings.framing,
+            partial_s=settings.partial_timeout / 1e9,
+            frame_s=settings.frame_timeout / 1e9,
+            idle_s=(settings.idle_timeout or 0) / 1e9,
         )
         self._listeners: list[Listener] = []
         self._thread: threading.Thread | None = None
@@ -243,8 +250,19 @@ class SyslogServer:
                     )
                     lst.kernel_reported = k
         self._intake.errors.tick(now)
+        self._close_idle()
         if not self._intake.stopping:
             self._tick_handle = self._intake.loop_.call_later(1.0, self._tick)
+
+    def _close_idle(self) -> None:
+        """Close the stream connections silent for ``idle_timeout`` (if set)."""
+        intake = self._intake
+        if intake.idle_s <= 0:
+            return
+        limit = intake.loop_.time() - intake.idle_s
+        for conn in [c for c in intake.conns if c.last_active <= limit]:
+            conn.shed(f"idle for {intake.idle_s:g}s (idle_timeout)")
+            intake.count["idle_closed_connections"] += 1
 
     def _kernel_drops(self) -> int:
         total = 0

@@ -1,19 +1,25 @@
 """One stream connection (tcp, tls, unix-stream): admission against
-``max_connections``, the peer, the TLS handshake and RFC 6587 framing."""
+``max_connections`` (the idlest connection is shed for a new one), the peer,
+the TLS handshake, RFC 6587 framing and the timers that seal an unfinished
+frame (``partial``)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import struct
 from typing import Any, Final
 
+from auditd_py import events
 from auditd_py.sources.syslog.intake import Intake
 from auditd_py.sources.syslog.listener import Listener
 from auditd_py.sources.syslog.peer import UCRED, cred_attrs, inet_peer
 from auditd_py.sources.syslog_parse import Framer
 
 HANDSHAKE_TIMEOUT_S: Final = 10.0
+SHED_READ_MAX: Final = 8 * 1024 * 1024
+"""What is read from the kernel, at most, of a connection about to be shed."""
 
 
 class StreamConn(asyncio.Protocol):
@@ -27,28 +33,32 @@ class StreamConn(asyncio.Protocol):
         self.base: dict[str, Any] = {}
         self.handshaking = False
         self.done = False
+        self.last_active = 0.0
+        """Loop time of the last bytes read (or of the connection)."""
+        self.frame_since: float | None = None
+        """Loop time when the unfinished frame in the framer began to wait."""
+        self.idle_handle: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         intake = self.intake
         lst = self.lst
         assert isinstance(transport, asyncio.Transport)
-        if intake.stopping or len(intake.conns) >= intake.max_conns:
+        if intake.stopping:
             self.done = True
             transport.abort()
             intake.count["rejected_connections"] += 1
-            lst.limit.note(
-                listener=lst.url,
-                limit=intake.max_conns,
-                peer=inet_peer(transport.get_extra_info("peername")),
-            )
             return
+        if len(intake.conns) >= intake.max_conns:
+            # fair admission: the idlest connection makes room for the new sender
+            victim = min(intake.conns, key=lambda c: c.last_active)
+            victim.shed(f"max_connections {intake.max_conns} reached: idlest connection shed")
+            intake.count["shed_connections"] += 1
         self.transport = transport
+        self.last_active = intake.loop_.time()
         intake.conns.add(self)
         intake.count["connections"] += 1
         self.base = self._peer_attrs(transport)
-        self.framer = Framer(
-            intake.max_bytes, nul_delimits=lst.transport == "unix-stream", budget=intake.budget
-        )
+        self.framer = Framer(intake.max_bytes, framing=intake.framing)
         if lst.transport == "tls":
             self.handshaking = True
             transport.pause_reading()
@@ -114,10 +124,86 @@ class StreamConn(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.done or self.framer is None:
             return
-        self.intake.reads += 1
+        intake = self.intake
+        intake.reads += 1
         frames = self.framer.feed(data)
         if frames:
-            self.intake.deliver(frames, self.lst, self.base)
+            intake.deliver(frames, self.lst, self.base)
+        now = self.last_active = intake.loop_.time()
+        if not self.framer.pending():
+            self.frame_since = None
+        elif self.frame_since is None:
+            self.frame_since = now
+            if self.idle_handle is None:
+                wait = min(intake.partial_s, intake.frame_s)
+                self.idle_handle = intake.loop_.call_at(now + wait, self._idle)
+
+    def _idle(self) -> None:
+        """Seal an unfinished frame (``partial``) once the sender has been idle
+        ``partial_s`` inside it, or it has waited ``frame_s`` (a slow sender)."""
+        self.idle_handle = None
+        framer = self.framer
+        if self.done or framer is None or self.frame_since is None:
+            return
+        intake = self.intake
+        loop = intake.loop_
+        now = loop.time()
+        due = min(self.last_active + intake.partial_s, self.frame_since + intake.frame_s)
+        if intake.paused:  # we are not reading: the sender is neither idle nor slow
+            self.frame_since = now
+            due = now + intake.partial_s
+        if now < due:
+            self.idle_handle = loop.call_at(due, self._idle)
+            return
+        frames = framer.idle()
+        self.frame_since = None
+        if framer.pending():  # digits of an octet count wait for the rest
+            self.frame_since = now
+            self.idle_handle = loop.call_at(now + intake.partial_s, self._idle)
+        if frames:
+            intake.count["partial"] += 1
+            intake.deliver(frames, self.lst, self.base)
+
+    def shed(self, reason: str) -> None:
+        """Close this connection to make room or because it was silent too long:
+        what it sent is read and delivered (the last frame flagged truncated),
+        then the connection is closed and the reason sealed with the peer."""
+        intake = self.intake
+        fields = {} if self._read_rest() else {"unread": True}
+        intake.meta_event(
+            events.SYSLOG_LIMIT,
+            f"syslog listener {self.lst.url}: connection closed",
+            listener=self.lst.url,
+            peer=self.base.get("peer", ""),
+            reason=reason,
+            **fields,
+        )
+        self.close()
+
+    def _read_rest(self) -> bool:
+        """Read what the kernel holds for this connection (tcp, unix-stream; up to
+        SHED_READ_MAX), so that shedding it loses nothing it sent so far. Returns
+        whether all of it was read."""
+        if self.lst.transport == "tls" or self.transport is None or self.framer is None:
+            return self.lst.transport != "tls"
+        sock = self.transport.get_extra_info("socket")
+        if sock is None:
+            return False
+        left = SHED_READ_MAX
+        while left > 0:
+            try:
+                data = os.read(sock.fileno(), min(left, 256 * 1024))
+            except (BlockingIOError, InterruptedError):
+                return True
+            except OSError:
+                return True  # reset by the peer: nothing more to read
+            if not data:
+                return True
+            left -= len(data)
+            frames = self.framer.feed(data)
+            if frames:
+                self.intake.deliver(frames, self.lst, self.base)
+        return False
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
@@ -130,8 +216,11 @@ class StreamConn(asyncio.Protocol):
             return
         self.done = True
         self.intake.conns.discard(self)
+        if self.idle_handle is not None:
+            self.idle_handle.cancel()
+            self.idle_handle = None
         if self.framer is not None:
-            frames = self.framer.eof()  # also releases any held budget
+            frames = self.framer.eof()
             if deliver and frames:
                 self.intake.deliver(frames, self.lst, self.base)
 
