@@ -12,7 +12,7 @@ from binascii import hexlify
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from auditd_py.chain import merkle
+from auditd_py.chain import merkle, speedups
 from auditd_py.chain.checkpoint import ZERO, Checkpoint
 from auditd_py.chain.encoding import (
     _CLOSE_NL,
@@ -100,8 +100,41 @@ class Sealer:
 
         Stops before a record whose time is ``>= deadline`` or when ``seq``
         reaches ``limit`` (the epoch is due: the caller ends it and calls again).
-        Returns (the lines, the index of the first record not sealed).
+        Returns (the lines, the index of the first record not sealed). The
+        compiled loop (:mod:`~auditd_py.chain.speedups`) seals the bodies when it
+        is active; :meth:`_seal_pure` is the reference it must equal byte for byte.
         """
+        loop = speedups.compiled()
+        if loop is None:
+            return self._seal_pure(batch, start, deadline, limit)
+        seq, epoch = self.seq, self.epoch
+        stop = limit if limit is not None else -1
+        bodies: list[bytes] = []
+        add = bodies.append
+        i = start
+        n = len(batch)
+        while i < n:
+            f = batch[i]
+            if f.time_ns >= deadline or seq == stop:
+                break
+            try:
+                add(encode_body(seq, epoch, f))
+            except FormatError as exc:  # attrs a source could not encode: keep the line
+                add(encode_body(seq, epoch, _unencodable(f, exc)))
+            seq += 1
+            i += 1
+        if not bodies:
+            return b"", i
+        lines, self.link, self.mac = loop.seal(
+            bodies, self.seq, self.link, self.mac, self._mac_key, self.stack
+        )
+        self.seq = seq
+        return lines, i
+
+    def _seal_pure(
+        self, batch: Sequence[Fields], start: int, deadline: int, limit: int | None
+    ) -> tuple[bytes, int]:
+        """:meth:`seal_many` in pure Python: the reference loop."""
         seq, epoch, link, mac = self.seq, self.epoch, self.link, self.mac
         stack = self.stack
         pop, push = stack.pop, stack.append

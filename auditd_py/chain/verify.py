@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import re
 from binascii import hexlify, unhexlify
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from hmac import compare_digest
 from typing import Any
 
-from auditd_py.chain import merkle
+from auditd_py.chain import merkle, speedups
 from auditd_py.chain.checkpoint import ZERO, Checkpoint
 from auditd_py.chain.checkpoint_chain import check_anchor, check_checkpoints
 from auditd_py.chain.encoding import (
@@ -43,6 +43,7 @@ from auditd_py.chain.verify_meta import MetaChecks, SegmentRead
 from auditd_py.errors import Failure, FormatError, IntegrityError
 
 _HEX32 = re.compile(r"[0-9a-f]{64}")
+_RUN = 4096  # lines handed to the compiled loop per call
 _META_MARK = b'"source":"' + META_SOURCE.encode() + b'",'
 
 
@@ -84,6 +85,30 @@ class Report:
             "first_seq": self.first_seq,
             "retention": list(self.retention),
         }
+
+
+def _chunks(lines: Iterable[bytes]) -> Iterator[list[bytes]]:
+    """``lines`` in lists of up to ``_RUN`` lines.
+
+    When reading fails (a damaged compressed segment), the lines read before the
+    failure are checked first, as the line-by-line loop checks them, so that the
+    first failure reported is the same.
+    """
+    chunk: list[bytes] = []
+    add = chunk.append
+    try:
+        for raw in lines:
+            add(raw)
+            if len(chunk) == _RUN:
+                yield chunk
+                chunk = []
+                add = chunk.append
+    except Exception:
+        if chunk:
+            yield chunk
+        raise
+    if chunk:
+        yield chunk
 
 
 class Verifier(MetaChecks):
@@ -202,7 +227,72 @@ class Verifier(MetaChecks):
         """Check every line of the current segment; return (complete bytes, torn bytes).
 
         ``lines`` yields raw lines *with* their newline (a file opened ``rb``).
-        The checks are those of :meth:`record`. An ordinary data record takes a
+        The checks are those of :meth:`record`. Runs the compiled loop when it is
+        active (:mod:`~auditd_py.chain.speedups`), else :meth:`_records_pure`.
+        """
+        loop = speedups.compiled()
+        if loop is None:
+            return self._records_pure(lines, progress)
+        return self._records_compiled(loop, lines, progress)
+
+    def _records_compiled(
+        self,
+        loop: speedups.Loop,
+        lines: Iterable[bytes],
+        progress: Callable[[int], None] | None,
+    ) -> tuple[int, int]:
+        """:meth:`records` with runs of ordinary data records checked by ``loop``.
+
+        The compiled loop accepts exactly the lines the fast path of
+        :meth:`_records_pure` accepts and stops at any other, which then goes
+        through :meth:`record` (the reference, with its diagnostics); it also stops
+        at each checkpoint boundary so that R6 runs here.
+        """
+        seg = self._seg
+        assert seg is not None
+        size = 0
+        tick = 1 << 20
+        ncps = len(self.cps)
+        for chunk in _chunks(lines):
+            i, n = 0, len(chunk)
+            while i < n:
+                if (
+                    seg.line
+                    and (self.ci < ncps or self._unsealed_at is not None)
+                    and len(self.stack) == self.seq.bit_count()
+                ):
+                    j, seq, self.link, self.mac, done = loop.verify_run(
+                        chunk, i, self.seq, self.ci, self.link, self.mac,
+                        self._mac_key, self.stack, self._boundary,
+                    )  # fmt: skip
+                    if j > i:
+                        self.seq = seq
+                        seg.line += j - i
+                        size += done
+                        self._last_body = chunk[j - 1][: -SEAL_SUFFIX_LEN - 1]
+                        i = j
+                        if seq == self._boundary:
+                            try:
+                                self._close_epochs()  # R6
+                            except (IntegrityError, FormatError) as exc:
+                                self._locate(exc, seq - 1)
+                                raise
+                        continue
+                raw = chunk[i]  # the slow path: full checks and diagnostics
+                if raw[-1:] != b"\n":
+                    return size, len(raw)
+                self.record(raw[:-1])
+                size += len(raw)
+                i += 1
+            if progress is not None and size >= tick:
+                progress(size)
+                tick = size + (1 << 20)
+        return size, 0
+
+    def _records_pure(
+        self, lines: Iterable[bytes], progress: Callable[[int], None] | None = None
+    ) -> tuple[int, int]:
+        """:meth:`records` in pure Python: the reference loop. An ordinary data record takes a
         fast path that keeps the chain in local variables and compares the whole
         stored seal suffix with the one the sealer would have written (which
         implies R1, R3 and R4 at once); the segment header, meta records, the

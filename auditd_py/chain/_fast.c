@@ -1,0 +1,414 @@
+/*
+ * The per-record loop of sealing and verifying, compiled (docs/FORMAT.md 8, 9, 10).
+ *
+ * The same steps as auditd_py/chain/seal.py (Sealer.seal_many) and
+ * auditd_py/chain/verify.py (Verifier.records, the fast path), over many records
+ * per call: leaf hash, chain link, MAC, Merkle append and the seal suffix. The
+ * hashing is libsodium's crypto_generichash (BLAKE2b, keyed for the MAC); nothing
+ * here is a cryptographic primitive of its own. Pure: no I/O, no clock.
+ *
+ * verify_run() accepts only lines that the pure fast path accepts and stops at the
+ * first line it does not, so that the pure slow path (the reference, with its
+ * diagnostics) decides every other line: the verdicts are the pure ones.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <sodium.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#define D 32                       /* digest size */
+#define HEXD 64                    /* its hex spelling */
+#define SUFFIX 149                 /* ,"link":"<64>","mac":"<64>"}\n */
+#define MAX_STACK 64               /* a compact range holds one node per bit of seq */
+
+static const char LINK_OPEN[] = ",\"link\":\"";   /* 9 bytes */
+static const char MAC_OPEN[] = "\",\"mac\":\"";   /* 9 bytes */
+static const char SOURCE_KEY[] = ",\"source\":";  /* 10 bytes */
+static const char META_MARK[] = "\"source\":\"auditd-py\",";  /* 21 bytes */
+
+static crypto_generichash_state leaf0, link0, node0;  /* tag absorbed, copied per use */
+
+static const char HEX[] = "0123456789abcdef";
+
+static void hexify(char *out, const unsigned char *in)
+{
+    for (int i = 0; i < D; i++) {
+        out[2 * i] = HEX[in[i] >> 4];
+        out[2 * i + 1] = HEX[in[i] & 15];
+    }
+}
+
+static int unhex_lower(unsigned char *out, const char *in)
+{
+    for (int i = 0; i < D; i++) {
+        int v = 0;
+        for (int j = 0; j < 2; j++) {
+            char c = in[2 * i + j];
+            int d;
+            if (c >= '0' && c <= '9')
+                d = c - '0';
+            else if (c >= 'a' && c <= 'f')
+                d = c - 'a' + 10;
+            else
+                return 0;
+            v = v * 16 + d;
+        }
+        out[i] = (unsigned char)v;
+    }
+    return 1;
+}
+
+/* The chain state one call works on: a C copy of the Python objects. */
+typedef struct {
+    long long seq;
+    unsigned char link[D], mac[D];
+    unsigned char stack[MAX_STACK][D];
+    int depth;
+    crypto_generichash_state key;  /* keyed, TAG_MAC absorbed */
+    int keyed;
+} chain_t;
+
+/* leaf hash and link of a body, then the Merkle append of the leaf */
+static void step(chain_t *c, const unsigned char *body, size_t n, unsigned char *leaf,
+                 unsigned char *link)
+{
+    crypto_generichash_state st = leaf0;
+    crypto_generichash_update(&st, body, n);
+    crypto_generichash_final(&st, leaf, D);
+    st = link0;
+    crypto_generichash_update(&st, c->link, D);
+    crypto_generichash_update(&st, c->mac, D);
+    crypto_generichash_update(&st, leaf, D);
+    crypto_generichash_final(&st, link, D);
+}
+
+static void mac_of(const chain_t *c, const unsigned char *link, unsigned char *tag)
+{
+    crypto_generichash_state st = c->key;
+    crypto_generichash_update(&st, link, D);
+    crypto_generichash_final(&st, tag, D);
+}
+
+static void merkle_append(chain_t *c, const unsigned char *leaf)
+{
+    unsigned char node[D];
+    memcpy(node, leaf, D);
+    long long k = c->seq;
+    while (k & 1) {
+        crypto_generichash_state st = node0;
+        c->depth--;
+        crypto_generichash_update(&st, c->stack[c->depth], D);
+        crypto_generichash_update(&st, node, D);
+        crypto_generichash_final(&st, node, D);
+        k >>= 1;
+    }
+    memcpy(c->stack[c->depth], node, D);
+    c->depth++;
+}
+
+/* ------------------------------------------------------------ Python <-> chain_t */
+
+static int get32(PyObject *o, unsigned char *out, const char *what)
+{
+    if (!PyBytes_Check(o) || PyBytes_GET_SIZE(o) != D) {
+        PyErr_Format(PyExc_ValueError, "%s must be 32 bytes", what);
+        return -1;
+    }
+    memcpy(out, PyBytes_AS_STRING(o), D);
+    return 0;
+}
+
+static int load(chain_t *c, long long seq, PyObject *link, PyObject *mac, PyObject *key,
+                PyObject *stack)
+{
+    c->seq = seq;
+    if (seq < 0) {
+        PyErr_SetString(PyExc_ValueError, "seq must not be negative");
+        return -1;
+    }
+    if (get32(link, c->link, "link") < 0 || get32(mac, c->mac, "mac") < 0)
+        return -1;
+    c->keyed = key != Py_None;
+    if (c->keyed) {
+        unsigned char k[D];
+        const unsigned char tag = 0x03;
+        if (get32(key, k, "key") < 0)
+            return -1;
+        crypto_generichash_init(&c->key, k, D, D);
+        crypto_generichash_update(&c->key, &tag, 1);
+        sodium_memzero(k, D);
+    }
+    if (!PyList_Check(stack)) {
+        PyErr_SetString(PyExc_TypeError, "stack must be a list");
+        return -1;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(stack);
+    if (n != __builtin_popcountll((unsigned long long)seq)) {
+        PyErr_SetString(PyExc_ValueError, "stack does not fit seq");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (get32(PyList_GET_ITEM(stack, i), c->stack[i], "stack node") < 0)
+            return -1;
+    c->depth = (int)n;
+    return 0;
+}
+
+/* Write the C stack back into the Python list, in place; 0 or -1. */
+static int store_stack(const chain_t *c, PyObject *stack)
+{
+    PyObject *nodes = PyList_New(c->depth);
+    if (nodes == NULL)
+        return -1;
+    for (int i = 0; i < c->depth; i++) {
+        PyObject *b = PyBytes_FromStringAndSize((const char *)c->stack[i], D);
+        if (b == NULL) {
+            Py_DECREF(nodes);
+            return -1;
+        }
+        PyList_SET_ITEM(nodes, i, b);
+    }
+    int rc = PyList_SetSlice(stack, 0, PyList_GET_SIZE(stack), nodes);
+    Py_DECREF(nodes);
+    return rc;
+}
+
+static void cleanse(chain_t *c) { sodium_memzero(&c->key, sizeof c->key); }
+
+/* ------------------------------------------------------------ seal */
+
+PyDoc_STRVAR(seal_doc,
+"seal(bodies, seq, link, mac, key, stack) -> (lines, link, mac)\n\n"
+"Seal record bodies numbered from seq: the joined lines (each body, its seal\n"
+"suffix and a newline), the last link and MAC. ``stack`` (the Merkle compact\n"
+"range) is updated in place.");
+
+static PyObject *seal(PyObject *self, PyObject *args)
+{
+    PyObject *bodies, *link, *mac, *key, *stack;
+    long long seq;
+    chain_t c;
+    if (!PyArg_ParseTuple(args, "O!LOOOO", &PyList_Type, &bodies, &seq, &link, &mac, &key,
+                          &stack))
+        return NULL;
+    if (key == Py_None) {
+        PyErr_SetString(PyExc_ValueError, "sealing needs the MAC key");
+        return NULL;
+    }
+    if (load(&c, seq, link, mac, key, stack) < 0) {
+        cleanse(&c);
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(bodies);
+    Py_ssize_t total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *b = PyList_GET_ITEM(bodies, i);
+        if (!PyBytes_Check(b)) {
+            cleanse(&c);
+            PyErr_SetString(PyExc_TypeError, "bodies must be bytes");
+            return NULL;
+        }
+        total += PyBytes_GET_SIZE(b) + SUFFIX;
+    }
+    if (c.seq > (1LL << 62) - n) {  /* the stack fits, and %lld is what Python formats */
+        cleanse(&c);
+        PyErr_SetString(PyExc_OverflowError, "seq out of range");
+        return NULL;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, total);
+    if (out == NULL) {
+        cleanse(&c);
+        return NULL;
+    }
+    /* the list is the caller's own and bytes are immutable: hash without the GIL */
+    char *p = PyBytes_AS_STRING(out);
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *b = PyList_GET_ITEM(bodies, i);
+        size_t len = (size_t)PyBytes_GET_SIZE(b);
+        const unsigned char *body = (const unsigned char *)PyBytes_AS_STRING(b);
+        unsigned char leaf[D], link2[D], tag[D];
+        step(&c, body, len, leaf, link2);
+        mac_of(&c, link2, tag);
+        merkle_append(&c, leaf);
+        c.seq++;
+        memcpy(c.link, link2, D);
+        memcpy(c.mac, tag, D);
+        memcpy(p, body, len);
+        p += len;
+        memcpy(p, LINK_OPEN, 9);
+        hexify(p + 9, link2);
+        memcpy(p + 73, MAC_OPEN, 9);
+        hexify(p + 82, tag);
+        memcpy(p + 146, "\"}\n", 3);
+        p += SUFFIX;
+    }
+    Py_END_ALLOW_THREADS
+    cleanse(&c);
+    if (store_stack(&c, stack) < 0) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return Py_BuildValue("(Ny#y#)", out, (const char *)c.link, (Py_ssize_t)D,
+                         (const char *)c.mac, (Py_ssize_t)D);
+}
+
+/* ------------------------------------------------------------ verify */
+
+/* Whether the body raw[0:s] is a meta record by the byte test of FORMAT.md 15.4:
+ * the first ,"source": in it is followed by "source":"auditd-py", */
+static int is_meta(const char *raw, size_t s)
+{
+    if (s < 10)
+        return 0;
+    const char *hit = memmem(raw, s, SOURCE_KEY, 10);
+    if (hit == NULL)
+        return 0;
+    size_t at = (size_t)(hit - raw) + 1;
+    return s - at >= 21 && memcmp(raw + at, META_MARK, 21) == 0;
+}
+
+typedef struct {
+    const char *p;
+    size_t n;
+} span_t;
+
+/* One line on the fast path: 1 accepted (chain advanced), 0 not for the fast path. */
+static int verify_one(chain_t *c, long long epoch, const char *raw, size_t len)
+{
+    char want[SUFFIX];
+    char prefix[64];
+    if (len <= SUFFIX)
+        return 0;
+    size_t s = len - SUFFIX;
+    int np = snprintf(prefix, sizeof prefix, "{\"seq\":%lld,\"epoch\":%lld,", c->seq, epoch);
+    if (np <= 0 || (size_t)np > len || memcmp(raw, prefix, (size_t)np) != 0)
+        return 0;
+    if (is_meta(raw, s))
+        return 0;
+    unsigned char leaf[D], link2[D], tag[D];
+    step(c, (const unsigned char *)raw, s, leaf, link2);
+    memcpy(want, LINK_OPEN, 9);
+    hexify(want + 9, link2);
+    memcpy(want + 73, MAC_OPEN, 9);
+    if (c->keyed) {
+        mac_of(c, link2, tag);
+        hexify(want + 82, tag);
+        memcpy(want + 146, "\"}\n", 3);
+        if (sodium_memcmp(raw + s, want, SUFFIX) != 0)
+            return 0;
+    } else {
+        if (sodium_memcmp(raw + s, want, 82) != 0 || memcmp(raw + s + 146, "\"}\n", 3) != 0 ||
+            !unhex_lower(tag, raw + s + 82))
+            return 0;
+    }
+    merkle_append(c, leaf);
+    c->seq++;
+    memcpy(c->link, link2, D);
+    memcpy(c->mac, tag, D);
+    return 1;
+}
+
+PyDoc_STRVAR(verify_run_doc,
+"verify_run(lines, start, seq, epoch, link, mac, key, stack, boundary)\n"
+"    -> (next, seq, link, mac, nbytes)\n\n"
+"Check lines[start:] (raw lines with their newline) as ordinary data records of\n"
+"``epoch`` by the fast path of Verifier.records: position prefix, not a meta\n"
+"record, the whole seal suffix equal to the one the sealer writes (``key`` None:\n"
+"the link part, and a lower-case hex MAC). Stops at the first line that is not\n"
+"accepted (``next`` is its index) or after the record that brings ``seq`` to\n"
+"``boundary``. ``nbytes`` is the length of the accepted lines; ``stack`` is\n"
+"updated in place.");
+
+static PyObject *verify_run(PyObject *self, PyObject *args)
+{
+    PyObject *lines, *link, *mac, *key, *stack;
+    Py_ssize_t start;
+    long long seq, epoch, boundary;
+    chain_t c;
+    if (!PyArg_ParseTuple(args, "O!nLLOOOOL", &PyList_Type, &lines, &start, &seq, &epoch, &link,
+                          &mac, &key, &stack, &boundary))
+        return NULL;
+    if (load(&c, seq, link, mac, key, stack) < 0) {
+        cleanse(&c);
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(lines);
+    if (start < 0)
+        start = 0;
+    if (start > n)
+        start = n;
+    Py_ssize_t count = n - start;
+    span_t *spans = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(span_t));
+    if (spans == NULL) {
+        cleanse(&c);
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t usable = count;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *b = PyList_GET_ITEM(lines, start + i);
+        if (!PyBytes_Check(b)) {
+            usable = i;  /* the pure path decides what a non-bytes line is */
+            break;
+        }
+        spans[i].p = PyBytes_AS_STRING(b);
+        spans[i].n = (size_t)PyBytes_GET_SIZE(b);
+    }
+    Py_ssize_t done = 0;
+    long long nbytes = 0;
+    /* seq stays below 2**62: the stack fits, and the prefix is what Python formats */
+    long long cap = (1LL << 62);
+    Py_BEGIN_ALLOW_THREADS
+    while (done < usable && c.seq < cap) {
+        if (!verify_one(&c, epoch, spans[done].p, spans[done].n))
+            break;
+        nbytes += (long long)spans[done].n;
+        done++;
+        if (c.seq == boundary)
+            break;
+    }
+    Py_END_ALLOW_THREADS
+    PyMem_Free(spans);
+    cleanse(&c);
+    if (store_stack(&c, stack) < 0)
+        return NULL;
+    return Py_BuildValue("(nLy#y#L)", start + done, c.seq, (const char *)c.link,
+                         (Py_ssize_t)D, (const char *)c.mac, (Py_ssize_t)D, nbytes);
+}
+
+static PyMethodDef methods[] = {
+    {"seal", seal, METH_VARARGS, seal_doc},
+    {"verify_run", verify_run, METH_VARARGS, verify_run_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_fast",
+    "The compiled per-record loop of sealing and verifying (libsodium BLAKE2b).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__fast(void)
+{
+    if (sodium_init() < 0) {
+        PyErr_SetString(PyExc_ImportError, "libsodium failed to initialise");
+        return NULL;
+    }
+    const unsigned char tags[3] = {0x00, 0x01, 0x02};
+    crypto_generichash_init(&leaf0, NULL, 0, D);
+    crypto_generichash_update(&leaf0, &tags[0], 1);
+    crypto_generichash_init(&node0, NULL, 0, D);
+    crypto_generichash_update(&node0, &tags[1], 1);
+    crypto_generichash_init(&link0, NULL, 0, D);
+    crypto_generichash_update(&link0, &tags[2], 1);
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddStringConstant(m, "sodium_version", sodium_version_string()) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
