@@ -78,7 +78,7 @@ def available() -> bool:
 def describe() -> str:
     """The active path, for ``auditd-py --version``."""
     if _compiled is None:
-        return "pure Python (the compiled loop is not built)"
+        return "pure Python, compiled loop not built"
     if _forced:
-        return f"pure Python ({PURE_ENV}=1; the compiled loop is built)"
-    return f"compiled (libsodium {_compiled.sodium_version})"
+        return f"pure Python, forced by {PURE_ENV}"
+    return f"compiled, libsodium {_compiled.sodium_version}"
