@@ -11,7 +11,6 @@ tests run with the pure loop forced too (``make test``: ``AUDITD_PY_PURE=1``).
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +28,7 @@ from auditd_py.errors import AuditdError
 from auditd_py.store.layout import Layout
 from auditd_py.store.reader import verify_archive
 from tests.support.archive import Arc
+from tests.support.damage import Mutation, mutate, mutations, sealed
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 VECTORS = Path(__file__).parent / "vectors"
@@ -131,51 +131,6 @@ def test_sealing_gives_the_same_bytes_and_state(
 
 
 # ---------------------------------------------------------------- verifying
-
-Mutation = tuple[str, int, int, bytes]
-mutations = st.tuples(
-    st.sampled_from(["flip", "delete", "insert", "dup_line", "drop_line", "swap", "truncate"]),
-    st.integers(0, 10**6),
-    st.integers(1, 300),
-    st.binary(min_size=1, max_size=8),
-)
-
-
-def mutate(data: bytes, m: Mutation) -> bytes:
-    """One random change to a segment file's bytes."""
-    op, at, n, junk = m
-    if not data:
-        return junk
-    i = at % len(data)
-    lines = data.splitlines(keepends=True)
-    k = at % len(lines)
-    if op == "flip":
-        return data[:i] + bytes([data[i] ^ (1 << (n % 8))]) + data[i + 1 :]
-    if op == "delete":
-        return data[:i] + data[i + n :]
-    if op == "insert":
-        return data[:i] + junk + data[i:]
-    if op == "dup_line":
-        return b"".join([*lines[: k + 1], lines[k], *lines[k + 1 :]])
-    if op == "drop_line":
-        return b"".join(lines[:k] + lines[k + 1 :])
-    if op == "swap":
-        j = (k + n) % len(lines)
-        lines[k], lines[j] = lines[j], lines[k]
-        return b"".join(lines)
-    return data[:i]
-
-
-@contextmanager
-def sealed(msgs: list[list[bytes]], max_records: int | None) -> Iterator[Arc]:
-    d = Path(tempfile.mkdtemp(prefix="adp-fast-"))
-    try:
-        arc = Arc(d)
-        for batch in msgs:
-            arc.seal(batch, max_records=max_records)
-        yield arc
-    finally:
-        shutil.rmtree(d)
 
 
 def verify_both_keys(arc: Arc) -> list[tuple[str, Any]]:

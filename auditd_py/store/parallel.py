@@ -82,8 +82,9 @@ def _header_state(fh: IO[bytes]) -> State | None:
     seq = scan_int(first, b"seq")
     if not isinstance(attrs, dict) or seq is None:
         return None
-    prev, link, mac, rng = (attrs.get(k) for k in ("prev_segment", "prev_link", "prev_mac"))
-    rng = attrs.get("merkle_range")
+    prev, link, mac, rng = (
+        attrs.get(k) for k in ("prev_segment", "prev_link", "prev_mac", "merkle_range")
+    )
     try:
         assert isinstance(prev, str) and isinstance(link, str) and isinstance(mac, str)
         assert isinstance(rng, list) and len(rng) == seq.bit_count() and seq > 0
@@ -147,11 +148,12 @@ def read_segments(
     make: Callable[[], Verifier],
     jobs: int,
     progress: Callable[[int], None] | None = None,
-) -> None:
+) -> int:
     """Feed every segment to ``v`` (as the one-process loop does), using ``jobs`` processes.
 
     ``make`` builds a fresh verifier like ``v`` (the same identity, checkpoints
-    and policy) in a worker.
+    and policy) in a worker. Returns how many segments a worker's result was
+    joined for (the others were verified again here).
     """
     global _job  # noqa: PLW0603 - handed to the forked workers, cleared after
     _job = (source, make, segs)
@@ -160,7 +162,7 @@ def read_segments(
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
             futures = [pool.submit(_work, i) for i in range(1, len(segs))]
             try:
-                _join(v, source, segs, futures, progress)
+                return _join(v, source, segs, futures, progress)
             finally:
                 for f in futures:
                     f.cancel()
@@ -174,7 +176,8 @@ def _join(
     segs: Sequence[tuple[str, str]],
     futures: Sequence[Future[Done | None]],
     progress: Callable[[int], None] | None,
-) -> None:
+) -> int:
+    joined = 0
     for i, (name, ref) in enumerate(segs):
         last = i == len(segs) - 1
         done = futures[i - 1].result() if i else None
@@ -189,6 +192,7 @@ def _join(
             if v._unsealed_at is None:
                 v._unsealed_at = done.unsealed_at
             v.end_segment(done.size, done.torn, last=last)
+            joined += 1
         else:
             v.begin_segment(name)
             with source.open_lines(ref) as fh:
@@ -196,3 +200,4 @@ def _join(
             v.end_segment(size, torn, last=last)
         if progress is not None:
             progress(-1)
+    return joined
