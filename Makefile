@@ -62,7 +62,7 @@ demo: sysdeps-runtime $(RUNTIME)
 	$(BIN)/python -m auditd_py.demo
 
 bench: sysdeps-test $(TESTDEPS)
-	$(BIN)/python benchmarks/bench_seal_verify.py
+	$(BIN)/python -m benchmarks.bench_seal_verify
 
 ## dist/wheels/: auditd-py and every dependency as wheels for this Python, for
 ## hosts without a compiler or network (README, "Installing on a QA host").
