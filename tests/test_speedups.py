@@ -77,13 +77,22 @@ def test_the_compiled_loop_is_built() -> None:
 
 text = st.text(max_size=40)
 json_values = st.one_of(st.none(), st.booleans(), st.integers(-(2**60), 2**60), text)
+utf8ish = st.one_of(  # valid UTF-8, random bytes, and valid text cut or spliced with bytes
+    st.binary(max_size=300),
+    text.map(str.encode),
+    st.tuples(text, st.binary(max_size=4), text).map(
+        lambda t: t[0].encode() + t[1] + t[2].encode()
+    ),
+    text.map(lambda t: t.encode()[:-1]),
+)
+times = st.one_of(st.integers(0, 50), st.integers(0, 4 * 10**18))
 fields = st.builds(
     Fields,
-    time_ns=st.integers(0, 50),
-    source=st.sampled_from(["app", "kern", "ünïcode", 'q"uote\\', "x\x01y"]),
-    message=st.one_of(st.binary(max_size=300), text.map(str.encode)),
-    event=st.one_of(st.none(), text),
-    attrs=st.one_of(st.none(), st.dictionaries(text, json_values, max_size=4)),
+    time_ns=times,
+    source=st.one_of(st.sampled_from(["app", "kern", "ünïcode", 'q"uote\\', "x\x01y"]), text),
+    message=utf8ish,
+    event=st.one_of(st.none(), st.none(), text),
+    attrs=st.one_of(st.none(), st.just({}), st.dictionaries(text, json_values, max_size=4)),
     raw_attrs=st.one_of(st.none(), st.just(b'{"pos":{"offset":7}}')),
 )
 
@@ -106,11 +115,11 @@ def states(draw: st.DrawFn) -> SealerState:
     )
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=250)
 @given(
     states(),
     st.lists(fields, max_size=40),
-    st.integers(0, 60),
+    st.one_of(times, st.just(NEVER)),
     st.one_of(st.none(), st.integers(0, 45)),
 )
 def test_sealing_gives_the_same_bytes_and_state(

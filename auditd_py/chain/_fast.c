@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define D 32                       /* digest size */
 #define HEXD 64                    /* its hex spelling */
@@ -283,6 +284,324 @@ static PyObject *seal(PyObject *self, PyObject *args)
                          (const char *)c.mac, (Py_ssize_t)D);
 }
 
+/* ------------------------------------------------------------ record bodies */
+
+/* Strict UTF-8, as Python's decoder: no overlongs, no surrogates, nothing past U+10FFFF. */
+static int valid_utf8(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t k;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF)
+            k = 1;
+        else if (c >= 0xE0 && c <= 0xEF) {
+            k = 2;
+            if (c == 0xE0)
+                lo = 0xA0;
+            else if (c == 0xED)
+                hi = 0x9F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            k = 3;
+            if (c == 0xF0)
+                lo = 0x90;
+            else if (c == 0xF4)
+                hi = 0x8F;
+        } else
+            return 0;
+        if (i + k >= n)  /* truncated sequence */
+            return 0;
+        if (s[i + 1] < lo || s[i + 1] > hi)
+            return 0;
+        for (size_t j = 2; j <= k; j++)
+            if (s[i + j] < 0x80 || s[i + j] > 0xBF)
+                return 0;
+        i += k + 1;
+    }
+    return 1;
+}
+
+/* A JSON string as orjson writes it (docs/FORMAT.md 1, "Compact JSON"); returns the end. */
+static char *json_str(char *p, const unsigned char *s, size_t n)
+{
+    *p++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *p++ = (char)c;
+            continue;
+        }
+        *p++ = '\\';
+        switch (c) {
+        case '"': *p++ = '"'; break;
+        case '\\': *p++ = '\\'; break;
+        case '\b': *p++ = 'b'; break;
+        case '\t': *p++ = 't'; break;
+        case '\n': *p++ = 'n'; break;
+        case '\f': *p++ = 'f'; break;
+        case '\r': *p++ = 'r'; break;
+        default:
+            memcpy(p, "u00", 3);
+            p[3] = HEX[c >> 4];
+            p[4] = HEX[c & 15];
+            p += 5;
+        }
+    }
+    *p++ = '"';
+    return p;
+}
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+} out_t;
+
+static int reserve(out_t *o, size_t more)
+{
+    if (o->len + more <= o->cap)
+        return 0;
+    size_t cap = o->cap ? o->cap : 1 << 16;
+    while (cap < o->len + more)
+        cap *= 2;
+    char *b = PyMem_Realloc(o->buf, cap);
+    if (b == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    o->buf = b;
+    o->cap = cap;
+    return 0;
+}
+
+static PyObject *s_time_ns, *s_source, *s_message, *s_event, *s_attrs, *s_raw_attrs;
+
+/* The timestamp cache: one strftime per second, as encode_body's. */
+static long long ts_sec = -1;
+static char ts_text[32];
+static size_t ts_len;
+
+/* Encode the body of f at o (the common case: no event, no attrs object, UTF-8 message).
+ * 1: written; 0: not the common case (the caller asks Python); -1: error. */
+static int encode_common(out_t *o, PyObject *f, long long seq, long long epoch, long long t)
+{
+    PyObject *src = PyObject_GetAttr(f, s_source);
+    PyObject *msg = PyObject_GetAttr(f, s_message);
+    PyObject *ev = PyObject_GetAttr(f, s_event);
+    PyObject *raw = PyObject_GetAttr(f, s_raw_attrs);
+    PyObject *attrs = raw == Py_None ? PyObject_GetAttr(f, s_attrs) : NULL;
+    int rc = -1;
+    if (src == NULL || msg == NULL || ev == NULL || raw == NULL ||
+        (raw == Py_None && attrs == NULL))
+        goto done;
+    rc = 0;
+    if (ev != Py_None || !PyUnicode_CheckExact(src) || !PyBytes_CheckExact(msg) ||
+        (raw != Py_None && !PyBytes_CheckExact(raw)) ||
+        (attrs != NULL && attrs != Py_None && !(PyDict_CheckExact(attrs) && PyDict_GET_SIZE(attrs) == 0)))
+        goto done;
+    if (t < 0 || t / 1000000000LL >= 253402300800LL)  /* year 10000 */
+        goto done;
+    Py_ssize_t nsrc;
+    const char *usrc = PyUnicode_AsUTF8AndSize(src, &nsrc);
+    if (usrc == NULL) {  /* lone surrogates: Python's encoder decides */
+        PyErr_Clear();
+        goto done;
+    }
+    const unsigned char *m = (const unsigned char *)PyBytes_AS_STRING(msg);
+    size_t nm = (size_t)PyBytes_GET_SIZE(msg);
+    if (!valid_utf8(m, nm))
+        goto done;
+    size_t nraw = raw != Py_None ? (size_t)PyBytes_GET_SIZE(raw) : 0;
+    rc = -1;
+    if (reserve(o, 160 + 6 * (size_t)nsrc + 6 * nm + nraw + SUFFIX) < 0)
+        goto done;
+    long long sec = t / 1000000000LL, frac = t % 1000000000LL;
+    if (sec != ts_sec) {
+        time_t tt = (time_t)sec;
+        struct tm tm;
+        if (gmtime_r(&tt, &tm) == NULL ||
+            (ts_len = strftime(ts_text, sizeof ts_text, "%Y-%m-%dT%H:%M:%S", &tm)) == 0) {
+            ts_sec = -1;
+            rc = 0;
+            goto done;
+        }
+        ts_sec = sec;
+    }
+    char *p = o->buf + o->len;
+    memcpy(p, "{\"seq\":", 7);
+    p += 7;
+    p += put_int(p, seq);
+    memcpy(p, ",\"epoch\":", 9);
+    p += 9;
+    p += put_int(p, epoch);
+    memcpy(p, ",\"time\":", 8);
+    p += 8;
+    p += put_int(p, t);
+    memcpy(p, ",\"ts\":\"", 7);
+    p += 7;
+    memcpy(p, ts_text, ts_len);
+    p += ts_len;
+    *p++ = '.';
+    for (int i = 8; i >= 0; i--) {
+        p[i] = (char)('0' + frac % 10);
+        frac /= 10;
+    }
+    p += 9;
+    memcpy(p, "Z\",\"source\":", 12);
+    p += 12;
+    p = json_str(p, (const unsigned char *)usrc, (size_t)nsrc);
+    memcpy(p, ",\"message\":", 11);
+    p += 11;
+    p = json_str(p, m, nm);
+    if (raw != Py_None) {
+        memcpy(p, ",\"attrs\":", 9);
+        p += 9;
+        memcpy(p, PyBytes_AS_STRING(raw), nraw);
+        p += nraw;
+    }
+    o->len = (size_t)(p - o->buf);
+    rc = 1;
+done:
+    Py_XDECREF(src);
+    Py_XDECREF(msg);
+    Py_XDECREF(ev);
+    Py_XDECREF(raw);
+    Py_XDECREF(attrs);
+    return rc;
+}
+
+PyDoc_STRVAR(seal_fields_doc,
+"seal_fields(batch, start, deadline, stop, seq, epoch, link, mac, key, stack, encode)\n"
+"    -> (lines, next, link, mac)\n\n"
+"Sealer.seal_many in one call: encode and seal batch[start:] (Fields) numbered from\n"
+"seq in epoch, stopping before a record whose time_ns >= deadline or when seq\n"
+"reaches stop (-1: never). A body that is not the common case (an event, attrs to\n"
+"encode, a message that is not UTF-8, ...) comes from encode(seq, epoch, fields).\n"
+"``stack`` is updated in place.");
+
+static PyObject *seal_fields(PyObject *self, PyObject *args)
+{
+    PyObject *batch, *deadline_o, *link, *mac, *key, *stack, *encode;
+    Py_ssize_t start;
+    long long stop, seq, epoch;
+    chain_t c;
+    if (!PyArg_ParseTuple(args, "O!nOLLLOOOOO", &PyList_Type, &batch, &start, &deadline_o, &stop,
+                          &seq, &epoch, &link, &mac, &key, &stack, &encode))
+        return NULL;
+    int dover = 0;
+    long long deadline = PyLong_AsLongLongAndOverflow(deadline_o, &dover);
+    if (deadline == -1 && PyErr_Occurred())
+        return NULL;
+    if (key == Py_None) {
+        PyErr_SetString(PyExc_ValueError, "sealing needs the MAC key");
+        return NULL;
+    }
+    if (load(&c, seq, link, mac, key, stack) < 0) {
+        cleanse(&c);
+        return NULL;
+    }
+    out_t o = {NULL, 0, 0};
+    size_t *ends = NULL; /* per record: offset of the body's end (its suffix follows) */
+    size_t nends = 0, capends = 0;
+    Py_ssize_t n = PyList_GET_SIZE(batch), i = start < 0 ? 0 : start;
+    long long s = seq;
+    for (; i < n; i++) {
+        PyObject *f = PyList_GET_ITEM(batch, i);
+        PyObject *t_o = PyObject_GetAttr(f, s_time_ns);
+        if (t_o == NULL)
+            goto fail;
+        int tover = 0;
+        long long t = PyLong_Check(t_o) ? PyLong_AsLongLongAndOverflow(t_o, &tover) : 0;
+        int due, plain = PyLong_Check(t_o) && !tover;
+        if (!plain || dover)
+            due = PyObject_RichCompareBool(t_o, deadline_o, Py_GE);
+        else
+            due = t >= deadline;
+        Py_DECREF(t_o);
+        if (due < 0)
+            goto fail;
+        if (due || s == stop)
+            break;
+        if (s >= (1LL << 62)) {
+            PyErr_SetString(PyExc_OverflowError, "seq out of range");
+            goto fail;
+        }
+        size_t before = o.len;
+        int rc = plain ? encode_common(&o, f, s, epoch, t) : 0;
+        if (rc < 0)
+            goto fail;
+        if (rc == 0) {
+            PyObject *body = PyObject_CallFunction(encode, "LLO", s, epoch, f);
+            if (body == NULL)
+                goto fail;
+            if (!PyBytes_Check(body)) {
+                Py_DECREF(body);
+                PyErr_SetString(PyExc_TypeError, "encode must return bytes");
+                goto fail;
+            }
+            size_t nb = (size_t)PyBytes_GET_SIZE(body);
+            if (reserve(&o, nb + SUFFIX) < 0) {
+                Py_DECREF(body);
+                goto fail;
+            }
+            memcpy(o.buf + before, PyBytes_AS_STRING(body), nb);
+            o.len = before + nb;
+            Py_DECREF(body);
+        }
+        if (nends == capends) {
+            capends = capends ? 2 * capends : 1024;
+            size_t *e = PyMem_Realloc(ends, capends * sizeof *ends);
+            if (e == NULL) {
+                PyErr_NoMemory();
+                goto fail;
+            }
+            ends = e;
+        }
+        ends[nends++] = o.len;
+        o.len += SUFFIX; /* reserved above: filled in below */
+        s++;
+    }
+    /* the hashing, without the GIL: the buffer is ours alone */
+    Py_BEGIN_ALLOW_THREADS
+    size_t from = 0;
+    for (size_t r = 0; r < nends; r++) {
+        char *body = o.buf + from, *p = o.buf + ends[r];
+        unsigned char leaf[D], link2[D], tag[D];
+        step(&c, (const unsigned char *)body, (size_t)(p - body), leaf, link2);
+        mac_of(&c, link2, tag);
+        merkle_append(&c, leaf);
+        c.seq++;
+        memcpy(c.link, link2, D);
+        memcpy(c.mac, tag, D);
+        memcpy(p, LINK_OPEN, 9);
+        hexify(p + 9, link2);
+        memcpy(p + 73, MAC_OPEN, 9);
+        hexify(p + 82, tag);
+        memcpy(p + 146, "\"}\n", 3);
+        from = ends[r] + SUFFIX;
+    }
+    Py_END_ALLOW_THREADS
+    cleanse(&c);
+    PyMem_Free(ends);
+    PyObject *lines = PyBytes_FromStringAndSize(o.buf ? o.buf : "", (Py_ssize_t)o.len);
+    PyMem_Free(o.buf);
+    if (lines == NULL || store_stack(&c, stack) < 0) {
+        Py_XDECREF(lines);
+        return NULL;
+    }
+    return Py_BuildValue("(Nny#y#)", lines, i, (const char *)c.link, (Py_ssize_t)D,
+                         (const char *)c.mac, (Py_ssize_t)D);
+fail:
+    cleanse(&c);
+    PyMem_Free(ends);
+    PyMem_Free(o.buf);
+    return NULL;
+}
+
 /* ------------------------------------------------------------ verify */
 
 /* Whether the body raw[0:s] is a meta record by the byte test of FORMAT.md 15.4:
@@ -416,6 +735,7 @@ static PyObject *verify_run(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"seal", seal, METH_VARARGS, seal_doc},
+    {"seal_fields", seal_fields, METH_VARARGS, seal_fields_doc},
     {"verify_run", verify_run, METH_VARARGS, verify_run_doc},
     {NULL, NULL, 0, NULL},
 };
@@ -439,6 +759,13 @@ PyMODINIT_FUNC PyInit__fast(void)
     crypto_generichash_update(&node0, &tags[1], 1);
     crypto_generichash_init(&link0, NULL, 0, D);
     crypto_generichash_update(&link0, &tags[2], 1);
+    if (!(s_time_ns = PyUnicode_InternFromString("time_ns")) ||
+        !(s_source = PyUnicode_InternFromString("source")) ||
+        !(s_message = PyUnicode_InternFromString("message")) ||
+        !(s_event = PyUnicode_InternFromString("event")) ||
+        !(s_attrs = PyUnicode_InternFromString("attrs")) ||
+        !(s_raw_attrs = PyUnicode_InternFromString("raw_attrs")))
+        return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;

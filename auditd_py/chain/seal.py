@@ -67,6 +67,15 @@ def _unencodable(f: Fields, exc: FormatError) -> Fields:
     )
 
 
+def _encode(seq: int, epoch: int, f: Fields) -> bytes:
+    """A record body as :meth:`Sealer.seal_many` encodes it (for the compiled loop's
+    records that are not its common case)."""
+    try:
+        return encode_body(seq, epoch, f)
+    except FormatError as exc:  # attrs a source could not encode: keep the line
+        return encode_body(seq, epoch, _unencodable(f, exc))
+
+
 class Sealer:
     """Seals records into lines for one archive, one epoch at a time."""
 
@@ -107,28 +116,20 @@ class Sealer:
         loop = speedups.compiled()
         if loop is None:
             return self._seal_pure(batch, start, deadline, limit)
-        seq, epoch = self.seq, self.epoch
-        stop = limit if limit is not None else -1
-        bodies: list[bytes] = []
-        add = bodies.append
-        i = start
-        n = len(batch)
-        while i < n:
-            f = batch[i]
-            if f.time_ns >= deadline or seq == stop:
-                break
-            try:
-                add(encode_body(seq, epoch, f))
-            except FormatError as exc:  # attrs a source could not encode: keep the line
-                add(encode_body(seq, epoch, _unencodable(f, exc)))
-            seq += 1
-            i += 1
-        if not bodies:
-            return b"", i
-        lines, self.link, self.mac = loop.seal(
-            bodies, self.seq, self.link, self.mac, self._mac_key, self.stack
+        lines, i, self.link, self.mac = loop.seal_fields(
+            batch if type(batch) is list else list(batch),
+            start,
+            deadline,
+            limit if limit is not None else -1,
+            self.seq,
+            self.epoch,
+            self.link,
+            self.mac,
+            self._mac_key,
+            self.stack,
+            _encode,
         )
-        self.seq = seq
+        self.seq += i - start
         return lines, i
 
     def _seal_pure(

@@ -11,7 +11,10 @@ and what an auditor's machine without a compiler uses.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Protocol
+
+from auditd_py.chain.encoding import Fields
 
 PURE_ENV = "AUDITD_PY_PURE"
 
@@ -32,6 +35,22 @@ class Loop(Protocol):
         stack: list[bytes],
         /,
     ) -> tuple[bytes, bytes, bytes]: ...
+
+    def seal_fields(
+        self,
+        batch: list[Fields],
+        start: int,
+        deadline: int,
+        stop: int,
+        seq: int,
+        epoch: int,
+        link: bytes,
+        mac: bytes,
+        key: bytes,
+        stack: list[bytes],
+        encode: Callable[[int, int, Fields], bytes],
+        /,
+    ) -> tuple[bytes, int, bytes, bytes]: ...
 
     def verify_run(
         self,
