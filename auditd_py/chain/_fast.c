@@ -287,10 +287,24 @@ static PyObject *seal(PyObject *self, PyObject *args)
 /* ------------------------------------------------------------ record bodies */
 
 /* Strict UTF-8, as Python's decoder: no overlongs, no surrogates, nothing past U+10FFFF. */
+#define ONES 0x0101010101010101ULL
+#define HIGH 0x8080808080808080ULL
+
+static uint64_t load64(const unsigned char *p)
+{
+    uint64_t x;
+    memcpy(&x, p, 8);
+    return x;
+}
+
 static int valid_utf8(const unsigned char *s, size_t n)
 {
     size_t i = 0;
     while (i < n) {
+        if (i + 8 <= n && !(load64(s + i) & HIGH)) {  /* eight ASCII bytes */
+            i += 8;
+            continue;
+        }
         unsigned char c = s[i];
         if (c < 0x80) {
             i++;
@@ -331,6 +345,16 @@ static char *json_str(char *p, const unsigned char *s, size_t n)
 {
     *p++ = '"';
     for (size_t i = 0; i < n; i++) {
+        if (i + 8 <= n) {  /* eight bytes that need no escape: no control byte, '"' or '\\' */
+            uint64_t x = load64(s + i), q = x ^ (ONES * '"'), b = x ^ (ONES * '\\');
+            uint64_t esc = ((x - ONES * 0x20) & ~x) | ((q - ONES) & ~q) | ((b - ONES) & ~b);
+            if (!(esc & HIGH)) {
+                memcpy(p, s + i, 8);
+                p += 8;
+                i += 7;
+                continue;
+            }
+        }
         unsigned char c = s[i];
         if (c >= 0x20 && c != '"' && c != '\\') {
             *p++ = (char)c;
