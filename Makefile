@@ -63,6 +63,7 @@ demo: sysdeps-runtime $(RUNTIME)
 
 bench: sysdeps-test $(TESTDEPS)
 	$(BIN)/python -m benchmarks.bench_seal_verify
+	$(BIN)/python benchmarks/bench_daemon.py --goals --rotate-bytes 64MB
 
 ## dist/wheels/: auditd-py and every dependency as wheels for this Python, for
 ## hosts without a compiler or network (README, "Installing on a QA host").
