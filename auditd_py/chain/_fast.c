@@ -409,8 +409,11 @@ static long long ts_sec = -1;
 static char ts_text[32];
 static size_t ts_len;
 
-/* Encode the body of f at o (the common case: no event, no attrs object, UTF-8 message).
- * 1: written; 0: not the common case (the caller asks Python); -1: error. */
+static PyObject *orjson_dumps;
+
+/* Encode the body of f at o (the common case: a UTF-8 message; attrs as raw JSON, or a
+ * dict orjson encodes; an event of valid text). 1: written; 0: not the common case (the
+ * caller asks Python, whose encoder decides what the others become); -1: error. */
 static int encode_common(out_t *o, PyObject *f, long long seq, long long epoch, long long t)
 {
     PyObject *src = PyObject_GetAttr(f, s_source);
@@ -418,20 +421,22 @@ static int encode_common(out_t *o, PyObject *f, long long seq, long long epoch, 
     PyObject *ev = PyObject_GetAttr(f, s_event);
     PyObject *raw = PyObject_GetAttr(f, s_raw_attrs);
     PyObject *attrs = raw == Py_None ? PyObject_GetAttr(f, s_attrs) : NULL;
+    PyObject *ajson = NULL;
     int rc = -1;
     if (src == NULL || msg == NULL || ev == NULL || raw == NULL ||
         (raw == Py_None && attrs == NULL))
         goto done;
     rc = 0;
-    if (ev != Py_None || !PyUnicode_CheckExact(src) || !PyBytes_CheckExact(msg) ||
-        (raw != Py_None && !PyBytes_CheckExact(raw)) ||
-        (attrs != NULL && attrs != Py_None && !(PyDict_CheckExact(attrs) && PyDict_GET_SIZE(attrs) == 0)))
+    if ((ev != Py_None && !PyUnicode_CheckExact(ev)) || !PyUnicode_CheckExact(src) ||
+        !PyBytes_CheckExact(msg) || (raw != Py_None && !PyBytes_CheckExact(raw)) ||
+        (attrs != NULL && attrs != Py_None && !PyDict_CheckExact(attrs)))
         goto done;
     if (t < 0 || t / 1000000000LL >= 253402300800LL)  /* year 10000 */
         goto done;
-    Py_ssize_t nsrc;
+    Py_ssize_t nsrc, nev = 0;
     const char *usrc = PyUnicode_AsUTF8AndSize(src, &nsrc);
-    if (usrc == NULL) {  /* lone surrogates: Python's encoder decides */
+    const char *uev = usrc != NULL && ev != Py_None ? PyUnicode_AsUTF8AndSize(ev, &nev) : "";
+    if (usrc == NULL || uev == NULL) {  /* lone surrogates: Python's encoder decides */
         PyErr_Clear();
         goto done;
     }
@@ -439,9 +444,17 @@ static int encode_common(out_t *o, PyObject *f, long long seq, long long epoch, 
     size_t nm = (size_t)PyBytes_GET_SIZE(msg);
     if (!valid_utf8(m, nm))
         goto done;
-    size_t nraw = raw != Py_None ? (size_t)PyBytes_GET_SIZE(raw) : 0;
+    if (attrs != NULL && attrs != Py_None && PyDict_GET_SIZE(attrs) > 0) {
+        ajson = PyObject_CallOneArg(orjson_dumps, attrs);
+        if (ajson == NULL || !PyBytes_Check(ajson)) {  /* not encodable: Python decides */
+            PyErr_Clear();
+            goto done;
+        }
+    }
+    PyObject *extra = raw != Py_None ? raw : ajson;
+    size_t nraw = extra != NULL ? (size_t)PyBytes_GET_SIZE(extra) : 0;
     rc = -1;
-    if (reserve(o, 160 + 6 * (size_t)nsrc + 6 * nm + nraw + SUFFIX) < 0)
+    if (reserve(o, 180 + 6 * (size_t)(nsrc + nev) + 6 * nm + nraw + SUFFIX) < 0)
         goto done;
     long long sec = t / 1000000000LL, frac = t % 1000000000LL;
     if (sec != ts_sec) {
@@ -478,13 +491,17 @@ static int encode_common(out_t *o, PyObject *f, long long seq, long long epoch, 
     memcpy(p, "Z\",\"source\":", 12);
     p += 12;
     p = json_str(p, (const unsigned char *)usrc, (size_t)nsrc);
+    if (ev != Py_None) {
+        memcpy(p, ",\"event\":", 9);
+        p = json_str(p + 9, (const unsigned char *)uev, (size_t)nev);
+    }
     memcpy(p, ",\"message\":", 11);
     p += 11;
     p = json_str(p, m, nm);
-    if (raw != Py_None) {
+    if (extra != NULL) {
         memcpy(p, ",\"attrs\":", 9);
         p += 9;
-        memcpy(p, PyBytes_AS_STRING(raw), nraw);
+        memcpy(p, PyBytes_AS_STRING(extra), nraw);
         p += nraw;
     }
     o->len = (size_t)(p - o->buf);
@@ -495,6 +512,7 @@ done:
     Py_XDECREF(ev);
     Py_XDECREF(raw);
     Py_XDECREF(attrs);
+    Py_XDECREF(ajson);
     return rc;
 }
 
@@ -789,6 +807,13 @@ PyMODINIT_FUNC PyInit__fast(void)
         !(s_event = PyUnicode_InternFromString("event")) ||
         !(s_attrs = PyUnicode_InternFromString("attrs")) ||
         !(s_raw_attrs = PyUnicode_InternFromString("raw_attrs")))
+        return NULL;
+    PyObject *orjson = PyImport_ImportModule("orjson");
+    if (orjson == NULL)
+        return NULL;
+    orjson_dumps = PyObject_GetAttrString(orjson, "dumps");
+    Py_DECREF(orjson);
+    if (orjson_dumps == NULL)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
