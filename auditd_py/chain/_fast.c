@@ -380,7 +380,9 @@ static char *json_str(char *p, const unsigned char *s, size_t n)
     return p;
 }
 
+/* The lines being built, in the bytes object that is returned (no copy at the end). */
 typedef struct {
+    PyObject *obj;
     char *buf;
     size_t len, cap;
 } out_t;
@@ -392,12 +394,13 @@ static int reserve(out_t *o, size_t more)
     size_t cap = o->cap ? o->cap : 1 << 16;
     while (cap < o->len + more)
         cap *= 2;
-    char *b = PyMem_Realloc(o->buf, cap);
-    if (b == NULL) {
-        PyErr_NoMemory();
+    if (o->obj == NULL)
+        o->obj = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)cap);
+    else if (_PyBytes_Resize(&o->obj, (Py_ssize_t)cap) < 0)
+        o->obj = NULL;
+    if (o->obj == NULL)
         return -1;
-    }
-    o->buf = b;
+    o->buf = PyBytes_AS_STRING(o->obj);
     o->cap = cap;
     return 0;
 }
@@ -546,7 +549,7 @@ static PyObject *seal_fields(PyObject *self, PyObject *args)
         cleanse(&c);
         return NULL;
     }
-    out_t o = {NULL, 0, 0};
+    out_t o = {NULL, NULL, 0, 0};
     size_t *ends = NULL; /* per record: offset of the body's end (its suffix follows) */
     size_t nends = 0, capends = 0;
     Py_ssize_t n = PyList_GET_SIZE(batch), i = start < 0 ? 0 : start;
@@ -629,8 +632,11 @@ static PyObject *seal_fields(PyObject *self, PyObject *args)
     Py_END_ALLOW_THREADS
     cleanse(&c);
     PyMem_Free(ends);
-    PyObject *lines = PyBytes_FromStringAndSize(o.buf ? o.buf : "", (Py_ssize_t)o.len);
-    PyMem_Free(o.buf);
+    PyObject *lines = o.obj;
+    if (lines == NULL)
+        lines = PyBytes_FromStringAndSize("", 0);
+    else if (_PyBytes_Resize(&lines, (Py_ssize_t)o.len) < 0)
+        lines = NULL;
     if (lines == NULL || store_stack(&c, stack) < 0) {
         Py_XDECREF(lines);
         return NULL;
@@ -640,7 +646,7 @@ static PyObject *seal_fields(PyObject *self, PyObject *args)
 fail:
     cleanse(&c);
     PyMem_Free(ends);
-    PyMem_Free(o.buf);
+    Py_XDECREF(o.obj);
     return NULL;
 }
 
