@@ -233,61 +233,7 @@ class Verifier(MetaChecks):
         loop = speedups.compiled()
         if loop is None:
             return self._records_pure(lines, progress)
-        return self._records_compiled(loop, lines, progress)
-
-    def _records_compiled(
-        self,
-        loop: speedups.Loop,
-        lines: Iterable[bytes],
-        progress: Callable[[int], None] | None,
-    ) -> tuple[int, int]:
-        """:meth:`records` with runs of ordinary data records checked by ``loop``.
-
-        The compiled loop accepts exactly the lines the fast path of
-        :meth:`_records_pure` accepts and stops at any other, which then goes
-        through :meth:`record` (the reference, with its diagnostics); it also stops
-        at each checkpoint boundary so that R6 runs here.
-        """
-        seg = self._seg
-        assert seg is not None
-        size = 0
-        tick = 1 << 20
-        ncps = len(self.cps)
-        for chunk in _chunks(lines):
-            i, n = 0, len(chunk)
-            while i < n:
-                if (
-                    seg.line
-                    and (self.ci < ncps or self._unsealed_at is not None)
-                    and len(self.stack) == self.seq.bit_count()
-                ):
-                    j, seq, self.link, self.mac, done = loop.verify_run(
-                        chunk, i, self.seq, self.ci, self.link, self.mac,
-                        self._mac_key, self.stack, self._boundary,
-                    )  # fmt: skip
-                    if j > i:
-                        self.seq = seq
-                        seg.line += j - i
-                        size += done
-                        self._last_body = chunk[j - 1][: -SEAL_SUFFIX_LEN - 1]
-                        i = j
-                        if seq == self._boundary:
-                            try:
-                                self._close_epochs()  # R6
-                            except (IntegrityError, FormatError) as exc:
-                                self._locate(exc, seq - 1)
-                                raise
-                        continue
-                raw = chunk[i]  # the slow path: full checks and diagnostics
-                if raw[-1:] != b"\n":
-                    return size, len(raw)
-                self.record(raw[:-1])
-                size += len(raw)
-                i += 1
-            if progress is not None and size >= tick:
-                progress(size)
-                tick = size + (1 << 20)
-        return size, 0
+        return _records_compiled(self, loop, lines, progress)
 
     def _records_pure(
         self, lines: Iterable[bytes], progress: Callable[[int], None] | None = None
@@ -475,3 +421,58 @@ class Verifier(MetaChecks):
             first_seq=self.first_seq,
             retention=tuple(self.retention),
         )
+
+
+def _records_compiled(
+    v: Verifier,
+    loop: speedups.Loop,
+    lines: Iterable[bytes],
+    progress: Callable[[int], None] | None,
+) -> tuple[int, int]:
+    """:meth:`Verifier.records` with runs of ordinary data records checked by ``loop``.
+
+    The compiled loop accepts exactly the lines the fast path of
+    :meth:`Verifier._records_pure` accepts and stops at any other, which then goes
+    through :meth:`Verifier.record` (the reference, with its diagnostics); it also stops
+    at each checkpoint boundary so that R6 runs here.
+    """
+    seg = v._seg
+    assert seg is not None
+    size = 0
+    tick = 1 << 20
+    ncps = len(v.cps)
+    for chunk in _chunks(lines):
+        i, n = 0, len(chunk)
+        while i < n:
+            if (
+                seg.line
+                and (v.ci < ncps or v._unsealed_at is not None)
+                and len(v.stack) == v.seq.bit_count()
+            ):
+                j, seq, v.link, v.mac, done = loop.verify_run(
+                    chunk, i, v.seq, v.ci, v.link, v.mac,
+                    v._mac_key, v.stack, v._boundary,
+                )  # fmt: skip
+                if j > i:
+                    v.seq = seq
+                    seg.line += j - i
+                    size += done
+                    v._last_body = chunk[j - 1][: -SEAL_SUFFIX_LEN - 1]
+                    i = j
+                    if seq == v._boundary:
+                        try:
+                            v._close_epochs()  # R6
+                        except (IntegrityError, FormatError) as exc:
+                            v._locate(exc, seq - 1)
+                            raise
+                    continue
+            raw = chunk[i]  # the slow path: full checks and diagnostics
+            if raw[-1:] != b"\n":
+                return size, len(raw)
+            v.record(raw[:-1])
+            size += len(raw)
+            i += 1
+        if progress is not None and size >= tick:
+            progress(size)
+            tick = size + (1 << 20)
+    return size, 0
