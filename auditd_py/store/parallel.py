@@ -20,13 +20,11 @@ start was checked at the end of the segment before.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -34,6 +32,9 @@ from auditd_py.chain.encoding import mac_state, scan_int
 from auditd_py.chain.keys import evolve_mac_key
 from auditd_py.chain.verify import Verifier
 from auditd_py.chain.verify_meta import SegmentRead
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 Stack = tuple[bytes, ...]
 State = tuple[int, bytes, bytes, Stack, str | None]
@@ -155,6 +156,10 @@ def read_segments(
     and policy) in a worker. Returns how many segments a worker's result was
     joined for (the others were verified again here).
     """
+    # Imported here: they cost every command ~20 ms at start, and only this one needs them.
+    import multiprocessing  # noqa: PLC0415
+    from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
+
     global _job  # noqa: PLW0603 - handed to the forked workers, cleared after
     _job = (source, make, segs)
     ctx = multiprocessing.get_context("fork")
