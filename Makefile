@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime
 TESTDEPS := $(VENV)/.test
 
-.PHONY: all sysdeps-runtime sysdeps-test venv test unit lint soak demo bench bench-show boot-test wheels shell-files clean
+.PHONY: all sysdeps-runtime sysdeps-test venv test test-pure unit lint soak demo bench bench-show boot-test wheels shell-files clean
 
 all: test
 
@@ -38,6 +38,14 @@ lint: sysdeps-test $(TESTDEPS)
 ## The whole suite, the systemd boot test and integration tests included (soak loops run short here).
 test: sysdeps-test $(TESTDEPS) lint
 	$(BIN)/pytest -m "not soak" -q
+	$(MAKE) test-pure
+
+## The chain, vector and attack tests again with the pure-Python loop forced
+## (the suite runs the compiled one; tests/test_speedups.py compares the two).
+PURE_TESTS := tests/test_vectors.py tests/test_attacks.py tests/test_chain_properties.py \
+	tests/test_verification.py tests/test_segments.py tests/test_retention.py
+test-pure: sysdeps-test $(TESTDEPS)
+	AUDITD_PY_PURE=1 $(BIN)/pytest -m "not soak" -q $(PURE_TESTS)
 
 unit: sysdeps-test $(TESTDEPS)
 	$(BIN)/pytest -m "not soak and not integration" -q
@@ -54,7 +62,8 @@ demo: sysdeps-runtime $(RUNTIME)
 	$(BIN)/python -m auditd_py.demo
 
 bench: sysdeps-test $(TESTDEPS)
-	$(BIN)/python benchmarks/bench_seal_verify.py
+	$(BIN)/python -m benchmarks.bench_seal_verify
+	$(BIN)/python benchmarks/bench_daemon.py --goals --rotate-bytes 64MB
 
 ## `show -n 10`, --since, --seq on a 1M-record archive, against the CLI's start-up.
 bench-show: sysdeps-test $(TESTDEPS)

@@ -22,6 +22,7 @@ from typing import IO, Any, NoReturn
 import orjson
 
 from auditd_py import __version__, control, early
+from auditd_py.chain import speedups
 from auditd_py.chain.encoding import Fields, format_ts
 from auditd_py.chain.format import NS
 from auditd_py.chain.keys import PublicKey, VerifyKey
@@ -30,6 +31,7 @@ from auditd_py.errors import AuditdError, ConfigError, UsageError
 from auditd_py.report import jsonout, outcome, summary
 from auditd_py.show.options import add_show_options, prepare_argv
 from auditd_py.store.layout import Layout, read_public, read_secret
+from auditd_py.store.parallel import default_jobs
 from auditd_py.store.reader import (
     LocalArchive,
     archive_bytes,
@@ -277,7 +279,7 @@ def cmd_verify(a: argparse.Namespace) -> int:
         if bar is not None:
             bar.start()
         policy = VerifyPolicy(public_key, mac_key, anchor, a.require_sealed)
-        result = outcome.run(str(layout.root), LocalArchive(layout), policy, tick)
+        result = outcome.run(str(layout.root), LocalArchive(layout), policy, tick, jobs=a.jobs)
     except AuditdError as exc:
         if a.json:  # the report on stdout, the one-line reason on stderr as always
             doc = jsonout.error_document("archive_dir", str(layout.root), exc.diagnostics())
@@ -310,7 +312,8 @@ def cmd_fleet_verify(a: argparse.Namespace) -> int:
     keys = KeyRing(Path(a.public_key_dir))
     now = time.time_ns()
     failed = total = 0
-    for line in fleet_verify(_s3_client(a), env, keys, now_ns=now, max_age_ns=max_age):
+    lines = fleet_verify(_s3_client(a), env, keys, now_ns=now, max_age_ns=max_age, jobs=a.jobs)
+    for line in lines:
         total += 1
         failed += not line.ok
         if a.json:
@@ -619,7 +622,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="auditd-py",
         description="Tamper-evident log archive with forward-secure sealing and offline verify.",
     )
-    p.add_argument("--version", action="version", version=f"auditd-py {__version__}")
+    version = f"auditd-py {__version__} (chain loop: {speedups.describe()})"
+    p.add_argument("--version", action="version", version=version)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _archive_commands(sub)
     _read_commands(sub)
@@ -669,8 +673,19 @@ def _archive_commands(sub: Any) -> None:
     v.add_argument("--json", action="store_true", help="print one JSON report (versioned)")
     v.add_argument("--junit", metavar="FILE", help="also write JUnit XML for CI")
     v.add_argument("--report", metavar="FILE.html", help="also write an HTML timeline")
+    _jobs_option(v, "segments of a local archive")
     _s3_options(v)
     v.set_defaults(func=cmd_verify)
+
+
+def _jobs_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=default_jobs(),
+        metavar="N",
+        help=f"verify {what} in N processes at once (default: the number of cores)",
+    )
 
 
 def _read_commands(sub: Any) -> None:
@@ -737,6 +752,7 @@ def _fleet_commands(sub: Any) -> None:
         help="an archive whose latest checkpoint in the bucket is older is stale (default 1h)",
     )
     fv.add_argument("--json", action="store_true", help="one JSON object per archive")
+    _jobs_option(fv, "hosts")
     _s3_options(fv)
     fv.set_defaults(func=cmd_fleet_verify)
 

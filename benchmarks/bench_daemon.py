@@ -26,8 +26,13 @@ Every run also prints where ingestion stopped, as producers saw it: the longest
 time a source's ``put()`` waited for room in the queue, the longest group
 commit, and the longest time a record waited from the queue to being durable.
 
+With ``--goals`` (what ``make bench`` runs) it prints only the daemon rows of
+issue 13's goal table, medians of ``--runs``: file source → sealed, syslog over
+four TCP connections at once → sealed, and the peak RSS with rotation and
+compression, against the reference loop of bench_seal_verify.py run in between.
+
 Usage: python benchmarks/bench_daemon.py [--lines N] [--quick] [--rotate-bytes SIZE]
-       [--compress zstd|gzip|none] [--baseline]
+       [--compress zstd|gzip|none] [--baseline] [--goals [--runs N]]
 """
 
 from __future__ import annotations
@@ -237,11 +242,13 @@ sources:
         self.proc.wait(60)
 
 
-def throughput(r: Run, n: int) -> float:
+def throughput(r: Run, n: int, tag: bytes = b"") -> float:
+    """Lines/s from the first write of ``n`` lines to the last one sealed; ``tag``
+    (put before every line) tells this round's records from earlier ones."""
     path = r.logs / "a.log"
     chunk = 10_000
     data = [  # generated before the clock starts: the writer must not be the bottleneck
-        b"".join(line(i) for i in range(start, min(n, start + chunk)))
+        b"".join(tag + line(i) for i in range(start, min(n, start + chunk)))
         for start in range(0, n, chunk)
     ]
     start = r.segment()
@@ -250,7 +257,7 @@ def throughput(r: Run, n: int) -> float:
         for block in data:
             fh.write(block)
             fh.flush()
-    t1 = r.wait_count(b'"source":"app"', n, 600, start)
+    t1 = r.wait_count(tag or b'"source":"app"', n, 600, start)
     print(f"  writer done in {time.monotonic() - t0:.2f}s; all sealed at {t1 - t0:.2f}s")
     return n / (t1 - t0)
 
@@ -354,6 +361,36 @@ def syslog_rows(r: Run, n: int) -> None:
     print(f"syslog TCP (LF-framed RFC 3164, one connection, {n:,} lines): {st:,.0f} lines/s")
 
 
+def syslog_tcp_conns(r: Run, n: int, conns: int, tag: bytes) -> float:
+    """Lines/s of ``n`` octet-counted frames sent over ``conns`` connections at once."""
+    per = n // conns
+    blobs = []
+    for c in range(conns):
+        msgs = [
+            b"<134>1 2026-11-26T10:00:00Z qa-web-%d app %d - - %s request %d served ok "
+            % (c, 1000 + i % 100, tag, i)
+            + PAD
+            for i in range(per)
+        ]
+        blobs.append(b"".join(b"%d %s" % (len(m), m) for m in msgs))
+    start = r.segment()
+    socks = [socket.create_connection(("127.0.0.1", r.port)) for _ in range(conns)]
+    t0 = time.monotonic()
+    threads = [
+        threading.Thread(target=s.sendall, args=(b,)) for s, b in zip(socks, blobs, strict=True)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        t1 = r.wait_count(tag, per * conns, 600, start)
+    finally:
+        for s in socks:
+            s.close()
+    return per * conns / (t1 - t0)
+
+
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
@@ -383,6 +420,59 @@ def report_stalls(doc: dict[str, Any], phase: str, rotating: bool) -> None:
     )
 
 
+def reference_lps(n: int, work: Path) -> float:
+    """The anchor: bench_seal_verify's reference loop over ``n`` of these lines, in a child."""
+    src, out = work / "ref-in.log", work / "ref-out.log"
+    if not src.exists():
+        src.write_bytes(b"".join(line(i) for i in range(n)))
+    me = Path(__file__).with_name("bench_seal_verify.py")
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, str(me), "--reference-worker", str(src), str(out)], check=True)
+    seconds = time.perf_counter() - t0
+    out.unlink()
+    return n / seconds
+
+
+def goals(n: int, runs: int, rotate: str, compress: str) -> int:
+    """The daemon rows of issue 13's goal table: medians of ``runs``, with the anchor."""
+    work = Path(tempfile.mkdtemp(prefix="adp-bench-ref-"))
+    root = Path(tempfile.mkdtemp(prefix="adp-bench-daemon-"))
+    r = Run(root, free_port(), rotate, compress)
+    ref, files, tcp = [], [], []
+    try:
+        for k in range(runs):
+            ref.append(reference_lps(n, work))
+            files.append(throughput(r, n, b"RUN%dFILE " % k))
+            tcp.append(syslog_tcp_conns(r, n, 4, b"RUN%dTCP" % k))
+            print(
+                f"run {k + 1}/{runs}: reference {ref[-1]:,.0f}  files {files[-1]:,.0f}  "
+                f"syslog x4 {tcp[-1]:,.0f} lines/s",
+                flush=True,
+            )
+        rss = r.status("VmHWM") / 1024
+    finally:
+        r.stop()
+        remove(root)
+        shutil.rmtree(work, ignore_errors=True)
+    anchor = statistics.median(ref)
+    print(f"\ndaemon goals of issue 13 ({n:,} lines a run, median of {runs}; rotation at {rotate},")
+    print(f"{compress} compression; anchor: the reference loop, {anchor:,.0f} lines/s this run)")
+    for label, xs, goal in (
+        ("daemon, files → sealed", files, 250_000),
+        ("daemon, syslog TCP, 4 connections → sealed", tcp, 150_000),
+    ):
+        m = statistics.median(xs)
+        print(
+            f"  {label:<44} {m:>9,.0f} lines/s = {m / anchor:.2f} × reference  "
+            f"goal ≥ {goal:,}  {'PASS' if m >= goal else 'MISS'}"
+        )
+    print(
+        f"  {'daemon peak RSS with rotation':<44} {rss:>9.0f} MB  goal < 150 MB  "
+        f"{'PASS' if rss < 150 else 'MISS'}"
+    )
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=1_000_000)
@@ -397,9 +487,15 @@ def main() -> int:
         help="first measure the throughput of a daemon that never rotates, and print the ratio",
     )
     ap.add_argument("--syslog-only", action="store_true", help="only the syslog rows")
+    ap.add_argument(
+        "--goals", action="store_true", help="only the goal rows of issue 13 (make bench)"
+    )
+    ap.add_argument("--runs", type=int, default=3, help="rounds for --goals (medians)")
     a = ap.parse_args()
     n = 100_000 if a.quick else a.lines
     sys_n = 20_000 if a.quick else 200_000
+    if a.goals:
+        return goals(n, a.runs, a.rotate_bytes or "64MB", a.compress)
     if a.syslog_only:
         root = Path(tempfile.mkdtemp(prefix="adp-bench-daemon-"))
         r = Run(root, free_port())

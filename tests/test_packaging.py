@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from auditd_py import __version__, install
+from auditd_py.chain import _fast
 from auditd_py.errors import UsageError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,7 +65,9 @@ def test_install_unit_command(tmp_path: Path) -> None:
     assert r.stdout.count("installed: ") == 3
     r = run("install-unit", "--print-share")
     assert r.returncode == 0 and (Path(r.stdout.strip()) / "systemd/auditd-py.service").is_file()
-    assert run("--version").stdout.strip() == f"auditd-py {__version__}"
+    assert run("--version").stdout.strip() == f"auditd-py {__version__} (chain loop: compiled, " + (
+        f"libsodium {_fast.sodium_version})"
+    )
 
 
 def test_share_dir_is_the_prefix_first(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from binascii import hexlify
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from auditd_py.chain import merkle
+from auditd_py.chain import merkle, speedups
 from auditd_py.chain.checkpoint import ZERO, Checkpoint
 from auditd_py.chain.encoding import (
     _CLOSE_NL,
@@ -67,6 +67,15 @@ def _unencodable(f: Fields, exc: FormatError) -> Fields:
     )
 
 
+def _encode(seq: int, epoch: int, f: Fields) -> bytes:
+    """A record body as :meth:`Sealer.seal_many` encodes it (for the compiled loop's
+    records that are not its common case)."""
+    try:
+        return encode_body(seq, epoch, f)
+    except FormatError as exc:  # attrs a source could not encode: keep the line
+        return encode_body(seq, epoch, _unencodable(f, exc))
+
+
 class Sealer:
     """Seals records into lines for one archive, one epoch at a time."""
 
@@ -100,8 +109,33 @@ class Sealer:
 
         Stops before a record whose time is ``>= deadline`` or when ``seq``
         reaches ``limit`` (the epoch is due: the caller ends it and calls again).
-        Returns (the lines, the index of the first record not sealed).
+        Returns (the lines, the index of the first record not sealed). The
+        compiled loop (:mod:`~auditd_py.chain.speedups`) seals the bodies when it
+        is active; :meth:`_seal_pure` is the reference it must equal byte for byte.
         """
+        loop = speedups.compiled()
+        if loop is None:
+            return self._seal_pure(batch, start, deadline, limit)
+        lines, i, self.link, self.mac = loop.seal_fields(
+            batch if type(batch) is list else list(batch),
+            start,
+            deadline,
+            limit if limit is not None else -1,
+            self.seq,
+            self.epoch,
+            self.link,
+            self.mac,
+            self._mac_key,
+            self.stack,
+            _encode,
+        )
+        self.seq += i - start
+        return lines, i
+
+    def _seal_pure(
+        self, batch: Sequence[Fields], start: int, deadline: int, limit: int | None
+    ) -> tuple[bytes, int]:
+        """:meth:`seal_many` in pure Python: the reference loop."""
         seq, epoch, link, mac = self.seq, self.epoch, self.link, self.mac
         stack = self.stack
         pop, push = stack.pop, stack.append

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import re
 from binascii import hexlify, unhexlify
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from hmac import compare_digest
 from typing import Any
 
-from auditd_py.chain import merkle
+from auditd_py.chain import merkle, speedups
 from auditd_py.chain.checkpoint import ZERO, Checkpoint
 from auditd_py.chain.checkpoint_chain import check_anchor, check_checkpoints
 from auditd_py.chain.deletions import DeletionHistory
@@ -44,6 +44,7 @@ from auditd_py.chain.verify_meta import Cut, MetaChecks, SegmentRead
 from auditd_py.errors import Failure, FormatError, IntegrityError
 
 _HEX32 = re.compile(r"[0-9a-f]{64}")
+_RUN = 4096  # lines handed to the compiled loop per call
 _META_MARK = b'"source":"' + META_SOURCE.encode() + b'",'
 
 
@@ -101,6 +102,30 @@ class Reached:
     """Checkpoints whose records were all accepted (their chain head and root matched)."""
     first_time: int | None
     last_time: int | None
+
+
+def _chunks(lines: Iterable[bytes]) -> Iterator[list[bytes]]:
+    """``lines`` in lists of up to ``_RUN`` lines.
+
+    When reading fails (a damaged compressed segment), the lines read before the
+    failure are checked first, as the line-by-line loop checks them, so that the
+    first failure reported is the same.
+    """
+    chunk: list[bytes] = []
+    add = chunk.append
+    try:
+        for raw in lines:
+            add(raw)
+            if len(chunk) == _RUN:
+                yield chunk
+                chunk = []
+                add = chunk.append
+    except Exception:
+        if chunk:
+            yield chunk
+        raise
+    if chunk:
+        yield chunk
 
 
 class Verifier(MetaChecks):
@@ -220,7 +245,18 @@ class Verifier(MetaChecks):
         """Check every line of the current segment; return (complete bytes, torn bytes).
 
         ``lines`` yields raw lines *with* their newline (a file opened ``rb``).
-        The checks are those of :meth:`record`. An ordinary data record takes a
+        The checks are those of :meth:`record`. Runs the compiled loop when it is
+        active (:mod:`~auditd_py.chain.speedups`), else :meth:`_records_pure`.
+        """
+        loop = speedups.compiled()
+        if loop is None:
+            return self._records_pure(lines, progress)
+        return _records_compiled(self, loop, lines, progress)
+
+    def _records_pure(
+        self, lines: Iterable[bytes], progress: Callable[[int], None] | None = None
+    ) -> tuple[int, int]:
+        """:meth:`records` in pure Python: the reference loop. An ordinary data record takes a
         fast path that keeps the chain in local variables and compares the whole
         stored seal suffix with the one the sealer would have written (which
         implies R1, R3 and R4 at once); the segment header, meta records, the
@@ -422,3 +458,58 @@ class Verifier(MetaChecks):
             first_time=scan_int(self._first_body, b"time") if self._first_body else None,
             last_time=scan_int(self._last_body, b"time") if self._last_body else None,
         )
+
+
+def _records_compiled(
+    v: Verifier,
+    loop: speedups.Loop,
+    lines: Iterable[bytes],
+    progress: Callable[[int], None] | None,
+) -> tuple[int, int]:
+    """:meth:`Verifier.records` with runs of ordinary data records checked by ``loop``.
+
+    The compiled loop accepts exactly the lines the fast path of
+    :meth:`Verifier._records_pure` accepts and stops at any other, which then goes
+    through :meth:`Verifier.record` (the reference, with its diagnostics); it also stops
+    at each checkpoint boundary so that R6 runs here.
+    """
+    seg = v._seg
+    assert seg is not None
+    size = 0
+    tick = 1 << 20
+    ncps = len(v.cps)
+    for chunk in _chunks(lines):
+        i, n = 0, len(chunk)
+        while i < n:
+            if (
+                seg.line
+                and (v.ci < ncps or v._unsealed_at is not None)
+                and len(v.stack) == v.seq.bit_count()
+            ):
+                j, seq, v.link, v.mac, done = loop.verify_run(
+                    chunk, i, v.seq, v.ci, v.link, v.mac,
+                    v._mac_key, v.stack, v._boundary,
+                )  # fmt: skip
+                if j > i:
+                    v.seq = seq
+                    seg.line += j - i
+                    size += done
+                    v._last_body = chunk[j - 1][: -SEAL_SUFFIX_LEN - 1]
+                    i = j
+                    if seq == v._boundary:
+                        try:
+                            v._close_epochs()  # R6
+                        except (IntegrityError, FormatError) as exc:
+                            v._locate(exc, seq - 1)
+                            raise
+                    continue
+            raw = chunk[i]  # the slow path: full checks and diagnostics
+            if raw[-1:] != b"\n":
+                return size, len(raw)
+            v.record(raw[:-1])
+            size += len(raw)
+            i += 1
+        if progress is not None and size >= tick:
+            progress(size)
+            tick = size + (1 << 20)
+    return size, 0

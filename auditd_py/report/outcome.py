@@ -197,7 +197,11 @@ def from_failures(
 
 
 def run(
-    archive: str, source: ArchiveSource, policy: VerifyPolicy, progress: Progress | None = None
+    archive: str,
+    source: ArchiveSource,
+    policy: VerifyPolicy,
+    progress: Progress | None = None,
+    jobs: int = 1,
 ) -> Outcome:
     """Verify, catching the failure: an :class:`Outcome` either way.
 
@@ -212,7 +216,7 @@ def run(
         clock.names = [n for n, _ in source.list_segments()]
 
     try:
-        res = verify(source, policy, clock.tick, begin)
+        res = verify(source, policy, clock.tick, begin, jobs=jobs)
     except (IntegrityError, FormatError) as exc:
         return from_failures(
             archive,

@@ -16,6 +16,7 @@ from typing import IO, Protocol
 
 from auditd_py.chain.checkpoint import Checkpoint
 from auditd_py.chain.verify import Report, Verifier
+from auditd_py.store.parallel import read_segments
 
 Progress = Callable[[int], None]
 
@@ -93,6 +94,7 @@ def verify(
     policy: VerifyPolicy,
     progress: Progress | None = None,
     started: Callable[[Verifier], None] | None = None,
+    jobs: int = 1,
 ) -> Verification:
     """Verify the archive ``source`` holds under ``policy``, streaming every segment once.
 
@@ -101,22 +103,31 @@ def verify(
     checkpoints whose records it does not hold yet: those are *pending*.
     ``started`` gets the verifier once the checkpoints passed, so that a caller
     can say how far it got when a later check fails (:meth:`Verifier.reached`).
+    ``jobs`` > 1 verifies segments in that many processes
+    (:mod:`~auditd_py.store.parallel`).
     """
     identity = source.read_identity()
     cps = source.read_checkpoints()
-    v = Verifier(
-        identity,
-        cps,
-        public_key=policy.public_key,
-        mac_key=policy.mac_key,
-        anchor=policy.anchor,
-        require_sealed=policy.require_sealed,
-        deletions=source.read_deletions(),
-    )
+    deletions = source.read_deletions()
+
+    def make() -> Verifier:
+        return Verifier(
+            identity,
+            cps,
+            public_key=policy.public_key,
+            mac_key=policy.mac_key,
+            anchor=policy.anchor,
+            require_sealed=policy.require_sealed,
+            deletions=deletions,
+        )
+
+    v = make()
     if started is not None:
         started(v)
     segs = source.list_segments()
-    for i, (name, ref) in enumerate(segs):
+    if jobs > 1 and len(segs) > 1:  # the same verdict and report, from several processes
+        read_segments(v, source, segs, make, jobs, progress)
+    for i, (name, ref) in enumerate(segs if jobs <= 1 or len(segs) <= 1 else ()):
         v.begin_segment(name)  # the logical name, which the header record carries
         with source.open_lines(ref) as fh:
             size, torn = v.records(fh, progress)

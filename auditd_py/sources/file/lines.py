@@ -56,7 +56,7 @@ def _whole_lines(
     for line in lines:
         if not t.splitting and len(line) <= maxlen:
             off += len(line) + 1
-            append(Fields(now, source, line, None, None, head + b"%d" % off + tail))
+            append(Fields(now, source, line, None, None, b"%b%d%b" % (head, off, tail)))
             continue
         if len(line) > maxlen:
             t.splitting = False
