@@ -37,7 +37,7 @@ from auditd_py.store.reader import (
     iter_records,
     latest_checkpoint,
 )
-from auditd_py.store.verification import VerifyPolicy, verify
+from auditd_py.store.verification import MaxAge, VerifyPolicy, verify
 from auditd_py.store.writer import ArchiveWriter, EpochPolicy, create_archive
 from auditd_py.units import DurationError, parse_duration
 
@@ -242,6 +242,7 @@ def cmd_verify_s3(a: argparse.Namespace) -> int:
             mac_key=mac_key,
             anchor=anchor,
             require_sealed=a.require_sealed,
+            max_age=_max_age(a),
         )
     except AuditdError as exc:
         if a.json:
@@ -257,6 +258,10 @@ def cmd_verify_s3(a: argparse.Namespace) -> int:
             f"has not uploaded yet (awaited since {_fmt_time(res.pending_since)})"
         )
     return 0
+
+
+def _max_age(a: argparse.Namespace) -> MaxAge | None:
+    return MaxAge(duration_arg(a.max_age), time.time_ns()) if a.max_age else None
 
 
 def cmd_verify(a: argparse.Namespace) -> int:
@@ -289,7 +294,7 @@ def cmd_verify(a: argparse.Namespace) -> int:
         bar, tick = _progress(layout, sys.stderr.isatty() and not a.json)
         if bar is not None:
             bar.start()
-        policy = VerifyPolicy(public_key, mac_key, anchor, a.require_sealed)
+        policy = VerifyPolicy(public_key, mac_key, anchor, a.require_sealed, _max_age(a))
         report = verify(LocalArchive(layout), policy, tick).report
     except AuditdError as exc:
         if a.json:  # the report on stdout, the one-line reason on stderr as always
@@ -724,6 +729,12 @@ def _archive_commands(sub: Any) -> None:
     )
     v.add_argument(
         "--require-sealed", action="store_true", help="fail on records after the last checkpoint"
+    )
+    v.add_argument(
+        "--max-age",
+        metavar="DURATION",
+        help="fail (stale) if the newest checkpoint ended longer ago (a live host checkpoints "
+        "every epoch, idle or not)",
     )
     v.add_argument("--json", action="store_true", help="print one JSON report")
     _s3_options(v)

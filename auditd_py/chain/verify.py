@@ -2,7 +2,8 @@
 
 Checks are numbered as in docs/FORMAT.md section "Verification":
 
-* C1–C8 run over the checkpoints before any record is read;
+* G1, C1–C8 and G2 run over the checkpoints before any record is read (the
+  genesis checkpoint exists and signs the identity file);
 * R1–R7 run for each record line, in order;
 * F1–F2 run at the end.
 
@@ -22,7 +23,11 @@ from typing import Any
 
 from auditd_py.chain import merkle
 from auditd_py.chain.checkpoint import ZERO, Checkpoint
-from auditd_py.chain.checkpoint_chain import check_anchor, check_checkpoints
+from auditd_py.chain.checkpoint_chain import (
+    check_anchor,
+    check_checkpoints,
+    check_identity_signed,
+)
 from auditd_py.chain.encoding import (
     _CLOSE_NL,
     _LEAF,
@@ -113,7 +118,8 @@ class Verifier(MetaChecks):
         self.require_sealed = require_sealed
         self._mac_key = mac_key
         self._mac = mac_state(mac_key) if mac_key is not None else None
-        self.cps = check_checkpoints(self.identity, checkpoints, public_key)  # C1–C8
+        self.cps = check_checkpoints(self.identity, checkpoints, public_key)  # G1, C1–C8
+        check_identity_signed(identity_bytes, self.cps[0], identity_file)  # G2
         self._cp_names = [n for n, _ in checkpoints]
         self.anchor_epoch = (
             check_anchor(self.identity, self.cps, self._cp_names, anchor)

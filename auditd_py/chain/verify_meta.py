@@ -106,7 +106,7 @@ class MetaChecks:
     def _check_header(self, line: bytes) -> None:
         seg = self._seg
         assert seg is not None
-        obj = parse_record(line)
+        obj = parse_record(line, strict=True)
         attrs = obj.get("attrs") if isinstance(obj.get("attrs"), dict) else {}
         assert isinstance(attrs, dict)
         if obj.get("source") != META_SOURCE or obj.get("event") != "segment.opened":
@@ -206,7 +206,7 @@ class MetaChecks:
         self._close_epochs()  # R6 at the cut, when an epoch ended exactly there
 
     def _check_meta(self, line: bytes, seg: SegmentRead) -> None:
-        obj = parse_record(line)
+        obj = parse_record(line, strict=True)
         event = obj.get("event")
         attrs = obj.get("attrs") if isinstance(obj.get("attrs"), dict) else {}
         assert isinstance(attrs, dict)

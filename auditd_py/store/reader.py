@@ -68,9 +68,11 @@ class LocalArchive:
         return self.layout.read_identity()
 
     def read_checkpoints(self) -> list[tuple[str, bytes]]:
+        _require_dir(self.layout.checkpoints, Failure.MISSING_GENESIS)
         return self.layout.checkpoint_files()
 
     def list_segments(self) -> list[tuple[str, str]]:
+        _require_dir(self.layout.segments, Failure.TRUNCATED)
         return [(name, str(path)) for name, path in self.layout.segment_files()]
 
     @contextmanager
@@ -78,6 +80,17 @@ class LocalArchive:
         path = Path(ref)
         with _open(path) as fh, _decompressing(path):
             yield fh
+
+
+def _require_dir(path: Path, what: Failure) -> None:
+    """A directory keygen created is gone although archive.json is there: removed
+    (docs/FORMAT.md 3), an integrity failure, not a usage error."""
+    if not path.is_dir():
+        raise IntegrityError(
+            f"the archive's {path.name}/ directory is missing: it was removed",
+            what=what,
+            file=f"{path.name}/",
+        )
 
 
 def verify_archive(

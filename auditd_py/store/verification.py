@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import IO, Protocol
 
 from auditd_py.chain.checkpoint import Checkpoint
+from auditd_py.chain.format import NS
 from auditd_py.chain.verify import Report, Verifier
+from auditd_py.errors import Failure, IntegrityError
 
 Progress = Callable[[int], None]
 
@@ -47,19 +49,42 @@ class ArchiveSource(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class MaxAge:
+    """S1 (docs/FORMAT.md 15.9): the newest checkpoint must have ended within
+    ``max_age_ns`` of ``now_ns`` (the verifier's clock, injected)."""
+
+    max_age_ns: int
+    now_ns: int
+
+    def stale(self, last_end: int | None) -> str | None:
+        """Why an archive whose newest checkpoint ended at ``last_end`` is stale, or None.
+
+        The one rule of ``verify --max-age`` and ``fleet verify --max-age``.
+        """
+        if last_end is None:
+            return "no checkpoint yet"
+        age = self.now_ns - last_end
+        if age > self.max_age_ns:
+            return f"last checkpoint {age // NS}s ago > {self.max_age_ns // NS}s"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class VerifyPolicy:
     """What a verification requires, besides the format's own checks.
 
     Key mode (``mac_key`` given: every record's MAC) or public-key mode (chain,
     Merkle roots and signatures from the public key alone); an ``anchor``
     checkpoint the archive must still hold byte for byte; ``require_sealed``:
-    no record after the last checkpoint.
+    no record after the last checkpoint; ``max_age``: the newest checkpoint is
+    recent (S1).
     """
 
     public_key: bytes
     mac_key: bytes | None = None
     anchor: bytes | None = None
     require_sealed: bool = False
+    max_age: MaxAge | None = None
 
     @property
     def mode(self) -> str:
@@ -113,9 +138,18 @@ def verify(
             progress(-1)
     pending = () if source.complete else tuple(v.pending)
     report = v.finish(partial=not source.complete)
+    last = v.cps[-1]  # G1: there is always the genesis checkpoint
+    if policy.max_age is not None and (why := policy.max_age.stale(last.end)):
+        raise IntegrityError(  # S1, after every other check passed
+            f"stale: {why} (--max-age): the host stopped checkpointing, or its newest "
+            "epochs were cut off or rolled back",
+            what=Failure.STALE,
+            file=cps[-1][0],
+            epoch=last.epoch,
+        )
     return Verification(
         report=report,
         pending=pending,
         pending_records=(pending[-1].seq_end - v.seq) if pending else 0,
-        last_checkpoint=Checkpoint.from_line(cps[-1][1]).end if cps else None,
+        last_checkpoint=last.end,
     )
