@@ -37,7 +37,7 @@ from auditd_py.store.reader import (
     iter_records,
     latest_checkpoint,
 )
-from auditd_py.store.verification import MaxAge, VerifyPolicy, verify
+from auditd_py.store.verification import MaxAge, Outcome, VerifyPolicy, check
 from auditd_py.store.writer import ArchiveWriter, EpochPolicy, create_archive
 from auditd_py.units import DurationError, parse_duration
 
@@ -227,8 +227,8 @@ def cmd_verify_s3(a: argparse.Namespace) -> int:
 
     url = a.archive
     try:
-        if a.anchor_from:
-            raise UsageError("--anchor-from checks a local archive against a bucket: give a DIR")
+        if a.anchor_from or a.all:
+            raise UsageError(f"--{'anchor-from' if a.anchor_from else 'all'} needs a DIR")
         loc = parse_url(url)
         public_key, mac_key, _ = _load_keys(a)
         try:
@@ -295,7 +295,13 @@ def cmd_verify(a: argparse.Namespace) -> int:
         if bar is not None:
             bar.start()
         policy = VerifyPolicy(public_key, mac_key, anchor, a.require_sealed, _max_age(a))
-        report = verify(LocalArchive(layout), policy, tick).report
+        out = check(LocalArchive(layout), policy, tick, keep_going=a.all)
+        if a.all and out.failures:
+            return _print_failures(layout, out, a.json)
+        if out.failures:
+            raise out.failures[0]
+        assert out.verification is not None
+        report = out.verification.report
     except AuditdError as exc:
         if a.json:  # the report on stdout, the one-line reason on stderr as always
             doc = {"ok": False, "archive_dir": str(layout.root), **exc.diagnostics()}
@@ -310,6 +316,19 @@ def cmd_verify(a: argparse.Namespace) -> int:
     else:
         _print_report(layout, report)
     return 0
+
+
+def _print_failures(layout: Layout, out: Outcome, as_json: bool) -> int:
+    """``verify --all`` found several failures: each on its own line (and in ``--json``)."""
+    if as_json:
+        first = out.failures[0].diagnostics()
+        doc = {"ok": False, "archive_dir": str(layout.root), **first}
+        doc["failures"] = [e.diagnostics() for e in out.failures]
+        doc["verified"] = out.verified.as_dict() if out.verified else None
+        print(orjson.dumps(doc).decode())
+    for exc in out.failures:
+        print(f"auditd-py: integrity failure: {exc}", file=sys.stderr)
+    return 1
 
 
 def _print_report(layout: Layout | str, r: Report) -> None:
@@ -736,6 +755,7 @@ def _archive_commands(sub: Any) -> None:
         help="fail (stale) if the newest checkpoint ended longer ago (a live host checkpoints "
         "every epoch, idle or not)",
     )
+    v.add_argument("--all", action="store_true", help="go on after a failure; list each one")
     v.add_argument("--json", action="store_true", help="print one JSON report")
     _s3_options(v)
     v.set_defaults(func=cmd_verify)

@@ -674,6 +674,69 @@ def test_damaged_compressed_segment(retained: Archive, damage: Callable[[bytes],
     expect_detected(retained, "format", file="segments/seg-0000000001.jsonl.zst")
 
 
+# =============================================================== verify --all
+
+
+def _all_failures(arc: Archive, mode: str) -> list[dict[str, object]]:
+    r = arc.verify(mode, "--json", "--all")
+    assert r.code == 1, str(r)
+    rep = r.report()
+    assert rep["ok"] is False and rep["failures"][0]["what"] == rep["what"], rep
+    plain = arc.verify(mode, "--all")
+    assert plain.code == 1 and plain.out == b"" and "Traceback" not in plain.err
+    assert len(plain.err.splitlines()) == len(rep["failures"]), plain
+    failures: list[dict[str, object]] = rep["failures"]
+    return failures
+
+
+def _where(failures: list[dict[str, object]]) -> list[tuple[object, ...]]:
+    return [(f.get("what"), f.get("file"), f.get("line")) for f in failures]
+
+
+def test_all_lists_a_failure_in_each_segment(arc: Archive) -> None:
+    # FORMAT.md 15.11: after a failure, the next segment resumes from its header.
+    arc.edit_line(0, 3, lambda b: b.replace(b'"s0 line1"', b'"s0 LINE1"'))
+    arc.edit_line(2, 4, lambda b: b.replace(b'"s2 line2"', b'"s2 LINE2"'))
+    assert arc.verify("key", "--json").report()["file"] == seg_ref(0)  # without: the first
+    for mode in MODES:
+        assert _where(_all_failures(arc, mode)) == [
+            ("broken_link", seg_ref(0), 3),
+            ("broken_link", seg_ref(2), 4),
+        ]
+
+
+def test_all_goes_on_after_a_checkpoint_to_the_records(arc: Archive) -> None:
+    # An edited checkpoint (C5, and C6 at the next one), then a record edit: both are
+    # listed. With a checkpoint deleted too (C2), records cannot be placed in epochs
+    # any more: the walk over the records is left out (FORMAT.md 15.11).
+    arc.edit_checkpoint(4, CHECKPOINT_EDITS["end"])
+    arc.edit_line(2, 4, lambda b: b.replace(b'"s2 line2"', b'"s2 LINE2"'))
+    failures = _all_failures(arc, "public-key")
+    assert _where(failures) == [
+        ("bad_signature", cp_ref(4), None),
+        ("checkpoint_link", cp_ref(5), None),  # its prev is the digest before the edit
+        ("broken_link", seg_ref(2), 4),
+    ]
+    arc.checkpoint(7).unlink()
+    assert [f.get("what") for f in _all_failures(arc, "public-key")] == [
+        "bad_signature",
+        "checkpoint_link",
+        "missing_checkpoint",
+    ]
+
+
+def test_all_on_an_intact_archive(arc: Archive) -> None:
+    for mode in MODES:
+        assert arc.verify_ok(mode, "--all", "--require-sealed")["records"] == RECORDS
+
+
+def test_all_reports_the_final_checks_too(arc: Archive) -> None:
+    arc.edit_line(0, 3, lambda b: b.replace(b'"s0 line1"', b'"s0 LINE1"'))
+    crash_with_unsealed_tail(arc, [b"unsealed"])
+    failures = arc.verify("key", "--json", "--all", "--require-sealed").report()["failures"]
+    assert [f["what"] for f in failures] == ["broken_link", "unsealed_tail"]
+
+
 # =============================================================== forward security
 
 

@@ -18,11 +18,24 @@ from auditd_py.errors import Failure, FormatError, IntegrityError
 GENESIS_FILE = "checkpoints/cp-0000000000.json"
 
 
+Failures = list[IntegrityError | FormatError]
+"""Where ``verify --all`` collects failures instead of stopping at the first."""
+
+
 def check_checkpoints(
-    identity: Identity, items: Sequence[tuple[str, bytes]], public_key: bytes
+    identity: Identity,
+    items: Sequence[tuple[str, bytes]],
+    public_key: bytes,
+    failures: Failures | None = None,
 ) -> list[Checkpoint]:
     """G1, C1–C8: the checkpoints, in order, form one signed chain from ``public_key``,
-    starting with the genesis checkpoint."""
+    starting with the genesis checkpoint.
+
+    With ``failures`` (``verify --all``), a checkpoint that fails is recorded there
+    and the next one is checked against it as stored (so one edit is one failure,
+    plus what it breaks in its successor); one that cannot be parsed (C1) is left
+    out. Without any checkpoint nothing can be checked: that raises.
+    """
     if not items:  # G1: keygen wrote checkpoint 0; without it the archive was wiped
         raise IntegrityError(
             "the archive has no genesis checkpoint (no checkpoint at all): its checkpoints "
@@ -34,12 +47,29 @@ def check_checkpoints(
     pk = public_key
     prev: Checkpoint | None = None
     for name, line in items:
-        cp = Checkpoint.from_line(line, file=name)  # C1: well-formed, canonical
-        _check_genesis(name, cp, len(cps))  # G1
-        _check_next(identity, name, cp, len(cps), prev, pk)
+        try:
+            cp = Checkpoint.from_line(line, file=name)  # C1: well-formed, canonical
+        except FormatError as exc:
+            if failures is None:
+                raise
+            failures.append(exc)
+            continue
+        try:
+            _check_genesis(name, cp, len(cps))  # G1
+            _check_next(identity, name, cp, prev.epoch + 1 if prev else 0, prev, pk)
+        except (IntegrityError, FormatError) as exc:
+            if failures is None:
+                raise
+            failures.append(exc)
         cps.append(cp)
         pk = cp.next_public_key
         prev = cp
+    if not cps:  # every one failed C1 (--all): nothing to check the records against
+        raise IntegrityError(
+            "no checkpoint can be read, the genesis checkpoint included",
+            what=Failure.MISSING_GENESIS,
+            file=GENESIS_FILE,
+        )
     return cps
 
 

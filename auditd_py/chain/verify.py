@@ -24,6 +24,7 @@ from typing import Any
 from auditd_py.chain import merkle
 from auditd_py.chain.checkpoint import ZERO, Checkpoint
 from auditd_py.chain.checkpoint_chain import (
+    Failures,
     check_anchor,
     check_checkpoints,
     check_identity_signed,
@@ -91,6 +92,30 @@ class Report:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Extent:
+    """How far a verification got, also when it failed: what was checked."""
+
+    records: int
+    """Records read and accepted (from the first present), up to where the walk stopped."""
+    segments: int
+    """Segments begun."""
+    epochs: int
+    """Checkpoints whose records were matched (R6), the genesis included."""
+    first_time: int | None
+    last_time: int | None
+    """``time`` (ns) of the first and the last record accepted."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "records": self.records,
+            "segments": self.segments,
+            "epochs": self.epochs,
+            "first_time": self.first_time,
+            "last_time": self.last_time,
+        }
+
+
 class Verifier(MetaChecks):
     """Feed it checkpoints at construction, then every segment's lines in order."""
 
@@ -104,7 +129,15 @@ class Verifier(MetaChecks):
         anchor: bytes | None = None,
         require_sealed: bool = False,
         identity_file: str = "archive.json",
+        failures: Failures | None = None,
     ) -> None:
+        """Run the identity, checkpoint (G1, C1–C8, G2) and anchor checks.
+
+        ``failures`` (``verify --all``): failures of the checkpoint and anchor
+        checks are appended there instead of raised (identity failures still
+        raise: nothing can be checked against an unknown identity), and so are
+        those of the record walk when the driver keeps going (:meth:`lost_sync`).
+        """
         self.identity = Identity.from_bytes(identity_bytes, file=identity_file)
         if not same(self.identity.public_key, public_key):
             raise IntegrityError(
@@ -118,14 +151,18 @@ class Verifier(MetaChecks):
         self.require_sealed = require_sealed
         self._mac_key = mac_key
         self._mac = mac_state(mac_key) if mac_key is not None else None
-        self.cps = check_checkpoints(self.identity, checkpoints, public_key)  # G1, C1–C8
-        check_identity_signed(identity_bytes, self.cps[0], identity_file)  # G2
+        self.failures = failures
+        self.cps = check_checkpoints(self.identity, checkpoints, public_key, failures)  # G1, C1–8
         self._cp_names = [n for n, _ in checkpoints]
-        self.anchor_epoch = (
-            check_anchor(self.identity, self.cps, self._cp_names, anchor)
-            if anchor is not None
-            else None
-        )
+        self.anchor_epoch: int | None = None
+        try:
+            check_identity_signed(identity_bytes, self.cps[0], identity_file)  # G2
+            if anchor is not None:
+                self.anchor_epoch = check_anchor(self.identity, self.cps, self._cp_names, anchor)
+        except (IntegrityError, FormatError) as exc:
+            if failures is None:
+                raise
+            failures.append(exc)
         self.seq = 0
         self.link = genesis_link(identity_bytes)
         self.mac = ZERO
@@ -143,9 +180,29 @@ class Verifier(MetaChecks):
         self._cut = None
         self._cut_accounted = False
         self.retention: list[dict[str, Any]] = []
+        self._resync = False
+        self._skipped = False
+        self.in_sync = True
+        """False after a failure in a segment (``--all``) until a header resynchronises."""
         self._close_epochs()
 
     # ------------------------------------------------------------ epochs
+
+    @property
+    def walkable(self) -> bool:
+        """The checkpoints are epochs 0, 1, … in order: records can be matched to them
+        (false only with ``failures``, after a checkpoint was missing or unreadable)."""
+        return all(cp.epoch == i for i, cp in enumerate(self.cps))
+
+    def lost_sync(self, exc: IntegrityError | FormatError) -> None:
+        """``--all``: record ``exc``, a failure in the current segment, and pass over the
+        rest of it; the next segment's header says where the chain resumes (R5')."""
+        assert self.failures is not None
+        self.failures.append(exc)
+        self._seg = None
+        self._resync = True
+        self.in_sync = False
+        self._skipped = True
 
     def begin_segment(self, name: str) -> None:
         self._seg = SegmentRead(name, first_seq=self.seq)
@@ -333,6 +390,26 @@ class Verifier(MetaChecks):
 
     # ------------------------------------------------------------ end
 
+    def checkpoint_name(self, i: int) -> str:
+        """The file of checkpoint ``i`` (``checkpoints/cp-….json``)."""
+        return self._cp_names[i]
+
+    def fail(self, exc: IntegrityError) -> None:
+        """Raise ``exc``, or with ``failures`` (``--all``) record it and go on."""
+        if self.failures is None:
+            raise exc
+        self.failures.append(exc)
+
+    def extent(self) -> Extent:
+        """What this verification has checked so far (for a report on failure)."""
+        return Extent(
+            records=self.seq - self.first_seq,
+            segments=len(self.segments),
+            epochs=self.ci,
+            first_time=scan_int(self._first_body, b"time") if self._first_body else None,
+            last_time=scan_int(self._last_body, b"time") if self._last_body else None,
+        )
+
     @property
     def pending(self) -> Sequence[Checkpoint]:
         """Checkpoints (checked, C1–C8) that cover records not fed yet."""
@@ -344,34 +421,40 @@ class Verifier(MetaChecks):
         not applied to them and the records after the last covered checkpoint
         count as unsealed (F2)."""
         cut = self._cut
-        if cut is not None and not self._cut_accounted:  # F3: a gap only by retention
-            raise IntegrityError(
-                f"records 0..{cut.seq - 1} are missing (the archive starts after "
-                f"{cut.prev_segment}) and no sealed retention record accounts for them: "
-                "segments were deleted outside the retention policy",
-                what=Failure.MISSING_SEGMENT,
-                field="attrs.prev_segment",
-                **cut.where,
+        if cut is not None and not self._cut_accounted and not self._skipped:  # F3
+            self.fail(
+                IntegrityError(
+                    f"records 0..{cut.seq - 1} are missing (the archive starts after "
+                    f"{cut.prev_segment}) and no sealed retention record accounts for them: "
+                    "segments were deleted outside the retention policy",
+                    what=Failure.MISSING_SEGMENT,
+                    field="attrs.prev_segment",
+                    **cut.where,
+                )
             )
-        if self.ci < len(self.cps) and not partial:  # F1: every checkpointed record is present
+        if self.ci < len(self.cps) and not partial and self.in_sync:  # F1: all records present
             cp = self.cps[self.ci]
-            raise IntegrityError(
-                f"archive truncated: checkpoint {cp.epoch} covers records up to seq "
-                f"{cp.seq_end - 1}, but the records end at seq {self.seq - 1}",
-                what=Failure.TRUNCATED,
-                file=self._cp_names[self.ci],
-                epoch=cp.epoch,
-                seq=self.seq,
+            self.fail(
+                IntegrityError(
+                    f"archive truncated: checkpoint {cp.epoch} covers records up to seq "
+                    f"{cp.seq_end - 1}, but the records end at seq {self.seq - 1}",
+                    what=Failure.TRUNCATED,
+                    file=self._cp_names[self.ci],
+                    epoch=cp.epoch,
+                    seq=self.seq,
+                )
             )
         covered = self.cps[: self.ci] if partial else self.cps
         sealed = covered[-1].seq_end if covered else 0
         unsealed = self.seq - sealed
         if unsealed and self.require_sealed:  # F2: nothing after the last checkpoint
-            raise IntegrityError(
-                f"{unsealed} record(s) after the last checkpoint are not sealed by a signature",
-                what=Failure.UNSEALED_TAIL,
-                seq=sealed,
-                **(self._unsealed_at or {}),
+            self.fail(
+                IntegrityError(
+                    f"{unsealed} record(s) after the last checkpoint are not sealed by a signature",
+                    what=Failure.UNSEALED_TAIL,
+                    seq=sealed,
+                    **(self._unsealed_at or {}),
+                )
             )
         first = scan_int(self._first_body, b"time") if self._first_body else None
         last = scan_int(self._last_body, b"time") if self._last_body else None

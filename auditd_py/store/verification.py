@@ -16,8 +16,8 @@ from typing import IO, Protocol
 
 from auditd_py.chain.checkpoint import Checkpoint
 from auditd_py.chain.format import NS
-from auditd_py.chain.verify import Report, Verifier
-from auditd_py.errors import Failure, IntegrityError
+from auditd_py.chain.verify import Extent, Report, Verifier
+from auditd_py.errors import Failure, FormatError, IntegrityError
 
 Progress = Callable[[int], None]
 
@@ -109,6 +109,31 @@ class Verification:
         return self.pending[0].end if self.pending else None
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a verification found, pass or fail: the object every output renders.
+
+    ``failures``: what failed, in the order found; each an
+    :class:`~auditd_py.errors.IntegrityError` or
+    :class:`~auditd_py.errors.FormatError` whose ``where`` holds ``what`` (the
+    README's code, :class:`~auditd_py.errors.Failure`; a FormatError outside a
+    record line has none: report it as ``format``) and, where known, ``file``,
+    ``line``, ``seq``, ``epoch``, ``field``; ``diagnostics()`` is its JSON form.
+    Empty: intact. One failure unless the verification kept going (``--all``).
+    ``verified``: how far the walk got (records, segments, epochs, time range).
+    ``verification``: the full result, when intact.
+    """
+
+    failures: tuple[IntegrityError | FormatError, ...]
+    verified: Extent | None
+    """None when the identity or every checkpoint failed (nothing was walked)."""
+    verification: Verification | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
 def verify(
     source: ArchiveSource, policy: VerifyPolicy, progress: Progress | None = None
 ) -> Verification:
@@ -117,7 +142,49 @@ def verify(
     ``progress`` gets the bytes done in the current segment, and ``-1`` after each.
     An incomplete source is checked like a complete one except F1 for the
     checkpoints whose records it does not hold yet: those are *pending*.
+    Raises the first failure (see :func:`check` for all of them).
     """
+    out = check(source, policy, progress)
+    if out.failures:
+        raise out.failures[0]
+    assert out.verification is not None
+    return out.verification
+
+
+def check(
+    source: ArchiveSource,
+    policy: VerifyPolicy,
+    progress: Progress | None = None,
+    *,
+    keep_going: bool = False,
+) -> Outcome:
+    """:func:`verify`, returning the failures instead of raising them.
+
+    ``keep_going`` (``verify --all``, docs/FORMAT.md 15.11): after a failure go on
+    where the rest can still be checked: the next checkpoint, the next segment
+    (from what its header states), the final checks. Errors that are not about
+    the archive's bytes (unreadable files, usage) still raise.
+    """
+    failures: list[IntegrityError | FormatError] = []
+    v: Verifier | None = None
+    try:
+        v = _walk(source, policy, progress, failures if keep_going else None)
+        res = _finish(v, source, policy)
+    except (IntegrityError, FormatError) as exc:
+        failures.append(exc)
+        return Outcome(tuple(failures), v.extent() if v is not None else None)
+    if failures:
+        return Outcome(tuple(failures), v.extent())
+    return Outcome((), v.extent(), res)
+
+
+def _walk(
+    source: ArchiveSource,
+    policy: VerifyPolicy,
+    progress: Progress | None,
+    failures: list[IntegrityError | FormatError] | None,
+) -> Verifier:
+    """The checkpoint checks, then every segment once; ``failures``: keep going."""
     identity = source.read_identity()
     cps = source.read_checkpoints()
     v = Verifier(
@@ -127,25 +194,40 @@ def verify(
         mac_key=policy.mac_key,
         anchor=policy.anchor,
         require_sealed=policy.require_sealed,
+        failures=failures,
     )
+    if not v.walkable:  # --all: a checkpoint is missing or unreadable; records cannot be placed
+        return v
     segs = source.list_segments()
     for i, (name, ref) in enumerate(segs):
         v.begin_segment(name)  # the logical name, which the header record carries
-        with source.open_lines(ref) as fh:
-            size, torn = v.records(fh, progress)
-        v.end_segment(size, torn, last=i == len(segs) - 1)
+        try:
+            with source.open_lines(ref) as fh:
+                size, torn = v.records(fh, progress)
+            v.end_segment(size, torn, last=i == len(segs) - 1)
+        except (IntegrityError, FormatError) as exc:
+            if failures is None:
+                raise
+            v.lost_sync(exc)  # --all: on to the next segment
         if progress is not None:
             progress(-1)
-    pending = () if source.complete else tuple(v.pending)
-    report = v.finish(partial=not source.complete)
+    return v
+
+
+def _finish(v: Verifier, source: ArchiveSource, policy: VerifyPolicy) -> Verification:
+    """F3, F1, F2 and S1; the result."""
+    pending = () if source.complete or not v.walkable else tuple(v.pending)
+    report = v.finish(partial=not source.complete or not v.walkable)
     last = v.cps[-1]  # G1: there is always the genesis checkpoint
     if policy.max_age is not None and (why := policy.max_age.stale(last.end)):
-        raise IntegrityError(  # S1, after every other check passed
-            f"stale: {why} (--max-age): the host stopped checkpointing, or its newest "
-            "epochs were cut off or rolled back",
-            what=Failure.STALE,
-            file=cps[-1][0],
-            epoch=last.epoch,
+        v.fail(  # S1, after every other check
+            IntegrityError(
+                f"stale: {why} (--max-age): the host stopped checkpointing, or its newest "
+                "epochs were cut off or rolled back",
+                what=Failure.STALE,
+                file=v.checkpoint_name(len(v.cps) - 1),
+                epoch=last.epoch,
+            )
         )
     return Verification(
         report=report,
