@@ -891,7 +891,9 @@ def _unzstd(data: bytes) -> bytes:
 
 def check_proof(proof: dict[str, Any], public_key: bytes) -> int:
     """Check an inclusion proof with the public key; return the epoch that signs it."""
-    if proof.get("type") != "auditd-py.inclusion-proof" or proof.get("v") != 1:
+    if proof.get("type") != "auditd-py.inclusion-proof" or type(proof.get("v")) is not int:
+        raise VerificationError("P", "not an inclusion proof")
+    if proof["v"] != 1:
         raise VerificationError("P", "not a version-1 inclusion proof")
     seq, size = proof["seq"], proof["tree_size"]
     expected_key = public_key

@@ -1244,3 +1244,10 @@ def test_unsealed_meta_record_that_is_not_strict_json_fails_both(copy: Path, att
     with pytest.raises(iv.VerificationError) as ind:
         iv.verify(copy, _key_file("public-key"))
     assert (ind.value.check, ind.value.what) == ("R7", "format")
+
+
+@pytest.mark.parametrize("v", [True, 1.0, 2])
+def test_proof_version_must_be_the_integer_1(v: object) -> None:
+    proof = json.loads((BASIC / "proofs" / f"seq-{generate.PROOF_SEQ}.json").read_bytes())
+    proof["v"] = v
+    _both_reject_proof(proof)

@@ -117,29 +117,37 @@ class _ZstdFrames(io.RawIOBase):
         self._raw, self._name = raw, name
         self._dec: Any = None
         self._out = b""
+        self._pos = 0
         self._done = False
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b: Any) -> int:
-        while not self._out and not self._done:
-            data = self._raw.read(self._IN)
-            if not data:
-                if self._dec is not None:
-                    raise EOFError(f"{self._name} ends inside a zstd frame (truncated)")
-                self._done = True
-            while data:
-                if self._dec is None:
-                    self._dec = zstandard.ZstdDecompressor().decompressobj()
-                self._out += self._dec.decompress(data)
-                data = b""
-                if self._dec.eof:
-                    data, self._dec = self._dec.unused_data, None
-        n = min(len(b), len(self._out))
-        b[:n] = self._out[:n]
-        self._out = self._out[n:]
+        while self._pos == len(self._out) and not self._done:
+            self._out, self._pos = self._fill(), 0
+        n = min(len(b), len(self._out) - self._pos)
+        b[:n] = self._out[self._pos : self._pos + n]
+        self._pos += n
         return n
+
+    def _fill(self) -> bytes:
+        """The output of the next piece of input (possibly empty), frame by frame."""
+        data = self._raw.read(self._IN)
+        if not data:
+            if self._dec is not None:
+                raise EOFError(f"{self._name} ends inside a zstd frame (truncated)")
+            self._done = True
+            return b""
+        out = []
+        while data:
+            if self._dec is None:
+                self._dec = zstandard.ZstdDecompressor().decompressobj()
+            out.append(self._dec.decompress(data))
+            data = b""
+            if self._dec.eof:
+                data, self._dec = self._dec.unused_data, None
+        return b"".join(out)
 
     def close(self) -> None:
         self._raw.close()

@@ -224,8 +224,10 @@ def check_proof(proof: dict[str, Any], public_key: bytes) -> dict[str, Any]:
         cp_lines = [str(c).encode("utf-8") for c in proof["checkpoints"]]
     except (KeyError, TypeError, ValueError) as exc:
         raise ProofError(f"malformed proof: {exc}") from exc
-    if proof.get("type") != "auditd-py.inclusion-proof":
+    if proof.get("type") != "auditd-py.inclusion-proof" or type(proof.get("v")) is not int:
         raise ProofError("not an auditd-py inclusion proof")
+    if proof["v"] != 1:
+        raise ProofError(f"unsupported inclusion proof version {proof['v']!r}")
     pk = public_key
     cps: list[Checkpoint] = []
     for i, line in enumerate(cp_lines):
