@@ -9,7 +9,7 @@ import pytest
 from auditd_py.chain.format import NS
 from auditd_py.errors import Failure, IntegrityError
 from auditd_py.store.reader import LocalArchive
-from auditd_py.store.verification import ArchiveSource, MaxAge, VerifyPolicy, verify
+from auditd_py.store.verification import ArchiveSource, MaxAge, VerifyPolicy, check, verify
 from tests.support.archive import Arc
 
 
@@ -87,3 +87,30 @@ def test_max_age_is_one_rule_for_verify_and_fleet() -> None:
     assert rule.stale(940 * NS) is None
     assert rule.stale(939 * NS) == "last checkpoint 61s ago > 60s"
     assert rule.stale(None) == "no checkpoint yet"
+
+
+def test_check_returns_every_failure_and_how_far_it_got(tmp_path: Path) -> None:
+    """The Outcome the output formats render: failures with codes, and the extent."""
+    arc = two_writers(tmp_path)
+    policy = VerifyPolicy(arc.pk.public_key)
+    ok = check(LocalArchive(arc.layout), policy)
+    assert ok.ok and ok.verification is not None and ok.verified is not None
+    assert (ok.verified.records, ok.verified.segments, ok.verified.epochs) == (6, 2, 3)
+    for seg in arc.segment_paths():  # one edit in each segment's second record
+        lines = seg.read_bytes().split(b"\n")
+        lines[1] = lines[1].replace(b'"message":"', b'"message":"X', 1)
+        seg.write_bytes(b"\n".join(lines))
+    first = check(LocalArchive(arc.layout), policy)
+    assert [f.where["what"] for f in first.failures] == [Failure.BROKEN_LINK]
+    assert first.verified is not None and first.verified.records == 1  # the header only
+    every = check(LocalArchive(arc.layout), policy, keep_going=True)
+    assert [(f.where["what"], f.where["file"]) for f in every.failures] == [
+        (Failure.BROKEN_LINK, "segments/seg-0000000000.jsonl"),
+        (Failure.BROKEN_LINK, "segments/seg-0000000001.jsonl"),
+    ]
+    doc = every.as_dict()
+    assert doc["ok"] is False and doc["what"] == "broken_link" and len(doc["failures"]) == 2
+    assert doc["verified"]["segments"] == 2
+    with pytest.raises(IntegrityError) as exc:
+        verify(LocalArchive(arc.layout), policy)
+    assert exc.value is not first.failures[0] and exc.value.where == first.failures[0].where

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from auditd_py.chain.checkpoint import Checkpoint
 from auditd_py.chain.format import NS
@@ -133,6 +133,20 @@ class Outcome:
     def ok(self) -> bool:
         return not self.failures
 
+    def as_dict(self) -> dict[str, Any]:
+        """``ok``; the first failure's diagnostics at the top (as without ``--all``);
+        ``failures``: every one's; ``verified``: :meth:`Extent.as_dict`; the report
+        when intact."""
+        first = self.failures[0].diagnostics() if self.failures else {}
+        report = self.verification.report.as_dict() if self.verification else {}
+        return {
+            "ok": self.ok,
+            **first,
+            **report,
+            "failures": [e.diagnostics() for e in self.failures],
+            "verified": self.verified.as_dict() if self.verified else None,
+        }
+
 
 def verify(
     source: ArchiveSource, policy: VerifyPolicy, progress: Progress | None = None
@@ -168,7 +182,8 @@ def check(
     failures: list[IntegrityError | FormatError] = []
     v: Verifier | None = None
     try:
-        v = _walk(source, policy, progress, failures if keep_going else None)
+        v = _verifier(source, policy, failures if keep_going else None)
+        _walk(v, source, progress)
         res = _finish(v, source, policy)
     except (IntegrityError, FormatError) as exc:
         failures.append(exc)
@@ -178,13 +193,10 @@ def check(
     return Outcome((), v.extent(), res)
 
 
-def _walk(
-    source: ArchiveSource,
-    policy: VerifyPolicy,
-    progress: Progress | None,
-    failures: list[IntegrityError | FormatError] | None,
+def _verifier(
+    source: ArchiveSource, policy: VerifyPolicy, failures: list[IntegrityError | FormatError] | None
 ) -> Verifier:
-    """The checkpoint checks, then every segment once; ``failures``: keep going."""
+    """The identity, checkpoint and anchor checks; ``failures``: keep going."""
     identity = source.read_identity()
     cps = source.read_checkpoints()
     v = Verifier(
@@ -196,8 +208,13 @@ def _walk(
         require_sealed=policy.require_sealed,
         failures=failures,
     )
+    return v
+
+
+def _walk(v: Verifier, source: ArchiveSource, progress: Progress | None) -> None:
+    """Every segment once; with ``v.failures``, on to the next after a failure."""
     if not v.walkable:  # --all: a checkpoint is missing or unreadable; records cannot be placed
-        return v
+        return
     segs = source.list_segments()
     for i, (name, ref) in enumerate(segs):
         v.begin_segment(name)  # the logical name, which the header record carries
@@ -206,12 +223,11 @@ def _walk(
                 size, torn = v.records(fh, progress)
             v.end_segment(size, torn, last=i == len(segs) - 1)
         except (IntegrityError, FormatError) as exc:
-            if failures is None:
+            if v.failures is None:
                 raise
             v.lost_sync(exc)  # --all: on to the next segment
         if progress is not None:
             progress(-1)
-    return v
 
 
 def _finish(v: Verifier, source: ArchiveSource, policy: VerifyPolicy) -> Verification:
