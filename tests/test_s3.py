@@ -396,6 +396,11 @@ def test_verify_s3_with_both_keys_and_tampered_copies(weed: Weed, tmp_path: Path
         assert r.returncode == 0, r.stderr
         out = r.stdout.decode()
         assert f"{url}: intact" in out and "pending: 2 checkpointed record(s)" in out
+        # S1 on the bucket's newest checkpoint, the rule fleet verify applies too
+        r = cli(weed, "verify", url, flag, key, "--max-age", "3650d")
+        assert r.returncode == 0, r.stderr
+        r = cli(weed, "verify", url, flag, key, "--max-age", "1ms", "--json")
+        assert r.returncode == 1 and orjson.loads(r.stdout)["what"] == "stale", r.stderr
 
     # copies in a bucket without lock, tampered with
     s3 = weed.client()
