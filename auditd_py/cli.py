@@ -22,7 +22,7 @@ from typing import IO, Any, NoReturn
 import orjson
 
 from auditd_py import __version__, control, early
-from auditd_py.chain.encoding import META_SOURCE, Fields, format_ts, record_bytes
+from auditd_py.chain.encoding import META_SOURCE, Fields, format_ts, loads_strict, record_bytes
 from auditd_py.chain.format import NS
 from auditd_py.chain.keys import PublicKey, VerifyKey
 from auditd_py.chain.verify import Report
@@ -499,8 +499,8 @@ def cmd_check_proof(a: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot read proof: {exc.strerror}", file=a.proof) from exc
     try:
-        proof = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        proof = loads_strict(raw)  # FORMAT.md 1: no duplicate keys either
+    except ValueError as exc:
         raise UsageError(f"proof is not JSON: {exc}", file=a.proof) from exc
     if not isinstance(proof, dict):
         raise UsageError("proof is not a JSON object", file=a.proof)
