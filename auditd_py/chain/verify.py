@@ -45,6 +45,7 @@ from auditd_py.chain.encoding import (
 from auditd_py.chain.identity import Identity
 from auditd_py.chain.keys import same
 from auditd_py.chain.link import check_record
+from auditd_py.chain.verify_all import KeepGoing
 from auditd_py.chain.verify_meta import MetaChecks, SegmentRead
 from auditd_py.errors import Failure, FormatError, IntegrityError
 
@@ -92,31 +93,7 @@ class Report:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Extent:
-    """How far a verification got, also when it failed: what was checked."""
-
-    records: int
-    """Records read and accepted (from the first present), up to where the walk stopped."""
-    segments: int
-    """Segments begun."""
-    epochs: int
-    """Checkpoints whose records were matched (R6), the genesis included."""
-    first_time: int | None
-    last_time: int | None
-    """``time`` (ns) of the first and the last record accepted."""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "records": self.records,
-            "segments": self.segments,
-            "epochs": self.epochs,
-            "first_time": self.first_time,
-            "last_time": self.last_time,
-        }
-
-
-class Verifier(MetaChecks):
+class Verifier(KeepGoing, MetaChecks):
     """Feed it checkpoints at construction, then every segment's lines in order."""
 
     def __init__(
@@ -131,13 +108,8 @@ class Verifier(MetaChecks):
         identity_file: str = "archive.json",
         failures: Failures | None = None,
     ) -> None:
-        """Run the identity, checkpoint (G1, C1–C8, G2) and anchor checks.
-
-        ``failures`` (``verify --all``): failures of the checkpoint and anchor
-        checks are appended there instead of raised (identity failures still
-        raise: nothing can be checked against an unknown identity), and so are
-        those of the record walk when the driver keeps going (:meth:`lost_sync`).
-        """
+        """The identity, checkpoint (G1, C1–C8, G2) and anchor checks; ``failures``:
+        ``verify --all`` (:class:`~auditd_py.chain.verify_all.KeepGoing`)."""
         self.identity = Identity.from_bytes(identity_bytes, file=identity_file)
         if not same(self.identity.public_key, public_key):
             raise IntegrityError(
@@ -154,15 +126,12 @@ class Verifier(MetaChecks):
         self.failures = failures
         self.cps = check_checkpoints(self.identity, checkpoints, public_key, failures)  # G1, C1–8
         self._cp_names = [n for n, _ in checkpoints]
-        self.anchor_epoch: int | None = None
-        try:
-            check_identity_signed(identity_bytes, self.cps[0], identity_file)  # G2
-            if anchor is not None:
-                self.anchor_epoch = check_anchor(self.identity, self.cps, self._cp_names, anchor)
-        except (IntegrityError, FormatError) as exc:
-            if failures is None:
-                raise
-            failures.append(exc)
+        self.gather(check_identity_signed, identity_bytes, self.cps[0], identity_file)  # G2
+        self.anchor_epoch = (
+            self.gather(check_anchor, self.identity, self.cps, self._cp_names, anchor)
+            if anchor is not None
+            else None
+        )
         self.seq = 0
         self.link = genesis_link(identity_bytes)
         self.mac = ZERO
@@ -180,29 +149,11 @@ class Verifier(MetaChecks):
         self._cut = None
         self._cut_accounted = False
         self.retention: list[dict[str, Any]] = []
-        self._resync = False
-        self._skipped = False
+        self._resync = self._skipped = False
         self.in_sync = True
-        """False after a failure in a segment (``--all``) until a header resynchronises."""
         self._close_epochs()
 
     # ------------------------------------------------------------ epochs
-
-    @property
-    def walkable(self) -> bool:
-        """The checkpoints are epochs 0, 1, … in order: records can be matched to them
-        (false only with ``failures``, after a checkpoint was missing or unreadable)."""
-        return all(cp.epoch == i for i, cp in enumerate(self.cps))
-
-    def lost_sync(self, exc: IntegrityError | FormatError) -> None:
-        """``--all``: record ``exc``, a failure in the current segment, and pass over the
-        rest of it; the next segment's header says where the chain resumes (R5')."""
-        assert self.failures is not None
-        self.failures.append(exc)
-        self._seg = None
-        self._resync = True
-        self.in_sync = False
-        self._skipped = True
 
     def begin_segment(self, name: str) -> None:
         self._seg = SegmentRead(name, first_seq=self.seq)
@@ -389,26 +340,6 @@ class Verifier(MetaChecks):
         self._close_epochs()
 
     # ------------------------------------------------------------ end
-
-    def checkpoint_name(self, i: int) -> str:
-        """The file of checkpoint ``i`` (``checkpoints/cp-….json``)."""
-        return self._cp_names[i]
-
-    def fail(self, exc: IntegrityError) -> None:
-        """Raise ``exc``, or with ``failures`` (``--all``) record it and go on."""
-        if self.failures is None:
-            raise exc
-        self.failures.append(exc)
-
-    def extent(self) -> Extent:
-        """What this verification has checked so far (for a report on failure)."""
-        return Extent(
-            records=self.seq - self.first_seq,
-            segments=len(self.segments),
-            epochs=self.ci,
-            first_time=scan_int(self._first_body, b"time") if self._first_body else None,
-            last_time=scan_int(self._last_body, b"time") if self._last_body else None,
-        )
 
     @property
     def pending(self) -> Sequence[Checkpoint]:

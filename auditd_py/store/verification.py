@@ -16,7 +16,8 @@ from typing import IO, Any, Protocol
 
 from auditd_py.chain.checkpoint import Checkpoint
 from auditd_py.chain.format import NS
-from auditd_py.chain.verify import Extent, Report, Verifier
+from auditd_py.chain.verify import Report, Verifier
+from auditd_py.chain.verify_all import Extent
 from auditd_py.errors import Failure, FormatError, IntegrityError
 
 Progress = Callable[[int], None]
