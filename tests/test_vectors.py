@@ -44,6 +44,7 @@ from auditd_py.chain.encoding import (
     node_hash,
     record_mac,
 )
+from auditd_py.chain.format import NS
 from auditd_py.chain.keys import (
     PublicKey,
     VerifyKey,
@@ -57,8 +58,9 @@ from auditd_py.clock import ManualClock
 from auditd_py.errors import FormatError, IntegrityError, ProofError
 from auditd_py.store import rotation as header_module  # builds segment headers
 from auditd_py.store.layout import Layout
-from auditd_py.store.reader import build_proof, check_proof, verify_archive
+from auditd_py.store.reader import LocalArchive, build_proof, check_proof, verify_archive
 from auditd_py.store.segment import read_header
+from auditd_py.store.verification import MaxAge, VerifyPolicy, verify
 from auditd_py.store.writer import ArchiveWriter, create_archive
 from tests import independent_verifier as iv
 from tests.vectors import generate
@@ -1076,6 +1078,12 @@ def test_a_wipe_down_to_the_genesis_is_caught_by_staleness_not_by_g1(tmp_path: P
     for mode in MODES:
         assert _reference_verify(archive, mode).records == 0
         assert iv.verify(archive, _key_file(mode)).records == 0
+    genesis = _cp(BASIC, 0)
+    pk = PublicKey.from_bytes(_key_file("public-key")).public_key
+    stale = MaxAge(3600 * NS, genesis.end + 3601 * NS)  # verified an hour after keygen
+    with pytest.raises(IntegrityError) as exc:
+        verify(LocalArchive(Layout.at(archive)), VerifyPolicy(pk, max_age=stale))
+    assert (exc.value.where["what"], exc.value.where["epoch"]) == ("stale", 0)
 
 
 def _identity_edit(edit: Callable[[dict[str, Any]], Any]) -> Callable[[bytes], bytes]:
