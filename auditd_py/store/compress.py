@@ -108,10 +108,13 @@ class _ZstdFrames(io.RawIOBase):
 
     ``zstandard``'s stream reader returns what it has when its input ends inside a
     frame (even before the frame's checksum); this one raises ``EOFError``. Input is
-    fed in small pieces so that one call's output stays bounded.
+    fed in pieces of ``_IN`` bytes, whose output is bounded (a zstd block of at
+    least 4 bytes yields at most 128 KiB: 32 MiB per piece, however hostile the
+    file), until ``_OUT`` bytes are ready.
     """
 
-    _IN = 1 << 14
+    _IN = 1 << 10
+    _OUT = 1 << 18
 
     def __init__(self, raw: io.RawIOBase, name: str) -> None:
         self._raw, self._name = raw, name
@@ -132,21 +135,24 @@ class _ZstdFrames(io.RawIOBase):
         return n
 
     def _fill(self) -> bytes:
-        """The output of the next piece of input (possibly empty), frame by frame."""
-        data = self._raw.read(self._IN)
-        if not data:
-            if self._dec is not None:
-                raise EOFError(f"{self._name} ends inside a zstd frame (truncated)")
-            self._done = True
-            return b""
-        out = []
-        while data:
-            if self._dec is None:
-                self._dec = zstandard.ZstdDecompressor().decompressobj()
-            out.append(self._dec.decompress(data))
-            data = b""
-            if self._dec.eof:
-                data, self._dec = self._dec.unused_data, None
+        """The output of the next pieces of input (possibly empty), frame by frame."""
+        out: list[bytes] = []
+        size = 0
+        while size < self._OUT:
+            data = self._raw.read(self._IN)
+            if not data:
+                if self._dec is not None:
+                    raise EOFError(f"{self._name} ends inside a zstd frame (truncated)")
+                self._done = True
+                break
+            while data:
+                if self._dec is None:
+                    self._dec = zstandard.ZstdDecompressor().decompressobj()
+                out.append(self._dec.decompress(data))
+                size += len(out[-1])
+                data = b""
+                if self._dec.eof:
+                    data, self._dec = self._dec.unused_data, None
         return b"".join(out)
 
     def close(self) -> None:
