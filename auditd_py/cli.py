@@ -23,7 +23,7 @@ import orjson
 
 from auditd_py import __version__, control, early
 from auditd_py.chain import speedups
-from auditd_py.chain.encoding import Fields, format_ts
+from auditd_py.chain.encoding import Fields, format_ts, loads_strict
 from auditd_py.chain.format import NS
 from auditd_py.chain.keys import PublicKey, VerifyKey
 from auditd_py.clock import SystemClock
@@ -39,7 +39,7 @@ from auditd_py.store.reader import (
     check_proof,
     latest_checkpoint,
 )
-from auditd_py.store.verification import VerifyPolicy
+from auditd_py.store.verification import MaxAge, VerifyPolicy
 from auditd_py.store.writer import ArchiveWriter, EpochPolicy, create_archive
 from auditd_py.units import DurationError, parse_duration
 
@@ -214,8 +214,8 @@ def cmd_verify_s3(a: argparse.Namespace) -> int:
 
     url = a.archive
     try:
-        if a.anchor_from:
-            raise UsageError("--anchor-from checks a local archive against a bucket: give a DIR")
+        if a.anchor_from or a.all:
+            raise UsageError(f"--{'anchor-from' if a.anchor_from else 'all'} needs a DIR")
         loc = parse_url(url)
         public_key, mac_key, _ = _load_keys(a)
         try:
@@ -229,6 +229,7 @@ def cmd_verify_s3(a: argparse.Namespace) -> int:
             mac_key=mac_key,
             anchor=anchor,
             require_sealed=a.require_sealed,
+            max_age=_max_age(a),
         )
     except AuditdError as exc:
         if a.json:
@@ -244,6 +245,10 @@ def cmd_verify_s3(a: argparse.Namespace) -> int:
             f"has not uploaded yet (awaited since {_fmt_time(res.pending_since)})"
         )
     return 0
+
+
+def _max_age(a: argparse.Namespace) -> MaxAge | None:
+    return MaxAge(duration_arg(a.max_age), time.time_ns()) if a.max_age else None
 
 
 def cmd_verify(a: argparse.Namespace) -> int:
@@ -278,8 +283,10 @@ def cmd_verify(a: argparse.Namespace) -> int:
         bar, tick = _progress(layout, sys.stderr.isatty() and not a.json)
         if bar is not None:
             bar.start()
-        policy = VerifyPolicy(public_key, mac_key, anchor, a.require_sealed)
-        result = outcome.run(str(layout.root), LocalArchive(layout), policy, tick, jobs=a.jobs)
+        policy = VerifyPolicy(public_key, mac_key, anchor, a.require_sealed, _max_age(a))
+        result = outcome.run(
+            str(layout.root), LocalArchive(layout), policy, tick, jobs=a.jobs, keep_going=a.all
+        )
     except AuditdError as exc:
         if a.json:  # the report on stdout, the one-line reason on stderr as always
             doc = jsonout.error_document("archive_dir", str(layout.root), exc.diagnostics())
@@ -298,8 +305,10 @@ def cmd_verify(a: argparse.Namespace) -> int:
         print("\n".join(summary.intact_lines(str(layout.root), result.report)))
     else:
         print("\n".join(summary.failed_lines(result)))
-    if not result.ok:
-        _die(1, f"integrity failure: {summary.error_line(result.failures[0])}")
+    if not result.ok:  # one line each (several with --all), in the order found
+        for f in result.failures[:-1]:
+            print(f"auditd-py: integrity failure: {summary.error_line(f)}", file=sys.stderr)
+        _die(1, f"integrity failure: {summary.error_line(result.failures[-1])}")
     return 0
 
 
@@ -407,8 +416,8 @@ def cmd_check_proof(a: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot read proof: {exc.strerror}", file=a.proof) from exc
     try:
-        proof = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        proof = loads_strict(raw)  # FORMAT.md 1: no duplicate keys either
+    except ValueError as exc:
         raise UsageError(f"proof is not JSON: {exc}", file=a.proof) from exc
     if not isinstance(proof, dict):
         raise UsageError("proof is not a JSON object", file=a.proof)
@@ -674,6 +683,8 @@ def _archive_commands(sub: Any) -> None:
     v.add_argument("--junit", metavar="FILE", help="also write JUnit XML for CI")
     v.add_argument("--report", metavar="FILE.html", help="also write an HTML timeline")
     _jobs_option(v, "segments of a local archive")
+    v.add_argument("--max-age", metavar="DURATION", help="fail if the last checkpoint is older")
+    v.add_argument("--all", action="store_true", help="go on after a failure; list each one")
     _s3_options(v)
     v.set_defaults(func=cmd_verify)
 

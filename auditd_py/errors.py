@@ -57,6 +57,8 @@ class Failure(StrEnum):
     UNSEALED_TAIL = "unsealed_tail"
     IDENTITY = "identity"
     RETENTION = "retention"
+    MISSING_GENESIS = "missing_genesis"
+    STALE = "stale"
     FORMAT = "format"
 
 

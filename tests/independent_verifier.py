@@ -1,4 +1,4 @@
-"""A second, minimal verifier of auditd-py format version 1.
+"""A second, minimal verifier of auditd-py archive format version 2.
 
 Written from docs/FORMAT.md alone, with hashlib, gzip, cryptography and
 zstandard only (the last two for Ed25519 and for ``.zst`` segments): it does
@@ -51,7 +51,7 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _CHECKPOINT_NAME = re.compile(r"cp-[0-9]{10}\.json")
 _SOURCE_KEY = b',"source":'
 _META_VALUE = b'"auditd-py",'
-_REASONS = ("interval", "records", "close")
+_REASONS = ("genesis", "interval", "records", "close")
 
 
 class VerificationError(Exception):
@@ -76,6 +76,39 @@ class VerificationError(Exception):
         self.file = file
         self.line = line
         self.seq = seq
+
+
+# ---------------------------------------------------------------- strict JSON (section 1)
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    if len({k for k, _ in pairs}) != len(pairs):
+        raise ValueError("duplicate key")
+    return dict(pairs)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _check_strings(v: Any) -> None:
+    if isinstance(v, str):
+        v.encode("utf-8")  # UnicodeEncodeError (a ValueError) on a lone surrogate
+    elif isinstance(v, dict):
+        for k, x in v.items():
+            _check_strings(k)
+            _check_strings(x)
+    elif isinstance(v, list):
+        for x in v:
+            _check_strings(x)
+
+
+def loads(data: bytes) -> Any:
+    """RFC 8259 JSON as section 1 requires: no duplicate keys, no NaN or Infinity, no
+    lone surrogates. Raises ValueError."""
+    obj = json.loads(data, object_pairs_hook=_pairs, parse_constant=_no_constant)
+    _check_strings(obj)
+    return obj
 
 
 # ---------------------------------------------------------------- primitives (sections 4, 9, 10)
@@ -239,8 +272,8 @@ def _hex_field(obj: dict[str, Any], key: str, size: int) -> bytes:
 
 def load_key(data: bytes) -> Key:
     """Read a verification key or a public key file (section 7)."""
-    obj = json.loads(data)
-    if not isinstance(obj, dict) or obj.get("v") != 1:
+    obj = loads(data)
+    if not isinstance(obj, dict) or type(obj.get("v")) is not int or obj.get("v") != 1:
         raise ValueError("not a version-1 key file")
     if obj.get("type") == "auditd-py.verify-key":
         return Key(_hex_field(obj, "public_key", 32), _hex_field(obj, "mac_key", 32))
@@ -253,19 +286,21 @@ def _check_identity(data: bytes) -> dict[str, Any]:
     """Section 5: the identity file (a format error on failure)."""
     f = "archive.json"
     try:
-        obj = json.loads(data)
+        obj = loads(data)
     except ValueError as exc:
         raise VerificationError("I", f"identity is not JSON: {exc}", file=f) from exc
-    if not isinstance(obj, dict) or obj.get("type") != "auditd-py.archive" or obj.get("v") != 1:
-        raise VerificationError("I", "not a version-1 archive identity", file=f)
+    if not isinstance(obj, dict) or obj.get("type") != "auditd-py.archive":
+        raise VerificationError("I", "not an archive identity", file=f)
+    if type(obj.get("v")) is not int or obj["v"] != 2:  # section 5: version 1 is refused
+        raise VerificationError("I", "not a version-2 archive identity", file=f)
     for k in ("archive", "host", "created", "public_key"):
         if k not in obj:
             raise VerificationError("I", f"identity has no {k!r}", file=f)
     if type(obj["created"]) is not int or not isinstance(obj["archive"], str):
         raise VerificationError("I", "identity created or archive mistyped", file=f)
     pk = obj["public_key"]
-    if not isinstance(pk, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", pk):
-        raise VerificationError("I", "identity public_key is not 32 bytes of hex", file=f)
+    if not isinstance(pk, str) or not _HEX64.fullmatch(pk):
+        raise VerificationError("I", "identity public_key is not 64 lower-case hex", file=f)
     if obj.get("public_key_fingerprint") != fingerprint(bytes.fromhex(pk)):
         raise VerificationError("I", "public_key_fingerprint does not match", file=f)
     return obj
@@ -281,6 +316,7 @@ class Checkpoint:
     signature: bytes
     archive: str
     epoch: int
+    reason: str
     start: int
     end: int
     seq_first: int
@@ -305,12 +341,12 @@ def parse_checkpoint(raw: bytes, *, file: str, check: str = "C1") -> Checkpoint:
     if m is None:
         raise VerificationError(check, "signature suffix missing or malformed", file=file)
     try:
-        obj = json.loads(line)
+        obj = loads(line)
     except ValueError as exc:
         raise VerificationError(check, f"checkpoint is not JSON: {exc}", file=file) from exc
     if not isinstance(obj, dict):
         raise VerificationError(check, "checkpoint is not a JSON object", file=file)
-    if obj.get("type") != "auditd-py.checkpoint" or obj.get("v") != 1:
+    if obj.get("type") != "auditd-py.checkpoint" or type(obj.get("v")) is not int or obj["v"] != 1:
         raise VerificationError(check, "not a version-1 checkpoint", file=file)
     if obj.get("reason") not in _REASONS or not isinstance(obj.get("archive"), str):
         raise VerificationError(check, "checkpoint reason or archive invalid", file=file)
@@ -338,6 +374,7 @@ def parse_checkpoint(raw: bytes, *, file: str, check: str = "C1") -> Checkpoint:
         signature=bytes.fromhex(m.group(1).decode()),
         archive=obj["archive"],
         epoch=obj["epoch"],
+        reason=obj["reason"],
         start=obj["start"],
         end=obj["end"],
         seq_first=obj["seq_first"],
@@ -357,8 +394,16 @@ def check_checkpoints(
     """C1–C8 over the checkpoints in file-name order (section 15.2)."""
     cps: list[Checkpoint] = []
     expected_key = public_key
+    if not items:  # G1 (section 12.6): the genesis checkpoint is always there
+        raise VerificationError("G1", "no checkpoint at all", what="missing_genesis")
     for e, (name, raw) in enumerate(items):
         cp = parse_checkpoint(raw, file=name)  # C1
+        if e == 0 and (cp.epoch != 0 or cp.reason != "genesis" or cp.seq_end != 0):
+            raise VerificationError(
+                "G1", "no genesis checkpoint", what="missing_genesis", file=name
+            )
+        if e > 0 and cp.reason == "genesis":
+            raise VerificationError("C1", "a second genesis checkpoint", file=name)
         prev = cps[-1] if cps else None
         if cp.epoch != e:
             what = "missing_checkpoint" if cp.epoch > e else "checkpoint_order"
@@ -776,7 +821,7 @@ class _Walk:
         def parse(check: str) -> tuple[dict[str, Any], dict[str, Any]]:
             """The whole line as a JSON object, and its attrs ({} if absent)."""
             try:
-                obj = json.loads(line)
+                obj = loads(line)
             except ValueError as exc:
                 raise fail(check, f"line is not JSON: {exc}", "format") from exc
             if not isinstance(obj, dict):
@@ -888,13 +933,17 @@ def verify(
         raise VerificationError("I", "another public key", what="identity", file="archive.json")
     # 2. checkpoints
     seg_dir, cp_dir = archive / "segments", archive / "checkpoints"
-    if not seg_dir.is_dir() or not cp_dir.is_dir():
-        raise VerificationError("I", "segments/ or checkpoints/ is missing")
+    if not cp_dir.is_dir():  # section 3: an integrity failure once archive.json exists
+        raise VerificationError("D", "checkpoints/ is missing", what="missing_genesis")
+    if not seg_dir.is_dir():
+        raise VerificationError("D", "segments/ is missing", what="truncated")
     cp_names = sorted(
         n for n in (p.name for p in cp_dir.iterdir()) if _CHECKPOINT_NAME.fullmatch(n)
     )
     items = [(f"checkpoints/{n}", (cp_dir / n).read_bytes()) for n in cp_names]
     cps = check_checkpoints(items, ident["archive"], ident["created"], key.public_key)
+    if not _same(cps[0].chain_head, genesis(identity)):  # G2: the identity is signed
+        raise VerificationError("G2", "identity not signed", what="identity", file="archive.json")
     # 3. anchor
     if anchor is not None:
         a = parse_checkpoint(anchor, file="anchor", check="A1")
@@ -957,8 +1006,9 @@ def segment_files(seg_dir: Path) -> list[tuple[str, str]]:
         if m is None:
             continue
         name = m.group(1)
-        if m.group(2) is None or name not in files:
-            files[name] = fname
+        have = files.get(name)
+        if have is None or m.group(2) is None or (have.endswith(".gz") and fname.endswith(".zst")):
+            files[name] = fname  # plain wins, then .zst, then .gz (section 3)
     return sorted(files.items())
 
 
@@ -969,6 +1019,10 @@ def read_segment(path: Path) -> bytes:
     the segment (11.4), not a shorter segment.
     """
     raw = path.read_bytes()
+    if not raw and path.name.endswith((".zst", ".gz")):  # one frame or member at least
+        raise VerificationError(
+            "S", "empty compressed file", what="format", file=f"segments/{path.name}"
+        )
     try:
         if path.name.endswith(".zst"):
             return _unzstd(raw)
@@ -976,7 +1030,7 @@ def read_segment(path: Path) -> bytes:
             return gzip.decompress(raw)  # every member; EOFError if one is cut short
     except (zstandard.ZstdError, OSError, EOFError, ValueError) as exc:
         raise VerificationError(
-            "S", f"cannot decompress: {exc}", file=f"segments/{path.name}"
+            "S", f"cannot decompress: {exc}", what="format", file=f"segments/{path.name}"
         ) from exc
     return raw
 
@@ -999,7 +1053,9 @@ def _unzstd(data: bytes) -> bytes:
 
 def check_proof(proof: dict[str, Any], public_key: bytes) -> int:
     """Check an inclusion proof with the public key; return the epoch that signs it."""
-    if proof.get("type") != "auditd-py.inclusion-proof" or proof.get("v") != 1:
+    if proof.get("type") != "auditd-py.inclusion-proof" or type(proof.get("v")) is not int:
+        raise VerificationError("P", "not an inclusion proof")
+    if proof["v"] != 1:
         raise VerificationError("P", "not a version-1 inclusion proof")
     seq, size = proof["seq"], proof["tree_size"]
     expected_key = public_key

@@ -1,21 +1,23 @@
 """Attack catalogue: tamper with a sealed archive on disk, check that verify catches it.
 
 Every attack starts from a clean archive built through the tool (3 seals of 5
-lines with ``--epoch-records 2``: 3 segments, 18 records, 9 epochs), changes
+lines with ``--epoch-records 2``: 3 segments, 18 records, 9 epochs after the
+genesis checkpoint's epoch 0, so 10 checkpoints), changes
 files on disk, and asserts that *both* ``verify --key`` and ``verify
 --public-key`` exit 1 and that the ``--json`` report names what failed and
 where (file, line, seq). Where an attack is undetectable by a verifier by
 design, the test says so and shows what does catch it (``--anchor``,
 ``--require-sealed``, or the secret key).
 
-The standard archive, seg-k line L holds seq 6k+L-1, and seq s is in epoch s//2:
+The standard archive, seg-k line L holds seq 6k+L-1, and seq s is in epoch s//2+1
+(checkpoint 0 is the genesis checkpoint keygen writes over the empty tree):
 
 =====================  ==========  ========
 segment                seqs        epochs
 =====================  ==========  ========
-seg-0000000000.jsonl   0..5        0, 1, 2
-seg-0000000001.jsonl   6..11       3, 4, 5
-seg-0000000002.jsonl   12..17      6, 7, 8
+seg-0000000000.jsonl   0..5        1, 2, 3
+seg-0000000001.jsonl   6..11       4, 5, 6
+seg-0000000002.jsonl   12..17      7, 8, 9
 =====================  ==========  ========
 
 Line 1 of each segment is the ``segment.opened`` header record.
@@ -56,6 +58,7 @@ from auditd_py.chain.format import NS
 from auditd_py.chain.identity import Identity
 from auditd_py.chain.keys import public_key_of
 from auditd_py.clock import ManualClock
+from auditd_py.store.compress import compress_segment
 from auditd_py.store.layout import Layout
 from auditd_py.store.state import SavedState, StateFile
 from auditd_py.store.writer import ArchiveWriter, EpochPolicy
@@ -74,7 +77,7 @@ from tests.support.cli import (
 SEALS = 3
 LINES_PER_SEAL = 5
 RECORDS = SEALS * (LINES_PER_SEAL + 1)  # + one header record per segment
-EPOCHS = RECORDS // 2
+EPOCHS = RECORDS // 2 + 1  # checkpoints: the genesis, then one per two records
 
 
 # Malformed bytes (a stripped MAC or signature, bad hex) are reported as
@@ -164,11 +167,11 @@ def test_edit_message_and_relink_the_chain(arc: Archive) -> None:
     # matches the signed checkpoint of the epoch (public-key mode).
     arc.edit_line(1, 3, lambda b: b.replace(b'"message":"s1 line1"', b'"message":"s1 LINE1"'))
     relink(arc, 1, 3)
-    # seq 8 is the first record of epoch 4 (seqs 8, 9): the checkpoint check runs
+    # seq 8 is the first record of epoch 5 (seqs 8, 9): the checkpoint check runs
     # after seq 9, line 4.
     for mode, want in (
-        ("key", {"what": "mac_mismatch", "line": 3, "seq": 8, "epoch": 4}),
-        ("public-key", {"what": "checkpoint_mismatch", "line": 4, "epoch": 4}),
+        ("key", {"what": "mac_mismatch", "line": 3, "seq": 8, "epoch": 5}),
+        ("public-key", {"what": "checkpoint_mismatch", "line": 4, "epoch": 5}),
     ):
         rep = arc.verify(mode, "--json").report()
         assert rep["file"] == seg_ref(1)
@@ -185,7 +188,7 @@ def test_checkpoint_mismatch_names_seq_of_its_line(arc: Archive) -> None:
         file=seg_ref(1),
         line=4,
         seq=seq_at(1, 4),
-        epoch=4,
+        epoch=5,
     )
 
 
@@ -195,7 +198,7 @@ def test_edit_seq(arc: Archive) -> None:
 
 
 def test_edit_epoch(arc: Archive) -> None:
-    arc.edit_line(1, 3, sub_once(rb'"epoch":4,', lambda m: b'"epoch":3,'))
+    arc.edit_line(1, 3, sub_once(rb'"epoch":5,', lambda m: b'"epoch":4,'))
     expect_detected(arc, "wrong_epoch", file=seg_ref(1), line=3, seq=8, field="epoch")
 
 
@@ -254,7 +257,7 @@ def test_swap_records_far_apart(arc: Archive) -> None:
 
 
 def forged_line(seq: int, link: bytes, mac: bytes) -> bytes:
-    body = encode_body(seq, seq // 2, Fields(1_800_000_000 * NS, "app", b"forged: all is well"))
+    body = encode_body(seq, seq // 2 + 1, Fields(1_800_000_000 * NS, "app", b"forged: all is well"))
     return seal_line(body, link, mac)[:-1]
 
 
@@ -272,7 +275,7 @@ def test_insert_forged_record_with_correct_link(arc: Archive) -> None:
     # the forged seq 8; public-key mode at the genuine seq 8 that follows it.
     lines = arc.lines(1)
     _, prev_link, prev_mac = split_line(lines[1])
-    body = encode_body(8, 4, Fields(1_800_000_000 * NS, "app", b"forged: all is well"))
+    body = encode_body(8, 5, Fields(1_800_000_000 * NS, "app", b"forged: all is well"))
     link = link_hash(prev_link, prev_mac, leaf_hash(body))
     lines.insert(2, seal_line(body, link, os.urandom(32))[:-1])
     arc.write_lines(1, lines)
@@ -301,7 +304,7 @@ def test_edit_mac_of_last_record(arc: Archive) -> None:
         "what": "checkpoint_mismatch",
         "file": seg_ref(2),
         "line": 6,
-        "epoch": 8,
+        "epoch": 9,
     }, rep
 
 
@@ -317,16 +320,16 @@ def test_upper_case_mac(arc: Archive) -> None:
 
 
 def test_truncate_tail_mid_epoch(arc: Archive) -> None:
-    # The last record (seq 17) belongs to epoch 8, whose checkpoint is present.
+    # The last record (seq 17) belongs to epoch 9, whose checkpoint is present.
     lines = arc.lines(2)
     arc.write_lines(2, lines[:-1])
-    expect_detected(arc, "truncated", file=cp_ref(8), epoch=8, seq=17)
+    expect_detected(arc, "truncated", file=cp_ref(9), epoch=9, seq=17)
 
 
 def test_truncate_tail_mid_segment_several_epochs(arc: Archive) -> None:
     lines = arc.lines(2)
-    arc.write_lines(2, lines[:3])  # keep seqs 12..14; 15 is the 2nd record of epoch 7
-    expect_detected(arc, "truncated", file=cp_ref(7), epoch=7, seq=15)
+    arc.write_lines(2, lines[:3])  # keep seqs 12..14; 15 is the 2nd record of epoch 8
+    expect_detected(arc, "truncated", file=cp_ref(8), epoch=8, seq=15)
 
 
 def crash_with_unsealed_tail(arc: Archive, messages: list[bytes]) -> None:
@@ -361,28 +364,38 @@ def test_delete_last_checkpoint(arc: Archive) -> None:
     # undetectable without a saved anchor; --require-sealed and --anchor catch it.
     anchor = arc.work / "anchor.json"
     anchor.write_bytes(arc.head())
-    arc.checkpoint(8).unlink()
+    arc.checkpoint(9).unlink()
     for mode in MODES:
         rep = arc.verify_ok(mode)
         assert (rep["sealed_records"], rep["unsealed_records"]) == (16, 2)
     expect_detected(arc, "unsealed_tail", args=["--require-sealed"], seq=16)
-    expect_detected(arc, "truncated", args=["--anchor", anchor], file="anchor", epoch=8)
+    expect_detected(arc, "truncated", args=["--anchor", anchor], file="anchor", epoch=9)
 
 
 def test_truncate_at_epoch_boundary(arc: Archive) -> None:
-    # Remove the last segment and the checkpoints of its epochs (6, 7, 8): what is
+    # Remove the last segment and the checkpoints of its epochs (7, 8, 9): what is
     # left is exactly the archive as it was after the second seal, so plain verify
     # passes by design. Only an anchor saved earlier (`head`) reveals the cut.
     anchor = arc.work / "anchor.json"
     anchor.write_bytes(arc.head())
     arc.segment(2).unlink()
-    for e in (6, 7, 8):
+    for e in (7, 8, 9):
         arc.checkpoint(e).unlink()
     for mode in MODES:
         rep = arc.verify_ok(mode)
-        assert (rep["records"], rep["checkpoints"], rep["unsealed_records"]) == (12, 6, 0)
+        assert (rep["records"], rep["checkpoints"], rep["unsealed_records"]) == (12, 7, 0)
         arc.verify_ok(mode, "--require-sealed")
-    expect_detected(arc, "truncated", args=["--anchor", anchor], file="anchor", epoch=8)
+    expect_detected(arc, "truncated", args=["--anchor", anchor], file="anchor", epoch=9)
+
+
+def test_stale_archive_fails_with_max_age(arc: Archive) -> None:
+    # S1 (FORMAT.md 15.9): the newest checkpoint is older than --max-age. Here the
+    # seals ended well over a millisecond before verify starts, and within a day.
+    for mode in MODES:
+        assert arc.verify_ok(mode, "--max-age", "1d")["checkpoints"] == EPOCHS
+    expect_detected(
+        arc, "stale", args=["--max-age", "1ms"], file=cp_ref(EPOCHS - 1), epoch=EPOCHS - 1
+    )
 
 
 def test_anchor_from_another_archive(arc: Archive, other: Archive) -> None:
@@ -393,9 +406,9 @@ def test_anchor_from_another_archive(arc: Archive, other: Archive) -> None:
 
 def test_rewrite_after_theft_caught_only_by_anchor(tmp_path: Path) -> None:
     # Forward security protects the epochs *before* a theft. With the state
-    # stolen at epoch 6 (after the second seal), an attacker can cut everything
-    # from epoch 6 on and re-seal it differently: the keys are genuine, so plain
-    # verify passes by design. An anchor saved by an auditor after epoch 8 catches it.
+    # stolen at epoch 7 (after the second seal), an attacker can cut everything
+    # from epoch 7 on and re-seal it differently: the keys are genuine, so plain
+    # verify passes by design. An anchor saved by an auditor after epoch 9 catches it.
     arc = keygen(tmp_path / "w")
     for k in range(SEALS):
         if k == SEALS - 1:
@@ -405,7 +418,7 @@ def test_rewrite_after_theft_caught_only_by_anchor(tmp_path: Path) -> None:
     anchor.write_bytes(arc.head())
 
     arc.segment(2).unlink()
-    for e in (6, 7, 8):
+    for e in (7, 8, 9):
         arc.checkpoint(e).unlink()
     shutil.rmtree(arc.state)
     shutil.copytree(tmp_path / "stolen-state", arc.state)
@@ -413,7 +426,7 @@ def test_rewrite_after_theft_caught_only_by_anchor(tmp_path: Path) -> None:
     for mode in MODES:
         rep = arc.verify_ok(mode, "--require-sealed")
         assert (rep["records"], rep["checkpoints"]) == (RECORDS, EPOCHS)
-    expect_detected(arc, "anchor_mismatch", args=["--anchor", anchor], file=cp_ref(8), epoch=8)
+    expect_detected(arc, "anchor_mismatch", args=["--anchor", anchor], file=cp_ref(9), epoch=9)
 
 
 # =============================================================== segment attacks
@@ -426,9 +439,9 @@ def test_delete_middle_segment(arc: Archive) -> None:
 
 def test_delete_middle_segment_and_its_checkpoints(arc: Archive) -> None:
     arc.segment(1).unlink()
-    for e in (3, 4, 5):
+    for e in (4, 5, 6):
         arc.checkpoint(e).unlink()
-    expect_detected(arc, "missing_checkpoint", file=cp_ref(6), epoch=3, line=None, seq=None)
+    expect_detected(arc, "missing_checkpoint", file=cp_ref(7), epoch=4, line=None, seq=None)
 
 
 def test_swap_two_segments(arc: Archive) -> None:
@@ -452,7 +465,7 @@ def test_replay_segment_in_place_of_another(arc: Archive) -> None:
 def test_garbage_appended_to_middle_segment(arc: Archive) -> None:
     # Bytes without a newline are tolerated only at the very end (a torn write).
     with arc.segment(1).open("ab") as fh:
-        fh.write(b'{"seq":12,"epoch":6,')
+        fh.write(b'{"seq":12,"epoch":7,')
     expect_detected(arc, "format", file=seg_ref(1), line=7)
 
 
@@ -460,7 +473,7 @@ def test_garbage_appended_to_middle_segment(arc: Archive) -> None:
 
 
 CHECKPOINT_EDITS: dict[str, Callable[[bytes], bytes]] = {
-    "seq_end": sub_once(rb'"seq_end":10,', lambda m: b'"seq_end":11,'),
+    "seq_end": sub_once(rb'"seq_end":8,', lambda m: b'"seq_end":9,'),
     "chain_head": sub_once(
         rb'"chain_head":"(.)', lambda m: b'"chain_head":"%x' % ((int(m[1], 16) + 1) % 16)
     ),
@@ -566,10 +579,162 @@ def test_replace_public_key_in_archive_json(arc: Archive) -> None:
 
 
 def test_edit_archive_json_host(arc: Archive) -> None:
-    # The identity file's bytes seed the chain (genesis link).
+    # The identity file's bytes seed the chain (genesis link), and the genesis
+    # checkpoint signs that link: the edit fails before any record is read (G2).
     path = arc.root / "archive.json"
     path.write_bytes(path.read_bytes().replace(b'"host":"test-host"', b'"host":"elsewhere"'))
-    expect_detected(arc, "broken_link", file=seg_ref(0), line=1, seq=0)
+    expect_detected(arc, "identity", file="archive.json", line=None, seq=None)
+
+
+# =============================================================== wipes and the genesis checkpoint
+
+
+def test_wipe_everything_but_archive_json(arc: Archive) -> None:
+    # The issue's wipe: without a genesis checkpoint (FORMAT.md 12.6) this read as
+    # a new archive, "intact, 0 records", with either key and --require-sealed.
+    for p in [*arc.segment_paths(), *arc.checkpoint_paths()]:
+        p.unlink()
+    for args in ((), ("--require-sealed",)):
+        expect_detected(arc, "missing_genesis", args=args, file=cp_ref(0), line=None, seq=None)
+
+
+def test_delete_genesis_checkpoint(arc: Archive) -> None:
+    arc.checkpoint(0).unlink()
+    expect_detected(arc, "missing_genesis", file=cp_ref(1), epoch=1, line=None, seq=None)
+
+
+@pytest.mark.parametrize(
+    ("directory", "what"), [("checkpoints", "missing_genesis"), ("segments", "truncated")]
+)
+def test_delete_a_directory(arc: Archive, directory: str, what: str) -> None:
+    # An integrity failure (exit 1), not "not an archive" (exit 2): archive.json is there.
+    shutil.rmtree(arc.root / directory)
+    expect_detected(arc, what, file=f"{directory}/", line=None, seq=None)
+
+
+@pytest.fixture
+def retained(arc: Archive) -> Archive:
+    """The standard archive after retention deleted seg-0 and seg-1 was compressed."""
+    clock = ManualClock(time.time_ns())
+    w = ArchiveWriter.open(Layout.at(arc.root), clock, EpochPolicy(max_records=100))
+    w.retire_segment("seg-0000000000.jsonl", policy="max_segments", detail="4 segments > 3")
+    w.close()
+    compress_segment(Layout.at(arc.root), "seg-0000000001.jsonl", "zstd")
+    for mode in MODES:
+        rep = arc.verify_ok(mode, "--require-sealed")
+        assert (rep["first_seq"], len(rep["retention"])) == (6, 1)
+    return arc
+
+
+#: Edits of archive.json that keep archive, created and public_key (the issue's
+#: list), and what they fail with once record 0 is gone: G2, or the parse (5).
+IDENTITY_EDITS: dict[str, tuple[Callable[[bytes], bytes], str | None]] = {
+    "host": (lambda b: b.replace(b'"host":"test-host"', b'"host":"elsewhere"'), "identity"),
+    "reorder": (
+        lambda b: orjson.dumps(dict(reversed(orjson.loads(b).items()))) + b"\n",
+        "identity",
+    ),
+    "reindent": (lambda b: orjson.dumps(orjson.loads(b), option=orjson.OPT_INDENT_2), "identity"),
+    "extra-key": (lambda b: b.replace(b'"host":', b'"site":"x","host":'), "identity"),
+    "upper-case-hex": (
+        lambda b: re.sub(
+            rb'"public_key":"([0-9a-f]+)"', lambda m: b'"public_key":"%s"' % m[1].upper(), b
+        ),
+        FORMAT,
+    ),
+    "v-true": (lambda b: b.replace(b'{"v":2,', b'{"v":true,'), FORMAT),
+    "v-float": (lambda b: b.replace(b'{"v":2,', b'{"v":2.0,'), FORMAT),
+    "duplicate-key": (lambda b: b.replace(b'"host":', b'"host":"x","host":'), FORMAT),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(IDENTITY_EDITS))
+def test_identity_edit_on_a_retained_archive(retained: Archive, edit: str) -> None:
+    # Record 0 (whose link covers archive.json) is deleted; the genesis checkpoint,
+    # never deleted, still signs the identity file byte for byte (G2).
+    change, what = IDENTITY_EDITS[edit]
+    path = retained.root / "archive.json"
+    before = path.read_bytes()
+    path.write_bytes(change(before))
+    assert path.read_bytes() != before
+    error = "IntegrityError" if what else "FormatError"
+    expect_detected(retained, what, file="archive.json", error=error, line=None, seq=None)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [lambda b: b[:-4], lambda b: b[: len(b) // 2], lambda b: b""],
+    ids=["checksum-cut", "truncated", "empty"],
+)
+def test_damaged_compressed_segment(retained: Archive, damage: Callable[[bytes], bytes]) -> None:
+    # FORMAT.md 11.4: a stream cut inside its frame (even just its checksum) or a
+    # 0-byte file is a format failure naming the file, never a shorter segment.
+    zst = retained.root / "segments" / "seg-0000000001.jsonl.zst"
+    zst.write_bytes(damage(zst.read_bytes()))
+    expect_detected(retained, "format", file="segments/seg-0000000001.jsonl.zst")
+
+
+# =============================================================== verify --all
+
+
+def _all_failures(arc: Archive, mode: str) -> list[dict[str, object]]:
+    r = arc.verify(mode, "--json", "--all")
+    assert r.code == 1, str(r)
+    rep = r.report()
+    assert rep["ok"] is False and rep["failures"][0]["code"] == rep["what"], rep
+    plain = arc.verify(mode, "--all")
+    assert plain.code == 1 and "Traceback" not in plain.err
+    assert len(plain.err.splitlines()) == len(rep["failures"]), plain
+    failures: list[dict[str, object]] = rep["failures"]
+    return failures
+
+
+def _where(failures: list[dict[str, object]]) -> list[tuple[object, ...]]:
+    return [(f.get("code"), f.get("file"), f.get("line")) for f in failures]
+
+
+def test_all_lists_a_failure_in_each_segment(arc: Archive) -> None:
+    # FORMAT.md 15.11: after a failure, the next segment resumes from its header.
+    arc.edit_line(0, 3, lambda b: b.replace(b'"s0 line1"', b'"s0 LINE1"'))
+    arc.edit_line(2, 4, lambda b: b.replace(b'"s2 line2"', b'"s2 LINE2"'))
+    assert arc.verify("key", "--json").report()["file"] == seg_ref(0)  # without: the first
+    for mode in MODES:
+        assert _where(_all_failures(arc, mode)) == [
+            ("broken_link", seg_ref(0), 3),
+            ("broken_link", seg_ref(2), 4),
+        ]
+
+
+def test_all_goes_on_after_a_checkpoint_to_the_records(arc: Archive) -> None:
+    # An edited checkpoint (C5, and C6 at the next one), then a record edit: both are
+    # listed. With a checkpoint deleted too (C2), records cannot be placed in epochs
+    # any more: the walk over the records is left out (FORMAT.md 15.11).
+    arc.edit_checkpoint(4, CHECKPOINT_EDITS["end"])
+    arc.edit_line(2, 4, lambda b: b.replace(b'"s2 line2"', b'"s2 LINE2"'))
+    failures = _all_failures(arc, "public-key")
+    assert _where(failures) == [
+        ("bad_signature", cp_ref(4), None),
+        ("checkpoint_link", cp_ref(5), None),  # its prev is the digest before the edit
+        ("broken_link", seg_ref(2), 4),
+    ]
+    arc.checkpoint(7).unlink()
+    assert [f.get("code") for f in _all_failures(arc, "public-key")] == [
+        "bad_signature",
+        "checkpoint_link",
+        "missing_checkpoint",
+    ]
+
+
+def test_all_on_an_intact_archive(arc: Archive) -> None:
+    for mode in MODES:
+        assert arc.verify_ok(mode, "--all", "--require-sealed")["records"] == RECORDS
+
+
+def test_all_reports_the_final_checks_too(arc: Archive) -> None:
+    arc.edit_line(0, 3, lambda b: b.replace(b'"s0 line1"', b'"s0 LINE1"'))
+    crash_with_unsealed_tail(arc, [b"unsealed"])
+    failures = arc.verify("key", "--json", "--all", "--require-sealed").report()["failures"]
+    assert [f["code"] for f in failures] == ["broken_link", "unsealed_tail"]
 
 
 # =============================================================== forward security
@@ -584,9 +749,10 @@ def reseal_with_stolen_state(
 ) -> Archive:
     """Build a forged archive at ``forged`` by re-sealing ``messages`` with the tool.
 
-    The forger copies the public parts of the archive (archive.json, empty
-    segments/ and checkpoints/), installs the stolen sealing state, rewinds its
-    chain head to genesis (epoch 0, seq 0) and runs ``auditd-py seal``.
+    The forger copies the public parts of the archive (archive.json, the genesis
+    checkpoint, empty segments/), installs the stolen sealing state, rewinds its
+    chain head to just after the genesis checkpoint (epoch 1, seq 0) and runs
+    ``auditd-py seal``.
     """
     fake = Archive(forged)
     (forged / "keys").mkdir(parents=True)
@@ -597,6 +763,8 @@ def reseal_with_stolen_state(
     (fake.root / "archive.json").write_bytes(ident)
     for d in ("segments", "checkpoints", "quarantine"):
         (fake.root / d).mkdir()
+    shutil.copy(arc.checkpoint(0), fake.checkpoint(0))
+    genesis = Checkpoint.from_line(arc.checkpoint(0).read_bytes())
     shutil.copytree(stolen_state, fake.state)
     sf, state = StateFile.open(fake.state)
     try:
@@ -604,14 +772,14 @@ def reseal_with_stolen_state(
             SavedState(
                 dataclasses.replace(
                     state.sealer,
-                    epoch=0,
-                    epoch_start=Identity.from_bytes(ident).created,
+                    epoch=1,
+                    epoch_start=genesis.end,
                     epoch_first_seq=0,
                     seq=0,
                     link=genesis_link(ident),
                     mac=ZERO,
                     stack=(),
-                    prev_checkpoint=ZERO,
+                    prev_checkpoint=genesis.digest,
                 )
             )
         )
@@ -627,23 +795,23 @@ FORGED_FIRST_SEAL = [b"s0 line0", b"s0 line1", b"nothing happened", b"s0 line3",
 
 def test_forward_security_stolen_state_cannot_reseal_the_past(arc: Archive, tmp_path: Path) -> None:
     stolen = tmp_path / "stolen-state"
-    shutil.copytree(arc.state, stolen)  # taken after the seals: epoch 9 keys
+    shutil.copytree(arc.state, stolen)  # taken after the seals: epoch 10 keys
     fake = reseal_with_stolen_state(arc, stolen, tmp_path / "forged", FORGED_FIRST_SEAL)
     lines = fake.lines(0)
     assert len(lines) == 1 + LINES_PER_SEAL and b"nothing happened" in lines[3]
-    # Checkpoint 0 is signed with the epoch-9 seed, not the one the public key names.
-    expect_detected(fake, "bad_signature", file=cp_ref(0), epoch=0)
+    # Checkpoint 1 is signed with the epoch-10 seed, not the one checkpoint 0 names.
+    expect_detected(fake, "bad_signature", file=cp_ref(1), epoch=1)
 
-    # The forger drops the checkpoint, re-sealing everything into one epoch so
-    # the records' epoch numbers fit an archive without checkpoints: the forgery
-    # is then an unsealed tail. The MACs (epoch-9 key) give it away in key mode.
+    # The forger drops the checkpoints after the genesis, re-sealing everything into
+    # one epoch so the records' epoch numbers fit: the forgery is then an unsealed
+    # tail. The MACs (epoch-10 key) give it away in key mode.
     # In public-key mode an unsigned tail is only hash-linked -- anyone can
     # compute that, stolen state or not -- so only --require-sealed fails.
     shutil.rmtree(fake.work)
     fake = reseal_with_stolen_state(
         arc, stolen, tmp_path / "forged", FORGED_FIRST_SEAL, epoch_records=None
     )
-    for p in fake.checkpoint_paths():
+    for p in fake.checkpoint_paths()[1:]:
         p.unlink()
     expect_detected(fake, "mac_mismatch", modes=("key",), file=seg_ref(0), line=1, seq=0)
     rep = fake.verify_ok("public-key")
@@ -661,14 +829,14 @@ def test_forward_security_splice_forged_segment_into_genuine_archive(
     fake = reseal_with_stolen_state(arc, stolen, tmp_path / "forged", FORGED_FIRST_SEAL)
     shutil.copy(fake.segment(0), arc.segment(0))
     expect_detected(arc, "mac_mismatch", modes=("key",), file=seg_ref(0), line=1, seq=0)
-    # The forged header already differs (its time), so epoch 0 (seqs 0, 1) fails
+    # The forged header already differs (its time), so epoch 1 (seqs 0, 1) fails
     # its checkpoint after line 2.
     rep = arc.verify("public-key", "--json").report()
     assert {k: rep.get(k) for k in ("what", "file", "line", "epoch")} == {
         "what": "checkpoint_mismatch",
         "file": seg_ref(0),
         "line": 2,
-        "epoch": 0,
+        "epoch": 1,
     }, rep
 
 
@@ -676,7 +844,7 @@ def test_forward_security_control_state_from_before_first_seal_can_forge(
     tmp_path: Path,
 ) -> None:
     # Control experiment: the same forging procedure with the state copied right
-    # after keygen (the epoch-0 keys) does produce an archive that verifies.
+    # after keygen (the epoch-1 keys) does produce an archive that verifies.
     # So the failures above are due to key evolution, not to a clumsy forgery.
     arc = keygen(tmp_path / "w")
     stolen = tmp_path / "stolen-state"
@@ -711,7 +879,7 @@ def test_clean_empty_archive_without_any_seal(tmp_path: Path) -> None:
     arc = keygen(tmp_path / "w")
     for mode in MODES:
         rep = arc.verify_ok(mode, "--require-sealed")
-        assert (rep["records"], rep["segments"], rep["checkpoints"]) == (0, 0, 0)
+        assert (rep["records"], rep["segments"], rep["checkpoints"]) == (0, 0, 1)
 
 
 def test_clean_seal_of_nothing(tmp_path: Path) -> None:
@@ -719,7 +887,7 @@ def test_clean_seal_of_nothing(tmp_path: Path) -> None:
     arc.seal()
     for mode in MODES:
         rep = arc.verify_ok(mode, "--require-sealed")
-        assert (rep["records"], rep["segments"], rep["checkpoints"]) == (1, 1, 1)
+        assert (rep["records"], rep["segments"], rep["checkpoints"]) == (1, 1, 2)
 
 
 def test_clean_one_record(tmp_path: Path) -> None:
@@ -727,7 +895,7 @@ def test_clean_one_record(tmp_path: Path) -> None:
     arc.seal(b"only one", epoch_records=None)
     for mode in MODES:
         rep = arc.verify_ok(mode, "--require-sealed")
-        assert (rep["records"], rep["checkpoints"]) == (2, 1)
+        assert (rep["records"], rep["checkpoints"]) == (2, 2)
 
 
 def test_clean_empty_epochs(tmp_path: Path) -> None:
@@ -742,7 +910,8 @@ def test_clean_empty_epochs(tmp_path: Path) -> None:
     assert w.maybe_end_epoch() is None
     w.close()
     assert [cp.records for cp in empty] == [0, 0, 0]
-    # cp 0: header + "before"; 1-3: empty; 4: the idle hour, empty; 5: "after an hour".
+    # cp 0: the genesis; 1: header + "before"; 2-4: empty; 5: the idle hour, empty;
+    # 6: "after an hour".
     assert [(cp.reason, cp.records) for cp in w.checkpoints_written] == [
         ("interval", 2),
         *[("interval", 0)] * 4,
@@ -750,7 +919,7 @@ def test_clean_empty_epochs(tmp_path: Path) -> None:
     ]
     for mode in MODES:
         rep = arc.verify_ok(mode, "--require-sealed")
-        assert (rep["records"], rep["checkpoints"]) == (3, 6)
+        assert (rep["records"], rep["checkpoints"]) == (3, 7)
 
     arc.seal(b"x", b"y", epoch_records=None, args=["--epoch-interval", "1ms"])
     for mode in MODES:
@@ -815,7 +984,7 @@ def test_clean_unsealed_tail_after_crash(arc: Archive) -> None:
         assert rep["unsealed_records"] == 0
 
 
-TORN_HEADER = b'{"seq":18,"epoch":9,"time":1795668695230344015,"ts":"2026-11-26T04:5'
+TORN_HEADER = b'{"seq":18,"epoch":10,"time":1795668695230344015,"ts":"2026-11-26T04:5'
 LAST_SEGMENT_CRASH = {"empty": b"", "torn_header": TORN_HEADER}
 
 
@@ -835,7 +1004,7 @@ def test_wipe_last_segment_to_look_like_a_crash(arc: Archive, kind: str) -> None
     # The tolerance for a crashed last segment hides nothing that was sealed:
     # the checkpoints of its epochs still demand its records.
     arc.segment(2).write_bytes(LAST_SEGMENT_CRASH[kind])
-    expect_detected(arc, "truncated", file=cp_ref(6), epoch=6, seq=12)
+    expect_detected(arc, "truncated", file=cp_ref(7), epoch=7, seq=12)
 
 
 def test_empty_middle_segment_is_not_tolerated(arc: Archive) -> None:
@@ -1058,4 +1227,4 @@ def test_real_cli_forward_security(arc: Archive, tmp_path: Path) -> None:
         r = run_real("verify", fake.root, *fake.key_args(mode), "--json")
         assert r.code == 1, str(r)
         rep = orjson.loads(r.out)
-        assert (rep["what"], rep["file"], rep["epoch"]) == ("bad_signature", cp_ref(0), 0)
+        assert (rep["what"], rep["file"], rep["epoch"]) == ("bad_signature", cp_ref(1), 1)

@@ -19,8 +19,11 @@ from hypothesis import strategies as st
 
 from auditd_py.chain import merkle
 from auditd_py.chain.encoding import Fields, encode_body, leaf_hash, record_bytes, split_line
+from auditd_py.chain.keys import PublicKey
+from auditd_py.chain.verify import Verifier
 from auditd_py.errors import FormatError, IntegrityError
-from auditd_py.store.reader import iter_records
+from auditd_py.store.reader import LocalArchive, iter_records
+from auditd_py.store.verification import VerifyPolicy, check
 from tests.support.archive import Arc
 
 messages = st.lists(st.binary(max_size=300), min_size=1, max_size=25)
@@ -193,3 +196,56 @@ def test_mac_digit_change_is_detected_by_both_verifiers(
         lines[i] = bytes(line)
         path.write_bytes(b"".join(lines))
         both_fail(arc)
+
+
+# ---------------------------------------------------------------- genesis, --all
+
+
+_VECTOR = Path(__file__).resolve().parent / "vectors" / "v2-retained"
+
+
+def _vector_inputs() -> tuple[bytes, list[tuple[str, bytes]], bytes]:
+    cps = sorted((_VECTOR / "checkpoints").iterdir())
+    pk = PublicKey.from_bytes((_VECTOR / "keys" / "public-key.json").read_bytes())
+    items = [(f"checkpoints/{p.name}", p.read_bytes()) for p in cps]
+    return (_VECTOR / "archive.json").read_bytes(), items, pk.public_key
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_any_change_to_archive_json_fails_before_any_record(data: st.DataObject) -> None:
+    """G2: the genesis checkpoint signs archive.json byte for byte (retained vector:
+    record 0 is gone), so every edit fails when the checkpoints are read."""
+    identity, items, pk = _vector_inputs()
+    i = data.draw(st.integers(0, len(identity) - 1))
+    op = data.draw(st.sampled_from(["flip", "delete", "insert"]))
+    b = data.draw(st.integers(0, 255))
+    if op == "flip":
+        edited = identity[:i] + bytes([identity[i] ^ (b or 1)]) + identity[i + 1 :]
+    elif op == "delete":
+        edited = identity[:i] + identity[i + 1 :]
+    else:
+        edited = identity[:i] + bytes([b]) + identity[i:]
+    with pytest.raises((FormatError, IntegrityError)):
+        Verifier(edited, items, public_key=pk)
+
+
+@SETTINGS
+@given(batches, epoch_sizes, st.data())
+def test_keep_going_reports_the_same_first_failure(
+    msgs: list[list[bytes]], max_records: int | None, data: st.DataObject
+) -> None:
+    """``verify --all`` lists the failure plain verify stops at, first."""
+    with archive(msgs, max_records) as arc:
+        segs = arc.segment_paths()
+        seg = data.draw(st.sampled_from(segs))
+        raw = bytearray(seg.read_bytes())
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] ^= 1 << data.draw(st.integers(0, 7))
+        seg.write_bytes(bytes(raw))
+        policy = VerifyPolicy(arc.pk.public_key, arc.vk.mac_key)
+        first = check(LocalArchive(arc.layout), policy)
+        every = check(LocalArchive(arc.layout), policy, keep_going=True)
+        assert len(first.failures) == 1 and every.failures
+        assert every.failures[0].where == first.failures[0].where
+        assert every.failures[0].message == first.failures[0].message

@@ -66,14 +66,16 @@ def test_daemon_seals_checkpoint_events(tmp_path: Path) -> None:
     d = DaemonProc(tmp_path, cfg)
     try:
         d.ready()
-        assert wait_for(lambda: len(arc.layout.checkpoint_files()) >= 3, 20)
+        assert wait_for(
+            lambda: len(arc.layout.checkpoint_files()) >= 4, 20
+        )  # the genesis and 3 epochs
     finally:
         assert d.stop() == 0
     meta = show(arc, "--meta")
     cps = [r for r in meta if r["event"] == "checkpoint.written"]
     assert len(cps) >= 2
     epochs = [r["attrs"]["epoch"] for r in cps]  # type: ignore[index]
-    assert epochs == sorted(epochs) and epochs[0] == 0
+    assert epochs == sorted(epochs) and epochs[0] == 1  # epoch 0 is the genesis, signed at keygen
     stderr = (tmp_path / "daemon.stderr").read_text()
     assert '"epoch.advanced"' in stderr
     verify_both(arc, "--require-sealed")

@@ -83,7 +83,7 @@ def test_damaged_archives_fail_alike_in_one_process_and_in_several(
             assert outcome(arc.layout, policy, 1) == outcome(arc.layout, policy, 2)
 
 
-@pytest.mark.parametrize("name", ["v1-basic", "v1-retained"])
+@pytest.mark.parametrize("name", ["v2-basic", "v2-retained"])
 def test_vectors_verify_alike_in_several_processes(name: str, tmp_path: Path) -> None:
     root = tmp_path / name
     shutil.copytree(VECTORS / name, root)

@@ -266,7 +266,7 @@ def test_rotate_segment_checkpoints_and_continues_in_a_new_segment(tmp_path: Pat
     w.close()
     assert [p.name for p in arc.segment_paths()] == [first, w.segment]
     report = arc.verify(require_sealed=True)
-    assert report.segments == 2 and report.checkpoints == 2
+    assert report.segments == 2 and report.checkpoints == 3
     recs = show(arc, "--all")
     rotated = [r for r in recs if r.get("event") == "segment.rotated"]
     assert len(rotated) == 1

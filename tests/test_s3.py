@@ -36,6 +36,7 @@ from auditd_py.store.reader import iter_records
 from auditd_py.store.retention import Retainer, RetentionPolicy
 from auditd_py.store.s3 import S3Location
 from auditd_py.store.segment import read_header
+from auditd_py.store.verification import MaxAge
 from auditd_py.store.writer import ArchiveWriter, EpochPolicy
 from tests.support import configs
 from tests.support.archive import Arc
@@ -396,6 +397,17 @@ def test_verify_s3_with_both_keys_and_tampered_copies(weed: Weed, tmp_path: Path
         assert r.returncode == 0, r.stderr
         out = r.stdout.decode()
         assert f"{url}: intact" in out and "pending: 2 checkpointed record(s)" in out
+        r = cli(weed, "verify", url, flag, key, "--max-age", "3650d")
+        assert r.returncode == 0, r.stderr
+    # S1 on the bucket's newest checkpoint (the rule fleet verify applies too), as the
+    # auditor's clock says an hour and a second after it
+    loc = S3Location(bucket, p.rstrip("/"))
+    last = verify_bucket(weed.client(), loc, public_key=arc.pk.public_key).last_checkpoint
+    assert last is not None
+    late = MaxAge(3600 * 10**9, last + 3601 * 10**9)
+    with pytest.raises(IntegrityError) as stale:
+        verify_bucket(weed.client(), loc, public_key=arc.pk.public_key, max_age=late)
+    assert stale.value.where["what"] == "stale"
 
     # copies in a bucket without lock, tampered with
     s3 = weed.client()

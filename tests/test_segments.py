@@ -21,8 +21,10 @@ from auditd_py.daemon import sealloop
 from auditd_py.daemon.queue import BatchQueue
 from auditd_py.daemon.sealloop import NoEvents, RotationPolicy, SealLoop
 from auditd_py.daemon.sizebound import fitting, size_bound
+from auditd_py.errors import ArchiveError
 from auditd_py.store.compress import compress_segment, finish_pending, open_segment
 from auditd_py.store.reader import build_proof, check_proof, iter_records
+from auditd_py.store.segment import read_header
 from auditd_py.store.writer import EpochPolicy
 from tests.support import configs
 from tests.support.archive import Arc
@@ -465,3 +467,12 @@ def test_fitting_chunks_never_cross_the_room_they_are_given() -> None:
             j = fitting(run, i, room)
             assert j > i and (j == i + 1 or sum(sizes[i:j]) <= room)
             i = j
+
+
+@pytest.mark.parametrize("data", [b"", b"\x28\xb5\x2f\xfd"], ids=["empty", "cut"])
+def test_damaged_compressed_header_is_an_archive_error(tmp_path: Path, data: bytes) -> None:
+    """FORMAT.md 11.4: readers outside verify see a damaged stream as an error too."""
+    p = tmp_path / "seg-0000000000.jsonl.zst"
+    p.write_bytes(data)
+    with pytest.raises(ArchiveError, match="decompress"):
+        read_header(p, "seg-0000000000.jsonl")

@@ -174,7 +174,7 @@ def test_verifying_gives_the_same_verdict_and_failure_report(
         verify_both_keys(arc)
 
 
-@pytest.mark.parametrize("name", ["v1-basic", "v1-retained"])
+@pytest.mark.parametrize("name", ["v2-basic", "v2-retained"])
 @pytest.mark.parametrize("key", [True, False], ids=["key", "public-key"])
 def test_every_vector_verifies_alike(name: str, key: bool, tmp_path: Path) -> None:
     root = tmp_path / name
@@ -184,7 +184,7 @@ def test_every_vector_verifies_alike(name: str, key: bool, tmp_path: Path) -> No
     vk = VerifyKey.from_bytes((root / "keys/verify-key.json").read_bytes()).mac_key if key else None
     got = both(lambda: verify_archive(layout, public_key=pk, mac_key=vk).as_dict())
     assert got[0] == "ok"
-    assert got[1]["records"] == (12 if name == "v1-basic" else 18)
+    assert got[1]["records"] == (12 if name == "v2-basic" else 18)
 
 
 def test_without_the_extension_the_pure_loop_runs(tmp_path: Path) -> None:

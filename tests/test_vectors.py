@@ -19,7 +19,9 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,6 +44,7 @@ from auditd_py.chain.encoding import (
     node_hash,
     record_mac,
 )
+from auditd_py.chain.format import NS
 from auditd_py.chain.keys import (
     PublicKey,
     VerifyKey,
@@ -55,8 +58,9 @@ from auditd_py.clock import ManualClock
 from auditd_py.errors import FormatError, IntegrityError, ProofError
 from auditd_py.store import rotation as header_module  # builds segment headers
 from auditd_py.store.layout import Layout
-from auditd_py.store.reader import build_proof, check_proof, verify_archive
+from auditd_py.store.reader import LocalArchive, build_proof, check_proof, verify_archive
 from auditd_py.store.segment import read_header
+from auditd_py.store.verification import MaxAge, VerifyPolicy, verify
 from auditd_py.store.writer import ArchiveWriter, create_archive
 from tests import independent_verifier as iv
 from tests.vectors import generate
@@ -193,7 +197,7 @@ def test_bodies(prim: dict[str, Any]) -> None:
 def test_reference_verifier_accepts(mode: str) -> None:
     r = _reference_verify(BASIC, mode)
     assert (r.mode, r.records, r.sealed_records, r.unsealed_records) == (mode, 12, 12, 0)
-    assert (r.segments, r.checkpoints, r.warnings) == (3, 6, ())
+    assert (r.segments, r.checkpoints, r.warnings) == (3, 7, ())
     assert [(x["seq"], x["segment"], x["offset"]) for x in r.recovered] == [
         (10, "seg-0000000001.jsonl", 1284)
     ]
@@ -203,7 +207,7 @@ def test_reference_verifier_accepts(mode: str) -> None:
 def test_independent_verifier_accepts(mode: str) -> None:
     r = iv.verify(BASIC, _key_file(mode))
     assert (r.mode, r.records, r.sealed_records, r.unsealed_records) == (mode, 12, 12, 0)
-    assert (r.segments, r.checkpoints, r.warnings) == (3, 6, [])
+    assert (r.segments, r.checkpoints, r.warnings) == (3, 7, [])
     assert [(x["seq"], x["segment"], x["offset"]) for x in r.recovered] == [
         (10, "seg-0000000001.jsonl", 1284)
     ]
@@ -229,7 +233,7 @@ def test_vector_archive_content() -> None:
     ]
     objs = [orjson.loads(line) for line in lines]
     assert [o["seq"] for o in objs] == list(range(12))
-    assert [o["epoch"] for o in objs] == [0, 0, 0, 0, 1, 3, 4, 4, 4, 4, 4, 5]
+    assert [o["epoch"] for o in objs] == [1, 1, 1, 1, 2, 4, 5, 5, 5, 5, 5, 6]
     assert "raw_b64" in objs[2] and "\ufffd" in objs[2]["message"]
     assert "\x00" in objs[3]["message"]
     assert "\n" in objs[4]["message"] and b"\n" not in lines[4]
@@ -241,6 +245,7 @@ def test_vector_archive_content() -> None:
     ]
     cps = [Checkpoint.from_line(p.read_bytes()) for p in sorted(BASIC.glob("checkpoints/*"))]
     assert [c.reason for c in cps] == [
+        "genesis",
         "records",
         "interval",
         "interval",
@@ -248,7 +253,7 @@ def test_vector_archive_content() -> None:
         "records",
         "close",
     ]
-    assert [c.records for c in cps] == [4, 1, 0, 1, 5, 1]
+    assert [c.records for c in cps] == [0, 4, 1, 0, 1, 5, 1]
     # Each checkpoint's mac_head is the MAC of the last record it covers (zeros if none).
     macs = [_x(o["mac"]) for o in objs]
     assert [c.mac_head for c in cps] == [
@@ -264,8 +269,8 @@ def test_inclusion_proof_checks_out() -> None:
     proof = json.loads((BASIC / "proofs" / f"seq-{generate.PROOF_SEQ}.json").read_bytes())
     pk = PublicKey.from_bytes(_key_file("public-key")).public_key
     res = check_proof(proof, pk)
-    assert (res["seq"], res["tree_size"], res["epoch"]) == (generate.PROOF_SEQ, 12, 5)
-    assert iv.check_proof(proof, pk) == 5
+    assert (res["seq"], res["tree_size"], res["epoch"]) == (generate.PROOF_SEQ, 12, 6)
+    assert iv.check_proof(proof, pk) == 6
 
 
 # ---------------------------------------------------------------- (c) determinism
@@ -297,7 +302,7 @@ def _flip(path: Path, offset: int, mask: int = 0x01) -> None:
 
 @pytest.fixture
 def copy(tmp_path: Path) -> Path:
-    dst = tmp_path / "v1-basic"
+    dst = tmp_path / "v2-basic"
     shutil.copytree(BASIC, dst)
     return dst
 
@@ -442,7 +447,7 @@ def _cp(archive: Path, epoch: int) -> Checkpoint:
     ("epoch", "change"),
     [
         (0, lambda cp: {"start": cp.start + 1}),  # epoch 0 does not start at `created`
-        (5, lambda cp: {"end": cp.start - 1}),  # ends before it starts
+        (6, lambda cp: {"end": cp.start - 1}),  # ends before it starts
     ],
 )
 def test_checkpoint_window_fails_both(
@@ -457,8 +462,8 @@ def test_checkpoint_window_fails_both(
 @pytest.mark.parametrize("mode", MODES)
 def test_signed_wrong_mac_head_fails_both(copy: Path, mode: str) -> None:
     """R6 compares mac_head with the last MAC, even under a valid signature."""
-    cp = _cp(copy, 5)
-    _cp_path(copy, 5).write_bytes(_resign(cp, mac_head=bytes(32)))
+    cp = _cp(copy, 6)
+    _cp_path(copy, 6).write_bytes(_resign(cp, mac_head=bytes(32)))
     _both_fail_with(copy, mode, "checkpoint_mismatch")
 
 
@@ -550,8 +555,8 @@ def test_meta_records_are_found_by_their_top_level_source(tmp_path: Path) -> Non
         assert ref.recovered == () and ind.recovered == []
 
 
-def _proof_for_epoch_0(checkpoint_line: bytes) -> dict[str, Any]:
-    """An inclusion proof of seq 3 against checkpoint 0 alone (tree size 4)."""
+def _proof_for_epoch_1(genesis_line: bytes) -> dict[str, Any]:
+    """An inclusion proof of seq 3 against checkpoints 0 (``genesis_line``) and 1 (size 4)."""
     lines = (BASIC / "segments" / "seg-0000000000.jsonl").read_bytes().split(b"\n")[:4]
     pb = merkle.PathBuilder(3, 4)
     for line in lines:
@@ -563,7 +568,10 @@ def _proof_for_epoch_0(checkpoint_line: bytes) -> dict[str, Any]:
         "tree_size": 4,
         "record": lines[3].decode(),
         "path": [p.hex() for p in pb.path()],
-        "checkpoints": [checkpoint_line.rstrip(b"\n").decode()],
+        "checkpoints": [
+            genesis_line.rstrip(b"\n").decode(),
+            _cp(BASIC, 1).line.decode(),
+        ],
     }
 
 
@@ -579,15 +587,15 @@ def test_proof_checkpoint_0_must_start_the_chain() -> None:
     """FORMAT.md 14: checkpoint 0 of a proof has prev = zeros and seq_first = 0."""
     cp0 = _cp(BASIC, 0)
     pk = PublicKey.from_bytes(_key_file("public-key")).public_key
-    good = _proof_for_epoch_0(cp0.line)
-    assert check_proof(good, pk)["epoch"] == 0 and iv.check_proof(good, pk) == 0
-    _both_reject_proof(_proof_for_epoch_0(_resign(cp0, prev=b"\x11" * 32)))
-    _both_reject_proof(_proof_for_epoch_0(_resign(cp0, seq_first=1)))
+    good = _proof_for_epoch_1(cp0.line)
+    assert check_proof(good, pk)["epoch"] == 1 and iv.check_proof(good, pk) == 1
+    _both_reject_proof(_proof_for_epoch_1(_resign(cp0, prev=b"\x11" * 32)))
+    _both_reject_proof(_proof_for_epoch_1(_resign(cp0, seq_first=1)))
 
 
 def test_proof_checkpoints_share_one_archive() -> None:
     proof = json.loads((BASIC / "proofs" / f"seq-{generate.PROOF_SEQ}.json").read_bytes())
-    last = _cp(BASIC, 5)
+    last = _cp(BASIC, 6)
     proof["checkpoints"][-1] = _resign(last, archive="00000000-0000-4000-8000-000000000000")
     proof["checkpoints"][-1] = proof["checkpoints"][-1].rstrip(b"\n").decode()
     _both_reject_proof(proof)
@@ -602,7 +610,7 @@ def test_unsealed_meta_record_that_is_not_json_fails_both(copy: Path) -> None:
     seg = copy / "segments" / "seg-0000000002.jsonl"
     last = seg.read_bytes().split(b"\n")[-2]
     head, pmac = _x(last[-139:-75].decode()), _x(last[-66:-2].decode())
-    body = b'{"seq":12,"epoch":6,"time":1,"ts":"x","source":"auditd-py",,"message":"m"'
+    body = b'{"seq":12,"epoch":7,"time":1,"ts":"x","source":"auditd-py",,"message":"m"'
     lk = link_hash(head, pmac, leaf_hash(body))
     forged = body + b',"link":"' + lk.hex().encode() + b'","mac":"' + b"0" * 64 + b'"}\n'
     seg.write_bytes(seg.read_bytes() + forged)
@@ -618,7 +626,7 @@ def test_unsealed_meta_record_that_is_not_json_fails_both(copy: Path) -> None:
 # ---------------------------------------------------------------- (f) retention
 
 RETAINED_KEYS = RETAINED / "keys"
-#: The retention records of v1-retained: (seq, segment, seq_first, seq_end, policy).
+#: The retention records of v2-retained: (seq, segment, seq_first, seq_end, policy).
 RETAINED_DELETIONS = [
     (10, "seg-0000000000.jsonl", 0, 4, "max_segments"),
     (17, "seg-0000000001.jsonl", 4, 8, "max_age"),
@@ -631,7 +639,7 @@ def _deletions(items: Any) -> list[tuple[Any, ...]]:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_retained_vector_verifies_with_both(mode: str) -> None:
-    """v1-retained starts at seq 8 (FORMAT.md 16.2): 18 of 26 records are present."""
+    """v2-retained starts at seq 8 (FORMAT.md 16.2): 18 of 26 records are present."""
     ref, ind = _both_accept(RETAINED, mode, RETAINED_KEYS)
     assert (ref.mode, ref.first_seq, ref.records, ref.sealed_records, ref.unsealed_records) == (
         mode,
@@ -647,8 +655,8 @@ def test_retained_vector_verifies_with_both(mode: str) -> None:
         18,
         0,
     )
-    assert (ref.segments, ref.checkpoints, ref.warnings, ref.recovered) == (3, 8, (), ())
-    assert (ind.segments, ind.checkpoints, ind.warnings, ind.recovered) == (3, 8, [], [])
+    assert (ref.segments, ref.checkpoints, ref.warnings, ref.recovered) == (3, 9, (), ())
+    assert (ind.segments, ind.checkpoints, ind.warnings, ind.recovered) == (3, 9, [], [])
     assert _deletions(ref.retention) == _deletions(ind.retention) == RETAINED_DELETIONS
 
 
@@ -660,7 +668,7 @@ def test_retained_vector_content() -> None:
         "seg-0000000004.jsonl",
     ]
     assert (RETAINED / "archive.json").read_bytes() == (BASIC / "archive.json").read_bytes()
-    assert len(list((RETAINED / "checkpoints").iterdir())) == 8
+    assert len(list((RETAINED / "checkpoints").iterdir())) == 9
     first = read_header(RETAINED / "segments" / "seg-0000000002.jsonl.zst", "seg-0000000002.jsonl")
     assert (first.seq, first.prev_segment) == (8, "seg-0000000001.jsonl")
     # The case-(b) record states the cut that the first header states (16.3).
@@ -673,9 +681,9 @@ def test_retained_vector_content() -> None:
         first.prev_mac,
     )
     assert tuple(attrs["merkle_range"]) == first.merkle_range
-    cp1 = _cp(RETAINED, 1)
-    assert attrs["checkpoint"] == {"epoch": 1, "digest": cp1.digest.hex()}
-    assert cp1.seq_end == 8
+    cp2 = _cp(RETAINED, 2)
+    assert attrs["checkpoint"] == {"epoch": 2, "digest": cp2.digest.hex()}
+    assert cp2.seq_end == 8
 
 
 def test_retained_proof_checks_out() -> None:
@@ -684,8 +692,8 @@ def test_retained_proof_checks_out() -> None:
     proof = json.loads(raw)
     pk = PublicKey.from_bytes(_key_file("public-key", RETAINED_KEYS)).public_key
     res = check_proof(proof, pk)
-    assert (res["seq"], res["tree_size"], res["epoch"]) == (generate.RETAINED_PROOF_SEQ, 26, 7)
-    assert iv.check_proof(proof, pk) == 7
+    assert (res["seq"], res["tree_size"], res["epoch"]) == (generate.RETAINED_PROOF_SEQ, 26, 8)
+    assert iv.check_proof(proof, pk) == 8
     # The node of the deleted leaves [0, 8) is on the path.
     first = read_header(RETAINED / "segments" / "seg-0000000002.jsonl.zst", "seg-0000000002.jsonl")
     assert first.merkle_range is not None and first.merkle_range[0] in proof["path"]
@@ -693,7 +701,7 @@ def test_retained_proof_checks_out() -> None:
     layout = Layout.at(RETAINED)
     rebuilt = build_proof(layout, generate.RETAINED_PROOF_SEQ)
     assert orjson.dumps(rebuilt, option=orjson.OPT_INDENT_2) + b"\n" == raw
-    assert iv.check_proof(build_proof(layout, 8), pk) == 7  # the first record present
+    assert iv.check_proof(build_proof(layout, 8), pk) == 8  # the first record present
 
 
 @pytest.mark.parametrize("seq", [0, 3, 7])
@@ -704,7 +712,7 @@ def test_build_proof_of_a_deleted_record_raises(seq: int) -> None:
 
 @pytest.fixture
 def retained(tmp_path: Path) -> Path:
-    dst = tmp_path / "v1-retained"
+    dst = tmp_path / "v2-retained"
     shutil.copytree(RETAINED, dst)
     return dst
 
@@ -1151,3 +1159,253 @@ def test_an_earlier_deletion_cannot_carry_another_segments_values(tmp_path: Path
     for mode in MODES:
         _, err = _both_fail_with(layout.root, mode, "retention", tmp2 / "keys")
         assert err.check == "R8"
+
+
+# ---------------------------------------------------------------- the genesis checkpoint (12.6)
+
+
+def test_genesis_checkpoint_vector(prim: dict[str, Any]) -> None:
+    """Checkpoint 0 is keygen's signature over the empty tree and the identity's bytes."""
+    g = prim["genesis_checkpoint"]
+    identity = g["identity"].encode()
+    line = g["line"].encode()
+    assert identity == (BASIC / "archive.json").read_bytes()
+    assert line + b"\n" == (BASIC / "checkpoints" / "cp-0000000000.json").read_bytes()
+    assert line + b"\n" == (RETAINED / "checkpoints" / "cp-0000000000.json").read_bytes()
+    cp = Checkpoint.from_line(line)
+    assert (cp.epoch, cp.reason, cp.seq_first, cp.seq_end) == (0, "genesis", 0, 0)
+    assert cp.chain_head == genesis_link(identity) == _x(g["chain_head"])
+    assert cp.public_key == _x(g["signed_by"]) and cp.signature_valid(cp.public_key)
+    assert cp.digest.hex() == g["digest"] == iv.cp_digest(line).hex()
+    ind = iv.parse_checkpoint(line, file="genesis")
+    assert (ind.reason, ind.chain_head) == ("genesis", iv.genesis(identity))
+
+
+def _both_fail_code(archive: Path, mode: str, what: str, keys: Path) -> None:
+    """Both verifiers fail with ``what`` (an IntegrityError in the reference)."""
+    with pytest.raises(IntegrityError) as ref:
+        _reference_verify(archive, mode, keys)
+    assert ref.value.where.get("what") == what, ref.value
+    with pytest.raises(iv.VerificationError) as ind:
+        iv.verify(archive, _key_file(mode, keys))
+    assert ind.value.what == what, ind.value
+
+
+def _wipe(archive: Path, keep_genesis: bool) -> None:
+    for p in (archive / "segments").iterdir():
+        p.unlink()
+    for p in sorted((archive / "checkpoints").iterdir())[1 if keep_genesis else 0 :]:
+        p.unlink()
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("vector", [generate.BASIC, generate.RETAINED])
+@pytest.mark.parametrize(
+    ("attack", "what"),
+    [
+        (lambda a: _wipe(a, keep_genesis=False), "missing_genesis"),  # the issue's wipe
+        (lambda a: (a / "checkpoints" / "cp-0000000000.json").unlink(), "missing_genesis"),
+        (lambda a: shutil.rmtree(a / "checkpoints"), "missing_genesis"),
+        (lambda a: shutil.rmtree(a / "segments"), "truncated"),
+    ],
+    ids=["wipe", "delete-cp-0", "rmdir-checkpoints", "rmdir-segments"],
+)
+def test_wiped_archive_fails_both(
+    tmp_path: Path, mode: str, vector: str, attack: Callable[[Path], None], what: str
+) -> None:
+    """G1 and FORMAT.md 3: a wipe that keeps archive.json is caught with either key."""
+    archive = tmp_path / vector
+    shutil.copytree(VECTORS / vector, archive)
+    attack(archive)
+    _both_fail_code(archive, mode, what, VECTORS / vector / "keys")
+
+
+def test_a_wipe_down_to_the_genesis_is_caught_by_staleness_not_by_g1(tmp_path: Path) -> None:
+    """What the genesis cannot show (12.6): an archive cut back to it looks fresh."""
+    archive = tmp_path / "basic"
+    shutil.copytree(BASIC, archive)
+    _wipe(archive, keep_genesis=True)
+    for mode in MODES:
+        assert _reference_verify(archive, mode).records == 0
+        assert iv.verify(archive, _key_file(mode)).records == 0
+    genesis = _cp(BASIC, 0)
+    pk = PublicKey.from_bytes(_key_file("public-key")).public_key
+    stale = MaxAge(3600 * NS, genesis.end + 3601 * NS)  # verified an hour after keygen
+    with pytest.raises(IntegrityError) as exc:
+        verify(LocalArchive(Layout.at(archive)), VerifyPolicy(pk, max_age=stale))
+    assert (exc.value.where["what"], exc.value.where["epoch"]) == ("stale", 0)
+
+
+def _identity_edit(edit: Callable[[dict[str, Any]], Any]) -> Callable[[bytes], bytes]:
+    def apply(data: bytes) -> bytes:
+        obj = json.loads(data)
+        out = edit(obj)
+        return out if isinstance(out, bytes) else json.dumps(obj, separators=(",", ":")).encode()
+
+    return apply
+
+
+#: Edits of archive.json from the issue, each keeping archive, created and public_key:
+#: (edit of the bytes, the reference's failure: a ``what`` or "format").
+IDENTITY_EDITS: dict[str, tuple[Callable[[bytes], bytes], str]] = {
+    "host": (lambda b: b.replace(b'"vectors.example"', b'"elsewhere.example"'), "identity"),
+    "reorder": (
+        _identity_edit(
+            lambda o: json.dumps(dict(reversed(o.items())), separators=(",", ":")).encode() + b"\n"
+        ),
+        "identity",
+    ),
+    "reindent": (_identity_edit(lambda o: json.dumps(o, indent=2).encode() + b"\n"), "identity"),
+    "no-final-newline": (lambda b: b.rstrip(b"\n"), "identity"),
+    "extra-key": (lambda b: b.replace(b'{"v":2,', b'{"v":2,"note":"x",'), "identity"),
+    "upper-case-key": (
+        lambda b: re.sub(
+            rb'"public_key":"([0-9a-f]+)"', lambda m: b'"public_key":"' + m[1].upper() + b'"', b
+        ),
+        "format",
+    ),
+    "upper-case-fingerprint": (
+        lambda b: re.sub(
+            rb'"public_key_fingerprint":"([0-9a-f]+)"',
+            lambda m: b'"public_key_fingerprint":"' + m[1].upper() + b'"',
+            b,
+        ),
+        "format",
+    ),
+    "v-true": (lambda b: b.replace(b'{"v":2,', b'{"v":true,'), "format"),
+    "v-float": (lambda b: b.replace(b'{"v":2,', b'{"v":2.0,'), "format"),
+    "v-1": (lambda b: b.replace(b'{"v":2,', b'{"v":1,'), "format"),
+    "duplicate-key": (lambda b: b.replace(b'{"v":2,', b'{"v":2,"host":"x",'), "format"),
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("vector", [generate.BASIC, generate.RETAINED])
+@pytest.mark.parametrize("edit", sorted(IDENTITY_EDITS))
+def test_identity_edit_fails_both(tmp_path: Path, mode: str, vector: str, edit: str) -> None:
+    """G2 and section 5: archive.json is authenticated byte for byte, record 0 or not."""
+    archive = tmp_path / vector
+    shutil.copytree(VECTORS / vector, archive)
+    change, what = IDENTITY_EDITS[edit]
+    path = archive / "archive.json"
+    before = path.read_bytes()
+    path.write_bytes(change(before))
+    assert path.read_bytes() != before
+    keys = VECTORS / vector / "keys"
+    if what == "format":
+        with pytest.raises(FormatError):
+            _reference_verify(archive, mode, keys)
+        with pytest.raises(iv.VerificationError) as ind:
+            iv.verify(archive, _key_file(mode, keys))
+        assert ind.value.check == "I", ind.value
+    else:
+        _both_fail_code(archive, mode, what, keys)
+
+
+# ---------------------------------------------------------------- strictness (1, 3, 11.4)
+
+
+def _zst(archive: Path) -> Path:
+    return archive / "segments" / "seg-0000000002.jsonl.zst"
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda p: p.write_bytes(p.read_bytes()[:-4]),  # the frame's checksum cut
+        lambda p: p.write_bytes(p.read_bytes()[:-40]),  # cut inside the frame
+        lambda p: p.write_bytes(b""),  # 0 bytes: no frame
+        lambda p: p.write_bytes(p.read_bytes()[:-1] + bytes([p.read_bytes()[-1] ^ 1])),
+    ],
+    ids=["checksum-cut", "truncated", "empty", "bad-checksum"],
+)
+def test_damaged_zstd_segment_is_a_format_failure_naming_it(
+    retained: Path, mode: str, damage: Callable[[Path], None]
+) -> None:
+    damage(_zst(retained))
+    with pytest.raises(IntegrityError) as ref:
+        _reference_verify(retained, mode, RETAINED_KEYS)
+    assert ref.value.where.get("what") == "format"
+    assert ref.value.where.get("file") == "segments/seg-0000000002.jsonl.zst"
+    with pytest.raises(iv.VerificationError) as ind:
+        iv.verify(retained, _key_file(mode, RETAINED_KEYS))
+    assert (ind.value.check, ind.value.file) == ("S", "segments/seg-0000000002.jsonl.zst")
+
+
+def _gzip_of(zst: Path) -> bytes:
+    return gzip.compress(iv.read_segment(zst))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_zst_wins_over_gz(retained: Path, mode: str) -> None:
+    """Section 3: without a plain file, ``.zst`` is the segment and ``.gz`` is ignored."""
+    gz = retained / "segments" / "seg-0000000002.jsonl.gz"
+    gz.write_bytes(b"not gzip at all")
+    assert _reference_verify(retained, mode, RETAINED_KEYS).records == 18
+    assert iv.verify(retained, _key_file(mode, RETAINED_KEYS)).records == 18
+    gz.write_bytes(_gzip_of(_zst(retained)))  # a good .gz does not rescue a bad .zst
+    _zst(retained).write_bytes(_zst(retained).read_bytes()[:-4])
+    with pytest.raises(IntegrityError):
+        _reference_verify(retained, mode, RETAINED_KEYS)
+    with pytest.raises(iv.VerificationError):
+        iv.verify(retained, _key_file(mode, RETAINED_KEYS))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    "damage",
+    [lambda b: b[:-4], lambda b: b[:10], lambda b: b""],
+    ids=["trailer-cut", "truncated", "empty"],
+)
+def test_damaged_gzip_segment_is_a_format_failure_naming_it(
+    retained: Path, mode: str, damage: Callable[[bytes], bytes]
+) -> None:
+    gz = retained / "segments" / "seg-0000000002.jsonl.gz"
+    gz.write_bytes(damage(_gzip_of(_zst(retained))))
+    _zst(retained).unlink()
+    with pytest.raises(IntegrityError) as ref:
+        _reference_verify(retained, mode, RETAINED_KEYS)
+    assert ref.value.where.get("what") == "format"
+    assert ref.value.where.get("file") == "segments/seg-0000000002.jsonl.gz"
+    with pytest.raises(iv.VerificationError) as ind:
+        iv.verify(retained, _key_file(mode, RETAINED_KEYS))
+    assert (ind.value.check, ind.value.file) == ("S", "segments/seg-0000000002.jsonl.gz")
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        b'{"segment":"a","segment":"b"}',  # a duplicate key
+        b'{"n":NaN}',
+        b'{"n":Infinity}',
+        b'{"s":"\\ud800"}',  # a lone surrogate, escaped
+        b'{"s":"\xed\xa0\x80"}',  # ... and encoded
+    ],
+    ids=["duplicate-key", "nan", "infinity", "lone-surrogate-escaped", "lone-surrogate-utf8"],
+)
+def test_unsealed_meta_record_that_is_not_strict_json_fails_both(copy: Path, attrs: bytes) -> None:
+    """Section 1: what a verifier parses is strict JSON (R7 parses meta records)."""
+    seg = copy / "segments" / "seg-0000000002.jsonl"
+    last = seg.read_bytes().split(b"\n")[-2]
+    head, pmac = _x(last[-139:-75].decode()), _x(last[-66:-2].decode())
+    body = (
+        b'{"seq":12,"epoch":7,"time":1,"ts":"x","source":"auditd-py","event":"e",'
+        b'"message":"m","attrs":' + attrs
+    )
+    lk = link_hash(head, pmac, leaf_hash(body))
+    forged = body + b',"link":"' + lk.hex().encode() + b'","mac":"' + b"0" * 64 + b'"}\n'
+    seg.write_bytes(seg.read_bytes() + forged)
+    with pytest.raises(FormatError) as ref:
+        _reference_verify(copy, "public-key")
+    assert (ref.value.where.get("what"), ref.value.where.get("field")) == ("format", "json")
+    with pytest.raises(iv.VerificationError) as ind:
+        iv.verify(copy, _key_file("public-key"))
+    assert (ind.value.check, ind.value.what) == ("R7", "format")
+
+
+@pytest.mark.parametrize("v", [True, 1.0, 2])
+def test_proof_version_must_be_the_integer_1(v: object) -> None:
+    proof = json.loads((BASIC / "proofs" / f"seq-{generate.PROOF_SEQ}.json").read_bytes())
+    proof["v"] = v
+    _both_reject_proof(proof)

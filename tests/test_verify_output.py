@@ -64,11 +64,11 @@ def test_a_failure_names_its_code_and_what_was_verified_before_it(arc: Archive, 
     assert r.err.startswith(f"auditd-py: integrity failure: broken_link: {seg_ref(1)}, line 3")
     out = r.out.decode().splitlines()
     assert out[0].startswith(f"{arc.root}: FAILED ("), out[0]
-    assert out[1].startswith(f"  failure broken_link: {seg_ref(1)}, line 3, seq 8, epoch 4: ")
-    # seg 0 (seq 0..5) and seq 6, 7 of seg 1 were accepted; epochs 0..3 matched
+    assert out[1].startswith(f"  failure broken_link: {seg_ref(1)}, line 3, seq 8, epoch 5: ")
+    # seg 0 (seq 0..5) and seq 6, 7 of seg 1 were accepted; the genesis and epochs 1..4 matched
     assert out[2].startswith(
         "  verified before the failure: 8 records (seq 0..7), 1 of 3 segments, "
-        "4 epochs matched their checkpoints, time range 20"
+        "5 epochs matched their checkpoints, time range 20"
     ), out[2]
 
 
@@ -90,7 +90,7 @@ def test_json_matches_the_documented_schema(arc: Archive, mode: str) -> None:
     check_schema(ok)
     assert (ok["schema"], ok["schema_version"]) == ("auditd-py.verify", 1)
     assert ok["failures"] == []
-    assert ok["verified"]["records"] == 18 and ok["verified"]["epochs"] == 9
+    assert ok["verified"]["records"] == 18 and ok["verified"]["epochs"] == 10
 
     r = broken(arc).verify(mode, "--json")
     assert r.code == 1, str(r)
@@ -239,7 +239,7 @@ def test_report_of_an_intact_archive_renders(arc: Archive, tmp_path: Path) -> No
     assert page.by_id("timeline") is not None and page.by_id("timeline")[0] == "svg"  # type: ignore[index]
     assert page.by_id("verdict") is not None
     assert "intact" in page.dom
-    assert len(page.with_class("epoch")) == 9
+    assert len(page.with_class("epoch")) == 10  # the genesis too
     assert len(page.with_class("checkpoint")) >= 9
     assert len(page.with_class("segment")) == 3
     assert len(page.with_class("segment-boundary")) == 3
@@ -259,8 +259,8 @@ def test_report_marks_the_failure_where_it_is(arc: Archive, tmp_path: Path) -> N
 
 
 def test_report_shows_the_retention_cut(tmp_path: Path) -> None:
-    dst = tmp_path / "v1-retained"
-    shutil.copytree(VECTORS / "v1-retained", dst)
+    dst = tmp_path / "v2-retained"
+    shutil.copytree(VECTORS / "v2-retained", dst)
     out = tmp_path / "retained.html"
     r = run_cli("verify", dst, "--public-key", dst / "keys" / "public-key.json", "--report", out)
     assert r.code == 0, str(r)

@@ -15,6 +15,7 @@ import pytest
 from auditd_py.chain.checkpoint import Checkpoint
 from auditd_py.chain.encoding import Fields
 from auditd_py.chain.format import NS
+from auditd_py.chain.keys import evolve_mac_key
 from auditd_py.errors import ArchiveLockedError, IntegrityError, StateError
 from auditd_py.store import state as state_mod
 from auditd_py.store.reader import iter_records
@@ -46,21 +47,23 @@ def test_epochs_end_on_interval_and_count_and_may_be_empty(tmp_path: Path) -> No
     for key in (True, False):
         r = arc.verify(key=key)
         assert r.records == 13 and r.unsealed_records == 0
-        assert r.checkpoints == len(w.checkpoints_written)
+        assert r.checkpoints == len(w.checkpoints_written) + 1  # and keygen's genesis
 
 
 def test_old_keys_are_erased_from_the_state_file(tmp_path: Path) -> None:
     arc = Arc(tmp_path)
     mac0 = arc.vk.mac_key.hex().encode()
+    mac1 = evolve_mac_key(arc.vk.mac_key).hex().encode()
     raw0 = (arc.layout.state / "sealing.state").read_bytes()
-    assert mac0 in raw0  # epoch 0's key is there before the first epoch ends
+    # keygen signed the genesis checkpoint with epoch 0's keys and never stored them
+    assert mac0 not in raw0 and mac1 in raw0
     arc.seal([b"a", b"b"])
     raw1 = (arc.layout.state / "sealing.state").read_bytes()
     assert len(raw1) == 2 * SLOT  # overwritten in place, never grown or recreated
-    assert mac0 not in raw1
+    assert mac0 not in raw1 and mac1 not in raw1
     sf, st = StateFile.open(arc.layout.state)
     sf.release()
-    assert st.sealer.epoch == 1 and st.sealer.mac_key != arc.vk.mac_key
+    assert st.sealer.epoch == 2 and st.sealer.mac_key != arc.vk.mac_key
 
 
 def test_second_writer_is_refused(tmp_path: Path) -> None:
@@ -142,13 +145,13 @@ def test_crash_after_checkpoint_before_key_evolution(
     if w._fd is not None:  # the crashed process's descriptor goes with it (close() kept it)
         os.close(w._fd)
         w._fd = None
-    assert arc.layout.checkpoint(0).exists()
+    assert arc.layout.checkpoint(1).exists()
     sf, st = StateFile.open(arc.layout.state)  # lock was released by close's finally
     sf.release()
-    assert st.sealer.epoch == 0  # keys not yet evolved
-    arc.seal([b"b"])  # finishes epoch 0 from its checkpoint, then continues in epoch 1
+    assert st.sealer.epoch == 1  # keys not yet evolved
+    arc.seal([b"b"])  # finishes epoch 1 from its checkpoint, then continues in epoch 2
     r = arc.verify()
-    assert r.checkpoints == 2 and r.unsealed_records == 0
+    assert r.checkpoints == 3 and r.unsealed_records == 0
     assert data_messages(arc) == [b"a", b"b"]
 
 

@@ -22,7 +22,9 @@ from auditd_py.chain.keys import public_key_of, sign, signature_ok
 from auditd_py.errors import FormatError
 
 CHECKPOINT_TYPE = "auditd-py.checkpoint"
-REASONS = frozenset({"interval", "records", "close"})
+GENESIS = "genesis"
+"""The reason of checkpoint 0, written by keygen over the empty tree (FORMAT.md 12.6)."""
+REASONS = frozenset({"interval", "records", "close", GENESIS})
 ZERO = bytes(32)
 _KIND = DocumentKind(
     CHECKPOINT_TYPE,

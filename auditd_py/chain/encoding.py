@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import time
 from binascii import Error as BinasciiError
 from binascii import hexlify, unhexlify
@@ -251,11 +252,36 @@ def split_line(line: bytes) -> tuple[bytes, bytes, bytes]:
     return line[:s], link, mac
 
 
-def parse_record(line: bytes) -> dict[str, Any]:
-    """Parse a whole record line as JSON (for display and diagnostics)."""
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        keys = [k for k, _ in pairs]
+        dup = next(k for i, k in enumerate(keys) if k in keys[:i])
+        raise ValueError(f"duplicate key {dup!r}")
+    return obj
+
+
+def loads_strict(data: bytes) -> Any:
+    """JSON as docs/FORMAT.md section 1 allows it: RFC 8259, and no duplicate keys.
+
+    orjson rejects ``NaN``/``Infinity``, invalid UTF-8 and lone surrogates (escaped
+    or not); a second pass finds duplicate keys, which orjson (like most parsers)
+    would resolve silently to the last one. Only for the few documents a verifier
+    parses (identity, checkpoints, key files, meta records), never in a hot loop.
+    Raises ``ValueError`` (``orjson.JSONDecodeError`` is one).
+    """
+    obj = orjson.loads(data)
+    if isinstance(obj, dict | list):
+        json.loads(data, object_pairs_hook=_no_duplicates)
+    return obj
+
+
+def parse_record(line: bytes, *, strict: bool = False) -> dict[str, Any]:
+    """Parse a whole record line as JSON (for display, diagnostics, and ``strict``ly
+    in verification: no duplicate keys, see :func:`loads_strict`)."""
     try:
-        obj = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
+        obj = loads_strict(line) if strict else orjson.loads(line)
+    except ValueError as exc:
         raise FormatError(f"record is not valid JSON: {exc}", field="json") from exc
     if not isinstance(obj, dict):
         raise FormatError("record is not a JSON object", field="json")

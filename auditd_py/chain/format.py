@@ -12,12 +12,15 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
-import orjson
-
+from auditd_py.chain.encoding import loads_strict
 from auditd_py.errors import AuditdError, FormatError
 
 FORMAT_VERSION: Final = 1
-"""The ``"v"`` of every versioned document; record bodies carry no version."""
+"""The ``"v"`` of checkpoints, key files and proofs; record bodies carry no version."""
+
+ARCHIVE_VERSION: Final = 2
+"""The ``"v"`` of ``archive.json``: the archive format. Version 2 archives start with
+a genesis checkpoint (docs/FORMAT.md 12.6); version 1 archives are refused."""
 
 NS: Final = 1_000_000_000
 """Nanoseconds per second: every time in the format is an integer of nanoseconds."""
@@ -53,13 +56,15 @@ class DocumentKind:
     bad_version: str = "unsupported format version {found!r}"
     fields: bool = True
     """Whether type and version failures name the field (``type``, ``v``)."""
+    version: int = FORMAT_VERSION
+    """The one ``v`` accepted: the integer itself (not ``true``, not ``1.0``)."""
 
 
 def load_document(data: bytes, kind: DocumentKind, file: str | None) -> dict[str, Any]:
-    """Parse ``data`` as a JSON object of ``kind.type`` and format version 1."""
+    """Parse ``data`` (strict JSON, section 1) as an object of ``kind.type`` and version."""
     try:
-        obj = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
+        obj = loads_strict(data)
+    except ValueError as exc:
         raise kind.error(kind.invalid_json.format(exc=exc), file=file) from exc
     if not isinstance(obj, dict):
         raise kind.error(kind.not_object, file=file, field=kind.not_object_field)
@@ -67,7 +72,8 @@ def load_document(data: bytes, kind: DocumentKind, file: str | None) -> dict[str
     if found != kind.doc_type:
         msg = kind.wrong_type.format(found=found)
         raise kind.error(msg, file=file, field="type" if kind.fields else None)
-    if obj.get("v") != FORMAT_VERSION:
+    v = obj.get("v")
+    if type(v) is not int or v != kind.version:
         msg = kind.bad_version.format(found=obj.get("v"))
         raise kind.error(msg, file=file, field="v" if kind.fields else None)
     return obj

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import orjson
 
 from auditd_py.chain.encoding import fingerprint
-from auditd_py.chain.format import FORMAT_VERSION, DocumentKind, load_document
+from auditd_py.chain.format import ARCHIVE_VERSION, DocumentKind, load_document
 from auditd_py.errors import FormatError
 
 IDENTITY_TYPE = "auditd-py.archive"
@@ -17,7 +18,12 @@ _KIND = DocumentKind(
     not_object="not an auditd-py archive identity",
     not_object_field="type",
     wrong_type="not an auditd-py archive identity",
+    bad_version="unsupported archive format version {found!r}: this auditd-py reads "
+    "version 2 only (a version-1 archive has no genesis checkpoint, so a wipe of it "
+    "cannot be told from a new archive; docs/FORMAT.md 5)",
+    version=ARCHIVE_VERSION,
 )
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +37,7 @@ class Identity:
         return (
             orjson.dumps(
                 {
-                    "v": FORMAT_VERSION,
+                    "v": ARCHIVE_VERSION,
                     "type": IDENTITY_TYPE,
                     "archive": self.archive,
                     "host": self.host,
@@ -67,8 +73,10 @@ class Identity:
             raise FormatError(
                 f"archive identity field missing or invalid: {exc}", file=file
             ) from exc
-        if len(ident.public_key) != 32:
-            raise FormatError("public_key must be 32 bytes", file=file, field="public_key")
+        if not _HEX64.fullmatch(pk):
+            raise FormatError(
+                "public_key must be 32 bytes of lower-case hex", file=file, field="public_key"
+            )
         if obj.get("public_key_fingerprint") != fingerprint(ident.public_key):
             raise FormatError(
                 "public_key_fingerprint does not match public_key",

@@ -34,6 +34,7 @@ from auditd_py.chain.encoding import (
     TAG_MAC_EVOLVE,
     TAG_SIGN_EVOLVE,
     h,
+    loads_strict,
 )
 from auditd_py.chain.format import FORMAT_VERSION, DocumentKind, load_document
 from auditd_py.errors import KeyFileError
@@ -138,8 +139,8 @@ class PublicKey:
     @classmethod
     def from_bytes(cls, data: bytes, *, file: str | None = None) -> PublicKey:
         try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
+            obj = loads_strict(data)
+        except ValueError as exc:
             raise KeyFileError("not a key file (invalid JSON)", file=file) from exc
         if isinstance(obj, dict) and obj.get("type") == VERIFY_KEY_TYPE:
             # A verification key also carries the public key; accept it here.
@@ -177,10 +178,8 @@ def _str(obj: dict[str, Any], key: str, file: str | None) -> str:
 
 def _hex(obj: dict[str, Any], key: str, size: int, file: str | None) -> bytes:
     v = _str(obj, key, file)
-    try:
-        b = bytes.fromhex(v)
-    except ValueError as exc:
-        raise KeyFileError(f"field {key!r} is not hex", file=file, field=key) from exc
-    if len(b) != size:
-        raise KeyFileError(f"field {key!r} must be {size} bytes", file=file, field=key)
-    return b
+    if len(v) != 2 * size or v.strip("0123456789abcdef"):
+        raise KeyFileError(
+            f"field {key!r} must be {size} bytes of lower-case hex", file=file, field=key
+        )
+    return bytes.fromhex(v)

@@ -2,7 +2,8 @@
 
 Checks are numbered as in docs/FORMAT.md section "Verification":
 
-* C1–C8 run over the checkpoints before any record is read;
+* G1, C1–C8 and G2 run over the checkpoints before any record is read (the
+  genesis checkpoint exists and signs the identity file);
 * R1–R7 run for each record line, in order;
 * F3, F4, F1 and F2 run at the end.
 
@@ -22,7 +23,12 @@ from typing import Any
 
 from auditd_py.chain import merkle, speedups
 from auditd_py.chain.checkpoint import ZERO, Checkpoint
-from auditd_py.chain.checkpoint_chain import check_anchor, check_checkpoints
+from auditd_py.chain.checkpoint_chain import (
+    Failures,
+    check_anchor,
+    check_checkpoints,
+    check_identity_signed,
+)
 from auditd_py.chain.deletions import DeletionHistory
 from auditd_py.chain.encoding import (
     _CLOSE_NL,
@@ -40,6 +46,7 @@ from auditd_py.chain.encoding import (
 from auditd_py.chain.identity import Identity
 from auditd_py.chain.keys import same
 from auditd_py.chain.link import check_record
+from auditd_py.chain.verify_all import KeepGoing
 from auditd_py.chain.verify_meta import Cut, MetaChecks, SegmentRead
 from auditd_py.errors import Failure, FormatError, IntegrityError
 
@@ -128,7 +135,7 @@ def _chunks(lines: Iterable[bytes]) -> Iterator[list[bytes]]:
         yield chunk
 
 
-class Verifier(MetaChecks):
+class Verifier(KeepGoing, MetaChecks):
     """Feed it checkpoints at construction, then every segment's lines in order."""
 
     def __init__(
@@ -142,7 +149,10 @@ class Verifier(MetaChecks):
         require_sealed: bool = False,
         identity_file: str = "archive.json",
         deletions: bytes = b"",
+        failures: Failures | None = None,
     ) -> None:
+        """The identity, checkpoint (G1, C1–C8, G2) and anchor checks; ``failures``:
+        ``verify --all`` (:class:`~auditd_py.chain.verify_all.KeepGoing`)."""
         self.identity = Identity.from_bytes(identity_bytes, file=identity_file)
         if not same(self.identity.public_key, public_key):
             raise IntegrityError(
@@ -156,10 +166,12 @@ class Verifier(MetaChecks):
         self.require_sealed = require_sealed
         self._mac_key = mac_key
         self._mac = mac_state(mac_key) if mac_key is not None else None
-        self.cps = check_checkpoints(self.identity, checkpoints, public_key)  # C1–C8
+        self.failures = failures
+        self.cps = check_checkpoints(self.identity, checkpoints, public_key, failures)  # G1, C1–8
         self._cp_names = [n for n, _ in checkpoints]
+        self.gather(check_identity_signed, identity_bytes, self.cps[0], identity_file)  # G2
         self.anchor_epoch = (
-            check_anchor(self.identity, self.cps, self._cp_names, anchor)
+            self.gather(check_anchor, self.identity, self.cps, self._cp_names, anchor)
             if anchor is not None
             else None
         )
@@ -180,6 +192,8 @@ class Verifier(MetaChecks):
         self._cut = None
         self._cut_accounted = False
         self.history = DeletionHistory(deletions, self.cps)
+        self._resync = self._skipped = False
+        self.in_sync = True
         self._close_epochs()
 
     # ------------------------------------------------------------ epochs
@@ -397,36 +411,43 @@ class Verifier(MetaChecks):
         as unsealed (F2), F4 is not applied, and F3 is pending when an entry of
         deletions.jsonl states the cut (its record is in the part not read)."""
         cut = self._cut
-        if cut is not None and not self._cut_accounted and not (partial and self._cut_pending(cut)):
-            raise IntegrityError(
-                f"records 0..{cut.seq - 1} are missing (the archive starts after "
-                f"{cut.prev_segment}) and no sealed retention record accounts for them: "
-                "segments were deleted outside the retention policy",
-                what=Failure.MISSING_SEGMENT,
-                field="attrs.prev_segment",
-                **cut.where,
+        pending = partial and self._cut_pending(cut) if cut is not None else False
+        if cut is not None and not self._cut_accounted and not self._skipped and not pending:
+            self.fail(  # F3
+                IntegrityError(
+                    f"records 0..{cut.seq - 1} are missing (the archive starts after "
+                    f"{cut.prev_segment}) and no sealed retention record accounts for them: "
+                    "segments were deleted outside the retention policy",
+                    what=Failure.MISSING_SEGMENT,
+                    field="attrs.prev_segment",
+                    **cut.where,
+                )
             )
-        if not partial:  # F4: deletions.jsonl holds only sealed deletions; a partial
-            self.history.finish()  # source has not read the records of the last ones
-        if self.ci < len(self.cps) and not partial:  # F1: every checkpointed record is present
+        if not partial and not self._skipped:  # F4: deletions.jsonl holds only sealed
+            self.gather(self.history.finish)  # deletions (records not read: left out)
+        if self.ci < len(self.cps) and not partial and self.in_sync:  # F1: all records present
             cp = self.cps[self.ci]
-            raise IntegrityError(
-                f"archive truncated: checkpoint {cp.epoch} covers records up to seq "
-                f"{cp.seq_end - 1}, but the records end at seq {self.seq - 1}",
-                what=Failure.TRUNCATED,
-                file=self._cp_names[self.ci],
-                epoch=cp.epoch,
-                seq=self.seq,
+            self.fail(
+                IntegrityError(
+                    f"archive truncated: checkpoint {cp.epoch} covers records up to seq "
+                    f"{cp.seq_end - 1}, but the records end at seq {self.seq - 1}",
+                    what=Failure.TRUNCATED,
+                    file=self._cp_names[self.ci],
+                    epoch=cp.epoch,
+                    seq=self.seq,
+                )
             )
         covered = self.cps[: self.ci] if partial else self.cps
         sealed = covered[-1].seq_end if covered else 0
         unsealed = self.seq - sealed
         if unsealed and self.require_sealed:  # F2: nothing after the last checkpoint
-            raise IntegrityError(
-                f"{unsealed} record(s) after the last checkpoint are not sealed by a signature",
-                what=Failure.UNSEALED_TAIL,
-                seq=sealed,
-                **(self._unsealed_at or {}),
+            self.fail(
+                IntegrityError(
+                    f"{unsealed} record(s) after the last checkpoint are not sealed by a signature",
+                    what=Failure.UNSEALED_TAIL,
+                    seq=sealed,
+                    **(self._unsealed_at or {}),
+                )
             )
         first = scan_int(self._first_body, b"time") if self._first_body else None
         last = scan_int(self._last_body, b"time") if self._last_body else None

@@ -74,6 +74,8 @@ class MetaChecks:
     _boundary: int
     _cut: Cut | None
     _cut_accounted: bool
+    _resync: bool
+    in_sync: bool
 
     def _close_epochs(self) -> None:
         """R6: at each checkpoint boundary the chain head and Merkle root must match."""
@@ -108,7 +110,7 @@ class MetaChecks:
     def _check_header(self, line: bytes) -> None:
         seg = self._seg
         assert seg is not None
-        obj = parse_record(line)
+        obj = parse_record(line, strict=True)
         attrs = obj.get("attrs") if isinstance(obj.get("attrs"), dict) else {}
         assert isinstance(attrs, dict)
         if obj.get("source") != META_SOURCE or obj.get("event") != "segment.opened":
@@ -134,6 +136,10 @@ class MetaChecks:
                 what=Failure.MISSING_SEGMENT,
                 field="attrs.prev_segment",
             )
+        if self._resync:  # --all, after a failure in the segment before: resume here
+            self._resync = False
+            self._resume(attrs, seg, cut=False)
+            return
         if attrs.get("prev_link") != self.link.hex():
             raise IntegrityError(
                 "segment header's prev_link is not the last link of the previous segment",
@@ -155,13 +161,15 @@ class MetaChecks:
                 field="attrs.merkle_range",
             )
 
-    def _resume(self, attrs: dict[str, Any], seg: SegmentRead) -> None:
+    def _resume(self, attrs: dict[str, Any], seg: SegmentRead, *, cut: bool = True) -> None:
         """Start a retained archive at its first segment's header (docs/FORMAT.md 16.2).
 
         The header states the chain state at the cut; it is trusted here and
         authenticated twice later: the next checkpoint's chain head, MAC head and
         Merkle root are computed from it (R6), and a sealed ``retention.deleted``
-        record must state the same cut (F3).
+        record must state the same cut (F3). Without ``cut``: ``verify --all``
+        resynchronises here after a failure in the segment before (FORMAT.md
+        15.11); only R6 authenticates what the header states then.
         """
         prev = attrs.get("prev_segment")
         first = attrs.get("first_seq")
@@ -183,11 +191,14 @@ class MetaChecks:
             raise IntegrityError(
                 f"the first segment says it follows {prev!r}, which is missing, and its "
                 "header does not state where the chain resumes (first_seq, prev_link, "
-                "prev_mac, merkle_range): segments were deleted",
-                what=Failure.MISSING_SEGMENT,
-                field="attrs.prev_segment",
+                "prev_mac, merkle_range): segments were deleted"
+                if cut
+                else "after the failure before it, this segment's header does not state "
+                "where the chain resumes (first_seq, prev_link, prev_mac, merkle_range)",
+                what=Failure.MISSING_SEGMENT if cut else Failure.SEGMENT_HEADER,
+                field="attrs.prev_segment" if cut else "attrs",
             )
-        if not self.cps or self.cps[-1].seq_end < first:
+        if cut and self.cps[-1].seq_end < first:
             raise IntegrityError(
                 f"records before seq {first} are missing and no checkpoint covers them: "
                 "retention deletes only checkpointed records",
@@ -199,16 +210,20 @@ class MetaChecks:
             if self._mac_key is not None:
                 self._mac_key = evolve_mac_key(self._mac_key)
                 self._mac = mac_state(self._mac_key)
-        self.seq = self.first_seq = seg.first_seq = first
+        self.seq = seg.first_seq = first
         self.link, self.mac = bytes.fromhex(link), bytes.fromhex(mac)
         self.stack[:] = [bytes.fromhex(n) for n in rng]  # in place: records() aliases it
-        self._cut = Cut(
-            prev, first, self.link, self.mac, tuple(self.stack), {**self._where(), "seq": first}
-        )
+        if cut:
+            self.first_seq = first
+            self._cut = Cut(
+                prev, first, self.link, self.mac, tuple(self.stack), {**self._where(), "seq": first}
+            )
+        else:
+            self.in_sync = True
         self._close_epochs()  # R6 at the cut, when an epoch ended exactly there
 
     def _check_meta(self, line: bytes, seg: SegmentRead) -> None:
-        obj = parse_record(line)
+        obj = parse_record(line, strict=True)
         event = obj.get("event")
         attrs = obj.get("attrs") if isinstance(obj.get("attrs"), dict) else {}
         assert isinstance(attrs, dict)

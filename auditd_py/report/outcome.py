@@ -16,7 +16,7 @@ from typing import Any
 
 from auditd_py.chain.verify import Reached, Report, Verifier
 from auditd_py.errors import AuditdError, Failure, FormatError, IntegrityError
-from auditd_py.store.verification import ArchiveSource, Progress, VerifyPolicy, verify
+from auditd_py.store.verification import ArchiveSource, Progress, VerifyPolicy, check
 
 FAMILIES: tuple[tuple[str, str, frozenset[str]], ...] = (
     # (family, what it checks, the failure codes that belong to it), in the order
@@ -202,6 +202,7 @@ def run(
     policy: VerifyPolicy,
     progress: Progress | None = None,
     jobs: int = 1,
+    keep_going: bool = False,
 ) -> Outcome:
     """Verify, catching the failure: an :class:`Outcome` either way.
 
@@ -215,24 +216,14 @@ def run(
         started.append(v)
         clock.names = [n for n, _ in source.list_segments()]
 
-    try:
-        res = verify(source, policy, clock.tick, begin, jobs=jobs)
-    except (IntegrityError, FormatError) as exc:
-        return from_failures(
-            archive,
-            policy,
-            [Finding.from_error(exc)],
-            reached=started[0].reached() if started else None,
-            segments=clock.names if started else _listed(source),
-            seconds=clock.seconds,
-        )
+    out = check(source, policy, clock.tick, keep_going=keep_going, started=begin, jobs=jobs)
     return from_failures(
         archive,
         policy,
-        [],
-        report=res.report,
-        reached=started[0].reached(),
-        segments=clock.names,
+        [Finding.from_error(exc) for exc in out.failures],
+        report=out.verification.report if out.verification is not None else None,
+        reached=started[0].reached() if started else None,
+        segments=clock.names if started else _listed(source),
         seconds=clock.seconds,
     )
 

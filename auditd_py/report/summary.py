@@ -71,13 +71,15 @@ def error_line(f: Finding) -> str:
     return f"{f.code}: {where}: {f.message}" if where else f"{f.code}: {f.message}"
 
 
-def reached_line(r: Reached | None, segments: int) -> str:
-    """What was verified before the failure: records, segments, epochs, time range."""
+def reached_line(r: Reached | None, segments: int, *, went_on: bool = False) -> str:
+    """What was verified before the failure (``went_on``: in all, with ``--all``):
+    records, segments, epochs, time range."""
+    what = "verified, going on after each failure" if went_on else "verified before the failure"
     if r is None or (r.records == 0 and not r.segments):
-        return "  verified before the failure: nothing (it is in the identity or the checkpoints)"
+        return f"  {what}: nothing (it is in the identity or the checkpoints)"
     seqs = f"seq {r.first_seq}..{r.seq_end - 1}" if r.records else "no records"
     return (
-        f"  verified before the failure: {r.records} records ({seqs}), "
+        f"  {what}: {r.records} records ({seqs}), "
         f"{len(r.segments)} of {segments} segments, {r.epochs} epochs matched their "
         f"checkpoints, time range {fmt_time(r.first_time)} .. {fmt_time(r.last_time)}"
     )
@@ -87,5 +89,5 @@ def failed_lines(o: Outcome) -> list[str]:
     """What ``verify`` prints on stdout for a failed archive (the error goes to stderr)."""
     out = [f"{o.archive}: FAILED ({_mode(o.mode)})"]
     out += [f"  failure {error_line(f)}" for f in o.failures]
-    out.append(reached_line(o.reached, len(o.segments)))
+    out.append(reached_line(o.reached, len(o.segments), went_on=len(o.failures) > 1))
     return out

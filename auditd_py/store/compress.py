@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 import zstandard
 
@@ -56,17 +56,108 @@ class Aborted(Exception):
 def open_segment(path: Path) -> IO[bytes]:
     """A segment file opened for reading its lines, decompressing as a stream."""
     name = path.name
-    if name.endswith(".zst"):
+    if name.endswith((".zst", ".gz")):
         raw = open(path, "rb")  # noqa: SIM115 - closed with the reader
         try:
-            reader = zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
+            return decompressing(raw, name)
         except BaseException:
             raw.close()
             raise
-        return io.BufferedReader(reader, buffer_size=_CHUNK)
-    if name.endswith(".gz"):
-        return io.BufferedReader(gzip.GzipFile(path, "rb"), buffer_size=_CHUNK)
     return open(path, "rb", buffering=_CHUNK)
+
+
+def decompressing(raw: IO[bytes], name: str) -> IO[bytes]:
+    """The decompressed stream of a compressed segment file ``name`` read from ``raw``.
+
+    Strict (docs/FORMAT.md 11.4): a file of 0 bytes, or one that ends inside a zstd
+    frame or a gzip member (a cut checksum included), raises ``EOFError`` (one of
+    :data:`CORRUPT`) at its end instead of reading as a shorter segment.
+    """
+    src = _NotEmpty(raw, name)
+    if name.endswith(".zst"):
+        return io.BufferedReader(_ZstdFrames(src, name), buffer_size=_CHUNK)
+    gz = gzip.GzipFile(fileobj=io.BufferedReader(src, _CHUNK), mode="rb")
+    return io.BufferedReader(gz, buffer_size=_CHUNK)  # gzip: EOFError on a cut member
+
+
+class _NotEmpty(io.RawIOBase):
+    """The compressed bytes; none at all is a corrupt stream (one frame or member at least)."""
+
+    def __init__(self, raw: IO[bytes], name: str) -> None:
+        self._raw, self._name, self._seen = raw, name, False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        n = self._raw.readinto(b)  # type: ignore[attr-defined]
+        if not n and not self._seen:
+            raise EOFError(
+                f"{self._name} is empty: a compressed segment holds one frame or member at least"
+            )
+        self._seen = True
+        return int(n or 0)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _ZstdFrames(io.RawIOBase):
+    """Every zstd frame of a stream, one after another; the stream must end between frames.
+
+    ``zstandard``'s stream reader returns what it has when its input ends inside a
+    frame (even before the frame's checksum); this one raises ``EOFError``. Input is
+    fed in pieces of ``_IN`` bytes, whose output is bounded (a zstd block of at
+    least 4 bytes yields at most 128 KiB: 32 MiB per piece, however hostile the
+    file), until ``_OUT`` bytes are ready.
+    """
+
+    _IN = 1 << 10
+    _OUT = 1 << 18
+
+    def __init__(self, raw: io.RawIOBase, name: str) -> None:
+        self._raw, self._name = raw, name
+        self._dec: Any = None
+        self._out = b""
+        self._pos = 0
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while self._pos == len(self._out) and not self._done:
+            self._out, self._pos = self._fill(), 0
+        n = min(len(b), len(self._out) - self._pos)
+        b[:n] = self._out[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def _fill(self) -> bytes:
+        """The output of the next pieces of input (possibly empty), frame by frame."""
+        out: list[bytes] = []
+        size = 0
+        while size < self._OUT:
+            data = self._raw.read(self._IN)
+            if not data:
+                if self._dec is not None:
+                    raise EOFError(f"{self._name} ends inside a zstd frame (truncated)")
+                self._done = True
+                break
+            while data:
+                if self._dec is None:
+                    self._dec = zstandard.ZstdDecompressor().decompressobj()
+                out.append(self._dec.decompress(data))
+                size += len(out[-1])
+                data = b""
+                if self._dec.eof:
+                    data, self._dec = self._dec.unused_data, None
+        return b"".join(out)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
 
 
 def is_compressed(path: Path) -> bool:

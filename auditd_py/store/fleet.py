@@ -27,7 +27,7 @@ from auditd_py.errors import (
     UsageError,
 )
 from auditd_py.store.s3 import ArchiveRef, BucketArchive, S3Location, list_archives
-from auditd_py.store.verification import VerifyPolicy, verify
+from auditd_py.store.verification import MaxAge, VerifyPolicy, verify
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -67,6 +67,7 @@ def verify_bucket(
     mac_key: bytes | None = None,
     anchor: bytes | None = None,
     require_sealed: bool = False,
+    max_age: MaxAge | None = None,
     progress: Callable[[int], None] | None = None,
     archive: BucketArchive | None = None,
 ) -> BucketReport:
@@ -81,7 +82,7 @@ def verify_bucket(
     since when); every record the bucket does hold must match them up to there.
     """
     arc = archive if archive is not None else BucketArchive(client, loc)
-    policy = VerifyPolicy(public_key, mac_key, anchor, require_sealed)
+    policy = VerifyPolicy(public_key, mac_key, anchor, require_sealed, max_age)
     res = verify(arc, policy, progress)
     return BucketReport(
         report=replace(res.report, warnings=_bucket_warnings(res.report)),
@@ -233,13 +234,6 @@ def _fleet_one(
         "last_checkpoint": res.last_checkpoint,
         "pending_records": res.pending_records,
     }
-    if res.last_checkpoint is None:
-        return line("stale", "no checkpoint uploaded yet", **kw)
-    age = now_ns - res.last_checkpoint
-    if max_age_ns is not None and age > max_age_ns:
-        return line(
-            "stale",
-            f"last checkpoint {age // 10**9}s ago > {max_age_ns // 10**9}s",
-            **kw,
-        )
-    return line("ok", "", **kw)
+    # The rule of `verify --max-age` (S1), reported as a status, not a failure.
+    why = MaxAge(max_age_ns, now_ns).stale(res.last_checkpoint) if max_age_ns else None
+    return line("stale", why, **kw) if why else line("ok", "", **kw)

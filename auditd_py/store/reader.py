@@ -68,12 +68,14 @@ class LocalArchive:
         return self.layout.read_identity()
 
     def read_checkpoints(self) -> list[tuple[str, bytes]]:
+        _require_dir(self.layout.checkpoints, Failure.MISSING_GENESIS)
         return self.layout.checkpoint_files()
 
     def read_deletions(self) -> bytes:
         return self.layout.read_deletions()
 
     def list_segments(self) -> list[tuple[str, str]]:
+        _require_dir(self.layout.segments, Failure.TRUNCATED)
         return [(name, str(path)) for name, path in self.layout.segment_files()]
 
     @contextmanager
@@ -81,6 +83,17 @@ class LocalArchive:
         path = Path(ref)
         with _open(path) as fh, _decompressing(path):
             yield fh
+
+
+def _require_dir(path: Path, what: Failure) -> None:
+    """A directory keygen created is gone although archive.json is there: removed
+    (docs/FORMAT.md 3), an integrity failure, not a usage error."""
+    if not path.is_dir():
+        raise IntegrityError(
+            f"the archive's {path.name}/ directory is missing: it was removed",
+            what=what,
+            file=f"{path.name}/",
+        )
 
 
 def verify_archive(
@@ -214,8 +227,10 @@ def check_proof(proof: dict[str, Any], public_key: bytes) -> dict[str, Any]:
         cp_lines = [str(c).encode("utf-8") for c in proof["checkpoints"]]
     except (KeyError, TypeError, ValueError) as exc:
         raise ProofError(f"malformed proof: {exc}") from exc
-    if proof.get("type") != "auditd-py.inclusion-proof":
+    if proof.get("type") != "auditd-py.inclusion-proof" or type(proof.get("v")) is not int:
         raise ProofError("not an auditd-py inclusion proof")
+    if proof["v"] != 1:
+        raise ProofError(f"unsupported inclusion proof version {proof['v']!r}")
     pk = public_key
     cps: list[Checkpoint] = []
     for i, line in enumerate(cp_lines):

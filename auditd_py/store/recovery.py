@@ -11,6 +11,8 @@ whose checkpoint was written but whose keys were not evolved is finished.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from auditd_py.chain.checkpoint import Checkpoint
@@ -19,7 +21,7 @@ from auditd_py.chain.seal import Sealer
 from auditd_py.clock import Clock
 from auditd_py.errors import FormatError, IntegrityError, StateError
 from auditd_py.record import Position
-from auditd_py.store.compress import is_compressed, open_segment
+from auditd_py.store.compress import CORRUPT, is_compressed, open_segment
 from auditd_py.store.immutable import Worm
 from auditd_py.store.layout import Layout, write_atomic
 from auditd_py.store.state import WriterState
@@ -100,7 +102,7 @@ class WriterRecovery:
         """Roll forward over a compressed (hence closed and complete) segment."""
         s = self.sealer
         pos = 0
-        with open_segment(path) as fh:
+        with open_segment(path) as fh, _decompressible(name, path):
             for raw in fh:
                 if pos < off:
                     pos += len(raw)
@@ -203,3 +205,16 @@ class WriterRecovery:
             )
         s.evolve(cp)
         self._save_state()
+
+
+@contextmanager
+def _decompressible(name: str, path: Path) -> Iterator[None]:
+    """A damaged compressed segment stops the writer with a StateError, not a traceback."""
+    try:
+        yield
+    except CORRUPT as exc:
+        raise StateError(
+            f"compressed segment {name} cannot be decompressed ({exc}); refusing to write "
+            "(run verify)",
+            file=str(path),
+        ) from exc

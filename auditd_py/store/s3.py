@@ -22,7 +22,6 @@ no temporary file is written. Verifying a bucket and a fleet is
 
 from __future__ import annotations
 
-import gzip
 import io
 import re
 from collections.abc import Iterator
@@ -31,8 +30,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
-
-import zstandard
 
 from auditd_py.chain.format import SEGMENT_FILE
 from auditd_py.chain.identity import Identity
@@ -43,7 +40,7 @@ from auditd_py.errors import (
     IntegrityError,
     UsageError,
 )
-from auditd_py.store.compress import CORRUPT
+from auditd_py.store.compress import CORRUPT, decompressing
 from auditd_py.store.layout import (
     CHECKPOINT_RE,
     CHECKPOINTS,
@@ -371,14 +368,8 @@ class BucketArchive:
         raw = _Raw(self.get(self.objects[rel]))
         try:
             stream: IO[bytes]
-            if rel.endswith(".zst"):
-                dec = zstandard.ZstdDecompressor().stream_reader(
-                    cast(IO[bytes], raw), read_across_frames=True, closefd=True
-                )
-                stream = io.BufferedReader(dec, buffer_size=_CHUNK)
-            elif rel.endswith(".gz"):
-                gz = gzip.GzipFile(fileobj=io.BufferedReader(raw, _CHUNK), mode="rb")
-                stream = io.BufferedReader(gz, buffer_size=_CHUNK)
+            if rel.endswith((".zst", ".gz")):
+                stream = decompressing(cast(IO[bytes], raw), rel)  # strict: FORMAT.md 11.4
             else:
                 stream = io.BufferedReader(raw, buffer_size=_CHUNK)
             with stream:

@@ -13,7 +13,7 @@ from typing import Any
 
 from auditd_py.chain.encoding import parse_record
 from auditd_py.errors import ArchiveError, FormatError
-from auditd_py.store.compress import open_segment
+from auditd_py.store.compress import CORRUPT, open_segment
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,8 @@ def read_header(path: Path, name: str) -> Header:
             line = fh.readline()
     except OSError as exc:
         raise ArchiveError(f"cannot read segment header: {exc.strerror}", file=str(path)) from exc
+    except CORRUPT as exc:  # a damaged compressed segment (FORMAT.md 11.4)
+        raise ArchiveError(f"cannot decompress segment: {exc}", file=str(path)) from exc
     if not line.endswith(b"\n"):
         raise ArchiveError("segment has no complete header line", file=str(path))
     try:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import orjson
 
-from auditd_py.chain.checkpoint import Checkpoint
+from auditd_py.chain.checkpoint import GENESIS, Checkpoint
 from auditd_py.chain.encoding import (
     META_SOURCE,
     Fields,
@@ -84,7 +84,8 @@ def create_archive(
     now_ns: int,
     random: bytes | None = None,
 ) -> Identity:
-    """keygen: a new archive, its sealing state and its two key files.
+    """keygen: a new archive, its genesis checkpoint, its sealing state and its two key
+    files; the writer starts in epoch 1.
 
     Refuses to overwrite any of them. ``random`` (64 bytes) is for test vectors.
     """
@@ -107,10 +108,16 @@ def create_archive(
             p.parent.mkdir(parents=True, exist_ok=True)
         write_new(verify_key_path, VerifyKey(archive_id, mac_key, pk).to_bytes(), 0o600)
         write_new(public_key_path, PublicKey(archive_id, pk).to_bytes(), 0o644)
-        state = SealerState.genesis(
-            archive_id, genesis_link(ident_bytes), mac_key, sign_seed, now_ns
+        # The genesis checkpoint (FORMAT.md 12.6): epoch 0 over the empty tree, signed
+        # with s[0], which is then evolved away and never stored: only the checkpoint
+        # chain from it (and so the identity it signs) can be extended, never replaced.
+        sealer = Sealer(
+            SealerState.genesis(archive_id, genesis_link(ident_bytes), mac_key, sign_seed, now_ns)
         )
-        StateFile.create(layout.state, SavedState(state)).release()
+        genesis = sealer.checkpoint(now_ns, GENESIS)
+        write_new(layout.checkpoint(genesis.epoch), genesis.line + b"\n", 0o644)
+        sealer.evolve(genesis)
+        StateFile.create(layout.state, SavedState(sealer.snapshot())).release()
         write_new(layout.identity, ident_bytes, 0o644)
         fsync_dir(layout.root)
     except FileExistsError as exc:

@@ -11,7 +11,7 @@ _shtab_auditd_py_subparsers=(keygen seal verify head show prove check-proof coll
 
 _shtab_auditd_py_keygen_option_strings=(-h --help --archive --verify-key --public-key --state --host)
 _shtab_auditd_py_seal_option_strings=(-h --help --archive --state --epoch-interval --epoch-records --source)
-_shtab_auditd_py_verify_option_strings=(-h --help --key --public-key --anchor --anchor-from --require-sealed --json --junit --report --jobs --s3-endpoint --s3-region --s3-ca)
+_shtab_auditd_py_verify_option_strings=(-h --help --key --public-key --anchor --anchor-from --require-sealed --json --junit --report --jobs --max-age --all --s3-endpoint --s3-region --s3-ca)
 _shtab_auditd_py_head_option_strings=(-h --help)
 _shtab_auditd_py_show_option_strings=(-h --help -f --follow -n --lines -r --reverse -o --output --json -S --since -U --until --source -p --priority -g --grep --case-sensitive --seq --utc --no-pager --show-seal --meta --all)
 _shtab_auditd_py_prove_option_strings=(-h --help --seq)
@@ -47,6 +47,7 @@ _shtab_auditd_py_verify__h_nargs=0
 _shtab_auditd_py_verify___help_nargs=0
 _shtab_auditd_py_verify___require_sealed_nargs=0
 _shtab_auditd_py_verify___json_nargs=0
+_shtab_auditd_py_verify___all_nargs=0
 _shtab_auditd_py_head__h_nargs=0
 _shtab_auditd_py_head___help_nargs=0
 _shtab_auditd_py_show_pos_1_nargs='*'

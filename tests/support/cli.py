@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from auditd_py import cli
+from tests import independent_verifier as iv
 
 #: The two verifier modes: ``--key`` (MACs too) and ``--public-key`` (auditor).
 MODES = ("key", "public-key")
@@ -254,6 +255,30 @@ def expect_detected(
         if isinstance(where.get("file"), str):
             assert str(where["file"]) in err_lines[0], f"{mode}: {plain}"
         assert "Traceback" not in plain.err
+        _independent_agrees(arc, mode, want.get("what"), args)
+
+
+def _independent_agrees(
+    arc: Archive, mode: str, what: str | None, args: Sequence[str | Path]
+) -> None:
+    """The verifier written from docs/FORMAT.md alone fails too, with the same ``what``
+    where both name one (its format errors carry none, or ``format``)."""
+    opts = {str(a) for a in args[::2]}
+    if not opts <= {"--anchor", "--require-sealed"}:
+        return  # --max-age and --all are the reference's own options
+    anchor = (
+        Path(args[list(map(str, args)).index("--anchor") + 1]).read_bytes()
+        if "--anchor" in opts
+        else None
+    )
+    key = (arc.verify_key if mode == "key" else arc.public_key).read_bytes()
+    try:
+        iv.verify(arc.root, key, anchor=anchor, require_sealed="--require-sealed" in opts)
+    except iv.VerificationError as exc:
+        if what is not None and what != "format" and exc.what is not None:
+            assert exc.what == what, f"{mode}: independent verifier: {exc}"
+        return
+    raise AssertionError(f"{mode}: the independent verifier finds {arc.root} intact")
 
 
 def one_line_error(r: Result, code: int, *needles: str) -> None:

@@ -1,4 +1,4 @@
-"""Generate the format-version-1 test vectors (docs/FORMAT.md, "Test vectors").
+"""Generate the archive-format-version-2 test vectors (docs/FORMAT.md, "Test vectors").
 
 Run from the repository root::
 
@@ -11,15 +11,15 @@ deterministic, so a second run produces byte-identical files.
 
 Outputs:
 
-* ``v1-basic/``: an archive (``archive.json``, ``segments/``, ``checkpoints/``,
+* ``v2-basic/``: an archive (``archive.json``, ``segments/``, ``checkpoints/``,
   ``quarantine/``; not the sealing state), its two key files under ``keys/``
   and an inclusion proof under ``proofs/`` as printed by ``auditd-py prove``;
-* ``v1-retained/``: the same for an archive whose two oldest segments were
+* ``v2-retained/``: the same for an archive whose two oldest segments were
   deleted by retention (two ``retention.deleted`` records) and whose first
   remaining segment is compressed with zstd (``ZSTD_LEVEL`` of
   :mod:`auditd_py.store.compress`; the output is pinned by the zstandard
   version the project installs);
-* ``v1-primitives.json``: individual hash, MAC, key-evolution, Merkle and
+* ``v2-primitives.json``: individual hash, MAC, key-evolution, Merkle and
   record-body vectors.
 """
 
@@ -36,6 +36,7 @@ from typing import Any
 import orjson
 
 from auditd_py.chain import merkle
+from auditd_py.chain.checkpoint import GENESIS
 from auditd_py.chain.encoding import (
     FORMAT_TAG,
     SIG_CONTEXT,
@@ -51,6 +52,7 @@ from auditd_py.chain.encoding import (
 )
 from auditd_py.chain.format import NS
 from auditd_py.chain.keys import evolve_mac_key, evolve_sign_seed, public_key_of, sign
+from auditd_py.chain.seal import Sealer, SealerState
 from auditd_py.clock import ManualClock
 from auditd_py.store.compress import compress_segment
 from auditd_py.store.layout import Layout
@@ -58,9 +60,9 @@ from auditd_py.store.reader import build_proof
 from auditd_py.store.writer import ArchiveWriter, EpochPolicy, create_archive
 
 VECTORS = Path(__file__).resolve().parent
-BASIC = "v1-basic"
-RETAINED = "v1-retained"
-PRIMITIVES = "v1-primitives.json"
+BASIC = "v2-basic"
+RETAINED = "v2-retained"
+PRIMITIVES = "v2-primitives.json"
 
 #: The 64 "random" bytes of keygen: MAC key m[0] = 00..1f, signing seed s[0] = 20..3f.
 RANDOM = bytes(range(64))
@@ -71,11 +73,11 @@ HOST = "vectors.example"
 POLICY = EpochPolicy(interval_ns=60 * NS, max_records=4)
 #: The record whose inclusion proof is written to ``proofs/``.
 PROOF_SEQ = 3
-#: The record of ``v1-retained`` whose inclusion proof is written to ``proofs/``: a data
+#: The record of ``v2-retained`` whose inclusion proof is written to ``proofs/``: a data
 #: record in the compressed segment, whose path needs nodes of the compact range at the cut.
 RETAINED_PROOF_SEQ = 13
 #: Bytes left without a final newline at the end of segment 1 (a torn write).
-TORN = b'{"seq":9,"epoch":4,"time":17641337'
+TORN = b'{"seq":9,"epoch":5,"time":17641337'
 
 #: A message that tries to start a second record: a newline, then a whole line
 #: of JSON that imitates a sealed record. It is stored as one escaped string.
@@ -92,20 +94,21 @@ FORGERY = (
 def _build_archive(work: Path) -> Layout:
     """Seal the vector archive under ``work``; returns its layout.
 
-    Three writer sessions, 12 records (seq 0..11), 3 segments, 6 checkpoints:
+    keygen writes the genesis checkpoint (epoch 0, no records). Then three writer
+    sessions, 12 records (seq 0..11), 3 segments, 7 checkpoints in all:
 
     * session 1 (segment 0): header; a plain message; invalid UTF-8; a NUL
-      byte; then epoch 0 ends by record count and the forgery attempt is the
-      only record of epoch 1 (ended by interval); epoch 2 ends empty
-      (interval); a record with an event and nested attrs is epoch 3, ended by
+      byte; then epoch 1 ends by record count and the forgery attempt is the
+      only record of epoch 2 (ended by interval); epoch 3 ends empty
+      (interval); a record with an event and nested attrs is epoch 4, ended by
       ``close``;
-    * session 2 (segment 1): header and two records of epoch 4, then the
+    * session 2 (segment 1): header and two records of epoch 5, then the
       writer is abandoned (as in a crash, no checkpoint) and a torn partial
       line is left behind;
     * session 3 (segment 2): the writer adopts the two unsealed records, cuts
       the torn bytes into quarantine/, seals its header and a
-      ``recovery.torn_tail`` record (epoch 4 now holds 5 records and ends by
-      count), then one more record in epoch 5, ended by ``close``.
+      ``recovery.torn_tail`` record (epoch 5 now holds 5 records and ends by
+      count), then one more record in epoch 6, ended by ``close``.
     """
     layout = Layout.at(work / "archive", work / "state")
     create_archive(
@@ -127,11 +130,11 @@ def _build_archive(work: Path) -> Layout:
     w.append(rec(1.5, "app", b"hello, world"))
     w.append(rec(0.25, "app", b"caf\xc3\xa9 then invalid UTF-8: \xff\xfe and a cut \xe2\x82"))
     w.append(rec(0.25, "app", b"a NUL byte here:\x00<-"))
-    w.append(rec(0.25, "app", FORGERY))  # ends epoch 0 first (4 records)
+    w.append(rec(0.25, "app", FORGERY))  # ends epoch 1 first (4 records)
     clock.advance(61)
-    assert w.maybe_end_epoch() is not None  # epoch 1: the forgery record only
+    assert w.maybe_end_epoch() is not None  # epoch 2: the forgery record only
     clock.advance(61)
-    assert w.maybe_end_epoch() is not None  # epoch 2: empty
+    assert w.maybe_end_epoch() is not None  # epoch 3: empty
     w.append(
         rec(
             2,
@@ -142,7 +145,7 @@ def _build_archive(work: Path) -> Layout:
         )
     )
     clock.advance(1)
-    w.close()  # epoch 3
+    w.close()  # epoch 4
 
     # Session 2: two records, then a crash that leaves a torn line.
     clock.advance(30)
@@ -159,7 +162,7 @@ def _build_archive(work: Path) -> Layout:
     w = ArchiveWriter.open(layout, clock, POLICY)
     w.append(rec(1, "app", b"after recovery"))
     clock.advance(1)
-    w.close()  # epoch 4 ended by count before "after recovery"; this is epoch 5
+    w.close()  # epoch 5 ended by count before "after recovery"; this is epoch 6
     return layout
 
 
@@ -272,7 +275,7 @@ def _hx(b: bytes) -> str:
 
 
 def primitives(identity_bytes: bytes) -> dict[str, Any]:
-    """The primitive vectors, as a JSON-ready dict (see v1-primitives.json)."""
+    """The primitive vectors, as a JSON-ready dict (see v2-primitives.json)."""
     m0, s0 = RANDOM[:32], RANDOM[32:]
     body = encode_body(1, 0, Fields(T0, "app", b"hello, world"))
     leaf = leaf_hash(body)
@@ -389,6 +392,7 @@ def primitives(identity_bytes: bytes) -> dict[str, Any]:
             "signature": _hx(sign(s0, sig_msg)),
         },
         "checkpoint_digest": {"line_hex": _hx(cp_line), "digest": _hx(checkpoint_digest(cp_line))},
+        "genesis_checkpoint": _genesis_checkpoint(identity_bytes),
         "merkle": {
             "leaves_are": 'leaf_hash(b"leaf %d") for i = 0..7',
             "leaves": [_hx(x) for x in leaves],
@@ -400,11 +404,27 @@ def primitives(identity_bytes: bytes) -> dict[str, Any]:
     }
 
 
+def _genesis_checkpoint(identity_bytes: bytes) -> dict[str, Any]:
+    """Checkpoint 0 of the vector archives (FORMAT.md 12.6), as keygen signs it."""
+    archive = orjson.loads(identity_bytes)["archive"]
+    genesis = genesis_link(identity_bytes)
+    state = SealerState.genesis(archive, genesis, RANDOM[:32], RANDOM[32:], T0)
+    cp = Sealer(state).checkpoint(T0, GENESIS)
+    return {
+        "identity": identity_bytes.decode(),
+        "chain_head_is": "genesis_link(identity)",
+        "chain_head": _hx(genesis),
+        "signed_by": _hx(public_key_of(RANDOM[32:])),
+        "line": cp.line.decode(),
+        "digest": _hx(cp.digest),
+    }
+
+
 # ---------------------------------------------------------------- driver
 
 
 def generate(out: Path) -> None:
-    """Write ``v1-basic/``, ``v1-retained/`` and ``v1-primitives.json`` into ``out``."""
+    """Write ``v2-basic/``, ``v2-retained/`` and ``v2-primitives.json`` into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="auditd-vectors-") as tmp:
         work = Path(tmp)
