@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from auditd_py.chain.format import NS
@@ -65,6 +65,7 @@ def test_any_text_is_a_time_or_a_usage_error(text: str) -> None:
     st.integers(1, 200),
     st.binary(max_size=20).filter(lambda b: b"\n" not in b),
 )
+@example(pads=[15, 15], target=2, window=1, torn=b"")  # a midpoint on a line start
 def test_seek_seq_lands_before_the_target_and_near_it(
     pads: list[int], target: int, window: int, torn: bytes
 ) -> None:

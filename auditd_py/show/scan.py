@@ -157,9 +157,9 @@ def seek_seq(fh: IO[bytes], target: int, window: int = _BLOCK) -> int:
     lo, hi = 0, fh.seek(0, 2)
     while hi - lo > window:
         mid = (lo + hi) // 2
-        fh.seek(mid)
-        fh.readline()  # the rest of the line ``mid`` falls in
-        start = fh.tell()
+        fh.seek(max(mid - 1, 0))
+        fh.readline()  # to the end of the line byte mid - 1 is in, so that a line
+        start = fh.tell()  # starting at ``mid`` itself is not passed over
         seq, _ = _quick(fh.readline())
         if 0 <= seq < target and start < hi:
             lo = start
