@@ -516,7 +516,8 @@ def test_service_user_daemon_flags_segments_and_others_cannot_change_them(
     assert flags(open_segment(arc)) == "a"
 
     assert d.stop() == 0, d.stderr_path.read_text()[-3000:]
-    assert all(flags(p) == "i" for p in arc.layout.segments.iterdir())
+    got = {p.name: flags(p) for p in arc.layout.segments.iterdir()}
+    assert all(f == "i" for f in got.values()), got
     (enabled,) = meta(arc, ev.WORM_ENABLED)
     assert enabled["attrs"] == {"directory": str(arc.layout.segments)}
     assert meta(arc, ev.SEGMENT_COMPRESSED)
@@ -599,5 +600,6 @@ def test_kill9_and_restart_with_a_torn_append_only_segment(
     assert rec["attrs"]["segment"] == torn.name  # type: ignore[index]
     msgs = [r["message"] for r in show(arc) if r["source"] == "app"]
     assert msgs == [f"line {i:06d} {'x' * 120}" for i in range(300)]
-    assert all(flags(p) == "i" for p in arc.layout.segments.iterdir())
+    got = {p.name: flags(p) for p in arc.layout.segments.iterdir()}
+    assert all(f == "i" for f in got.values()), got
     verify_both(arc, "--require-sealed")
