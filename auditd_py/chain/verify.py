@@ -95,22 +95,6 @@ class Report:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Reached:
-    """How far a verification got: what was checked before a failure (or in all)."""
-
-    records: int
-    """Records accepted (from ``first_seq`` to ``seq_end``)."""
-    first_seq: int
-    seq_end: int
-    segments: tuple[str, ...]
-    """Segments read to their end, in order."""
-    epochs: int
-    """Checkpoints whose records were all accepted (their chain head and root matched)."""
-    first_time: int | None
-    last_time: int | None
-
-
 def _chunks(lines: Iterable[bytes]) -> Iterator[list[bytes]]:
     """``lines`` in lists of up to ``_RUN`` lines.
 
@@ -466,18 +450,6 @@ class Verifier(KeepGoing, MetaChecks):
             warnings=tuple(self.warnings),
             first_seq=self.first_seq,
             retention=tuple(d.as_dict() for d in self.history.deletions),
-        )
-
-    def reached(self) -> Reached:
-        """What was accepted so far: after a failure, what was verified before it."""
-        return Reached(
-            records=self.seq - self.first_seq,
-            first_seq=self.first_seq,
-            seq_end=self.seq,
-            segments=tuple(s.name for s in self.segments if s.end is not None),
-            epochs=self.ci,
-            first_time=scan_int(self._first_body, b"time") if self._first_body else None,
-            last_time=scan_int(self._last_body, b"time") if self._last_body else None,
         )
 
 

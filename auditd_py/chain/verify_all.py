@@ -27,9 +27,11 @@ class Extent:
     """How far a verification got, also when it failed: what was checked."""
 
     records: int
-    """Records read and accepted (from the first present), up to where the walk stopped."""
-    segments: int
-    """Segments begun."""
+    """Records accepted (from ``first_seq`` to ``seq_end``)."""
+    first_seq: int
+    seq_end: int
+    segments: tuple[str, ...]
+    """Segments read to their end, in order."""
     epochs: int
     """Checkpoints whose records were matched (R6), the genesis included."""
     first_time: int | None
@@ -39,7 +41,9 @@ class Extent:
     def as_dict(self) -> dict[str, Any]:
         return {
             "records": self.records,
-            "segments": self.segments,
+            "first_seq": self.first_seq,
+            "seq_end": self.seq_end,
+            "segments": list(self.segments),
             "epochs": self.epochs,
             "first_time": self.first_time,
             "last_time": self.last_time,
@@ -107,7 +111,9 @@ class KeepGoing:
         """What this verification has checked so far (for a report on failure)."""
         return Extent(
             records=self.seq - self.first_seq,
-            segments=len(self.segments),
+            first_seq=self.first_seq,
+            seq_end=self.seq,
+            segments=tuple(s.name for s in self.segments if s.end is not None),
             epochs=self.ci,
             first_time=scan_int(self._first_body, b"time") if self._first_body else None,
             last_time=scan_int(self._last_body, b"time") if self._last_body else None,

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from auditd_py.chain.verify import Reached, Report, Verifier
+from auditd_py.chain.verify import Report
+from auditd_py.chain.verify_all import Extent
 from auditd_py.errors import AuditdError, Failure, FormatError, IntegrityError
 from auditd_py.store.verification import ArchiveSource, Progress, VerifyPolicy, check
 
@@ -160,7 +161,7 @@ class Outcome:
     report: Report | None
     """The report of a successful verification (None after a failure)."""
     failures: tuple[Finding, ...] = ()
-    reached: Reached | None = None
+    reached: Extent | None = None
     """How far verification got (None if it failed before reading any record)."""
     segments: tuple[str, ...] = ()
     """Every segment the source lists, in order."""
@@ -179,7 +180,7 @@ def from_failures(
     failures: Sequence[Finding],
     *,
     report: Report | None = None,
-    reached: Reached | None = None,
+    reached: Extent | None = None,
     segments: Sequence[str] = (),
     seconds: dict[str, float] | None = None,
 ) -> Outcome:
@@ -209,21 +210,16 @@ def run(
     Only integrity and format failures are caught; an I/O or usage error
     (another :class:`~auditd_py.errors.AuditdError`) is raised as before.
     """
-    started: list[Verifier] = []
     clock = _SegmentClock(progress)
-
-    def begin(v: Verifier) -> None:  # the identity and the checkpoints passed
-        started.append(v)
-        clock.names = [n for n, _ in source.list_segments()]
-
-    out = check(source, policy, clock.tick, keep_going=keep_going, started=begin, jobs=jobs)
+    clock.names = _listed(source)
+    out = check(source, policy, clock.tick, keep_going=keep_going, jobs=jobs)
     return from_failures(
         archive,
         policy,
         [Finding.from_error(exc) for exc in out.failures],
         report=out.verification.report if out.verification is not None else None,
-        reached=started[0].reached() if started else None,
-        segments=clock.names if started else _listed(source),
+        reached=out.verified,
+        segments=clock.names,
         seconds=clock.seconds,
     )
 

@@ -4,7 +4,8 @@ what was verified before it."""
 from __future__ import annotations
 
 from auditd_py.chain.encoding import format_ts
-from auditd_py.chain.verify import Reached, Report
+from auditd_py.chain.verify import Report
+from auditd_py.chain.verify_all import Extent
 from auditd_py.report.outcome import Finding, Outcome
 
 
@@ -71,7 +72,7 @@ def error_line(f: Finding) -> str:
     return f"{f.code}: {where}: {f.message}" if where else f"{f.code}: {f.message}"
 
 
-def reached_line(r: Reached | None, segments: int, *, went_on: bool = False) -> str:
+def reached_line(r: Extent | None, segments: int, *, went_on: bool = False) -> str:
     """What was verified before the failure (``went_on``: in all, with ``--all``):
     records, segments, epochs, time range."""
     what = "verified, going on after each failure" if went_on else "verified before the failure"

@@ -158,7 +158,6 @@ def verify(
     source: ArchiveSource,
     policy: VerifyPolicy,
     progress: Progress | None = None,
-    started: Callable[[Verifier], None] | None = None,
     jobs: int = 1,
 ) -> Verification:
     """Verify the archive ``source`` holds under ``policy``, streaming every segment once.
@@ -166,13 +165,11 @@ def verify(
     ``progress`` gets the bytes done in the current segment, and ``-1`` after each.
     An incomplete source is checked like a complete one except F1 for the
     checkpoints whose records it does not hold yet: those are *pending*.
-    ``started`` gets the verifier once the checkpoints passed, so that a caller
-    can say how far it got when a later check fails (:meth:`Verifier.reached`).
     ``jobs`` > 1 verifies segments in that many processes
     (:mod:`~auditd_py.store.parallel`).
     Raises the first failure (see :func:`check` for all of them).
     """
-    out = check(source, policy, progress, started=started, jobs=jobs)
+    out = check(source, policy, progress, jobs=jobs)
     if out.failures:
         raise out.failures[0]
     assert out.verification is not None
@@ -185,7 +182,6 @@ def check(
     progress: Progress | None = None,
     *,
     keep_going: bool = False,
-    started: Callable[[Verifier], None] | None = None,
     jobs: int = 1,
 ) -> Outcome:
     """:func:`verify`, returning the failures instead of raising them.
@@ -201,8 +197,6 @@ def check(
     try:
         make = _maker(source, policy)
         v = make(failures if keep_going else None)
-        if started is not None:
-            started(v)
         _walk(v, source, progress, make, 1 if keep_going else jobs)
         res = _finish(v, source, policy)
     except (IntegrityError, FormatError) as exc:
