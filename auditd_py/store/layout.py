@@ -10,6 +10,7 @@ from pathlib import Path
 
 from auditd_py.chain.format import SEGMENT_FILE
 from auditd_py.errors import ArchiveError, KeyFileError, NotAnArchiveError
+from auditd_py.store.bounded import read_document
 
 IDENTITY = "archive.json"
 SEGMENTS = "segments"
@@ -56,7 +57,7 @@ class Layout:
 
     def read_identity(self) -> bytes:
         try:
-            return self.identity.read_bytes()
+            return read_document(self.identity, str(self.identity))
         except FileNotFoundError as exc:
             raise NotAnArchiveError(
                 "not an auditd-py archive (no archive.json)", file=str(self.root)
@@ -118,7 +119,8 @@ class Layout:
         out = []
         for n in names:
             try:
-                out.append((f"{CHECKPOINTS}/{n}", (self.checkpoints / n).read_bytes()))
+                rel = f"{CHECKPOINTS}/{n}"
+                out.append((rel, read_document(self.checkpoints / n, rel)))
             except OSError as exc:
                 raise ArchiveError(
                     f"cannot read: {exc.strerror}", file=f"{CHECKPOINTS}/{n}"

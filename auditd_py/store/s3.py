@@ -22,7 +22,6 @@ no temporary file is written. Verifying a bucket and a fleet is
 
 from __future__ import annotations
 
-import gzip
 import io
 import re
 from collections.abc import Iterator
@@ -31,8 +30,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
-
-import zstandard
 
 from auditd_py.chain.format import SEGMENT_FILE
 from auditd_py.chain.identity import Identity
@@ -43,6 +40,7 @@ from auditd_py.errors import (
     IntegrityError,
     UsageError,
 )
+from auditd_py.store.bounded import decompressed, read_capped
 from auditd_py.store.compress import CORRUPT
 from auditd_py.store.layout import (
     CHECKPOINT_RE,
@@ -269,7 +267,7 @@ class BucketArchive:
         body = self.get(obj)
         with _reading(self.url(rel)):
             try:
-                return bytes(body.read())
+                return read_capped(body, rel)
             finally:
                 body.close()
 
@@ -365,17 +363,10 @@ class BucketArchive:
         """The segment's lines as a buffered stream, decompressed on the fly."""
         raw = _Raw(self.get(self.objects[rel]))
         try:
-            stream: IO[bytes]
-            if rel.endswith(".zst"):
-                dec = zstandard.ZstdDecompressor().stream_reader(
-                    cast(IO[bytes], raw), read_across_frames=True, closefd=True
-                )
-                stream = io.BufferedReader(dec, buffer_size=_CHUNK)
-            elif rel.endswith(".gz"):
-                gz = gzip.GzipFile(fileobj=io.BufferedReader(raw, _CHUNK), mode="rb")
-                stream = io.BufferedReader(gz, buffer_size=_CHUNK)
-            else:
-                stream = io.BufferedReader(raw, buffer_size=_CHUNK)
+            buffered = io.BufferedReader(raw, _CHUNK) if rel.endswith(".gz") else raw
+            src = cast(IO[bytes], buffered)
+            # bounded lines (store.bounded): a bomb is a format failure, not a MemoryError
+            stream = decompressed(src, rel, rel, across_frames=True)
             with stream:
                 yield stream
         finally:
