@@ -8,6 +8,7 @@ the environment expansion and the duration/size syntax.
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import ipaddress
 import os
@@ -49,6 +50,14 @@ _SIZE_UNITS = {
     "GB": 1000**3,
 }
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def group_id(name: str) -> int:
+    """The id of group ``name`` (a name, or a number); ValueError if there is none."""
+    try:
+        return grp.getgrnam(name).gr_gid if not name.isdigit() else grp.getgrgid(int(name)).gr_gid
+    except KeyError:
+        raise ValueError(f"no group {name!r} on this host") from None
 
 
 def parse_size(value: Any) -> int:
@@ -117,6 +126,15 @@ class _Model(BaseModel):
 class ArchiveSettings(_Model):
     path: Path
     state: Path | None = None
+    group: str | None = None
+    """The group that may read the archive (directories 2750, files 0640); a name or id."""
+
+    @field_validator("group")
+    @classmethod
+    def _group(cls, v: str | None) -> str | None:
+        if v is not None:
+            group_id(v)
+        return v
 
 
 class SealingSettings(_Model):

@@ -9,15 +9,19 @@ to ``/dev/zero`` or replaced by a FIFO: ``verify``, ``show``, ``prove`` and
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 import zstandard
 
 from auditd_py.store.bounded import MAX_RECORD_BYTES
 from tests.support.cli import CLI_BIN, Archive, keygen, one_line_error, run_cli
+from tests.support.weed import Weed
 
 BOMB_BYTES = 1 << 30
 """What the bomb inflates to: 1 GiB of one line, 64 times the longest record."""
@@ -142,3 +146,50 @@ def test_segment_replaced_by_a_fifo_or_device_does_not_hang(arc: Archive, what: 
         code, err, _ = _peak_rss(*args)  # a subprocess with a timeout: a hang fails, not stalls
         assert code == 2 and err.count("\n") == 1, err
         assert seg.name in err and kind in err, err
+
+
+# ---------------------------------------------------------------- fleet verify
+
+
+def _upload(s3: Any, bucket: str, arc: Archive, host: str) -> str:
+    archive_id = str(orjson.loads((arc.root / "archive.json").read_bytes())["archive"])
+    prefix = f"auditd-py/qa/{host}/{archive_id}"
+    for p in sorted(arc.root.rglob("*")):
+        rel = p.relative_to(arc.root).as_posix()
+        if p.is_file() and not rel.startswith("."):
+            s3.put_object(Bucket=bucket, Key=f"{prefix}/{rel}", Body=p.read_bytes())
+    return archive_id
+
+
+@pytest.mark.integration
+def test_fleet_verify_reports_one_hosts_bomb_and_goes_on(tmp_path: Path) -> None:
+    kdir = tmp_path / "keys"
+    kdir.mkdir()
+    bad, good = keygen(tmp_path / "bad"), keygen(tmp_path / "good")
+    for a in (bad, good):
+        a.seal(*[b"line %d" % i for i in range(6)])
+    name = _replace_segment_by_bomb(bad)
+    with Weed(tmp_path / "weed") as weed:
+        s3 = weed.client()
+        bucket = weed.bucket("fleet-bomb", lock=False)
+        ids = {host: _upload(s3, bucket, a, host) for host, a in (("a-bad", bad), ("b-good", good))}
+        for host, a in (("a-bad", bad), ("b-good", good)):
+            shutil.copy(a.public_key, kdir / f"{ids[host]}.key")
+        r = subprocess.run(
+            [
+                *(str(CLI_BIN), "fleet", "verify", f"s3://{bucket}/auditd-py/qa"),
+                *("--public-key-dir", str(kdir), "--max-age", "3650d"),
+                *("--s3-endpoint", weed.endpoint),
+            ],
+            capture_output=True,
+            timeout=120,
+            check=False,
+            env={**os.environ, **weed.env()},
+        )
+    assert r.returncode == 1, r.stderr
+    lines = r.stdout.decode().splitlines()
+    assert len(lines) == 2, r
+    assert lines[0].startswith(f"a-bad {ids['a-bad']} FAILED"), lines
+    assert name in lines[0] and "longer than" in lines[0], lines
+    assert lines[1].startswith(f"b-good {ids['b-good']} OK"), lines
+    assert b"2 archive(s), 1 ok, 1 not ok" in r.stderr

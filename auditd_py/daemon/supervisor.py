@@ -24,7 +24,7 @@ from typing import Any
 from auditd_py import control
 from auditd_py.chain.checkpoint import Checkpoint
 from auditd_py.clock import Clock, SystemClock
-from auditd_py.config import Config, Loaded
+from auditd_py.config import Config, Loaded, group_id
 from auditd_py.contracts import Source
 from auditd_py.daemon import disk, signals
 from auditd_py.daemon.disk import DiskLadder
@@ -43,7 +43,7 @@ from auditd_py.forward.runner import Runner
 from auditd_py.metalog import MetaLog
 from auditd_py.store.compress import Compressor, finish_pending
 from auditd_py.store.immutable import Worm
-from auditd_py.store.layout import Layout
+from auditd_py.store.layout import Layout, secure_dirs
 from auditd_py.store.reserve import Reserve
 from auditd_py.store.retention import Blocked, Retainer, RetentionPolicy, free_space
 from auditd_py.store.writer import ArchiveWriter, EpochPolicy
@@ -170,6 +170,8 @@ class Daemon:
     def open(self) -> None:
         cfg = self.cfg
         layout = Layout.at(cfg.archive.path, cfg.archive.state)
+        group = cfg.archive.group
+        secure_dirs(layout, group_id(group) if group is not None else None)
         policy = EpochPolicy(cfg.sealing.epoch_interval, cfg.sealing.epoch_records)
         worm = Worm.detect(layout.segments, cfg.segments.immutable)  # never an error
         self.writer = w = ArchiveWriter.open(layout, self.clock, policy, worm=worm)

@@ -31,7 +31,7 @@ import zstandard
 
 from auditd_py.chain.format import SEGMENT_NAME
 from auditd_py.store.immutable import OFF, Worm
-from auditd_py.store.layout import Layout, fsync_dir
+from auditd_py.store.layout import FILE_MODE, Layout, fsync_dir
 
 Method = Literal["zstd", "gzip", "none"]
 SUFFIX = {"zstd": ".zst", "gzip": ".gz"}
@@ -101,6 +101,7 @@ def _write_compressed(
     plain = 0
     with open(src, "rb") as fin, open(tmp, "wb") as fout:
         try:
+            os.fchmod(fout.fileno(), FILE_MODE)  # as the plain segment, whatever the umask
             out: zstandard.ZstdCompressionWriter | gzip.GzipFile
             if method == "zstd":
                 cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)
