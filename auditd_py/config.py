@@ -143,6 +143,8 @@ class SealingSettings(_Model):
     commit_interval: Duration = 50 * 10**6
     """Group commit: sealed records are fsynced at least this often."""
     queue_records: int = Field(default=20_000, gt=0)
+    queue_bytes: Size = 32 * 1024 * 1024
+    """The queue's bound in bytes of messages: long lines wait for room, never pile up."""
 
 
 class SegmentSettings(_Model):

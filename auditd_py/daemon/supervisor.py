@@ -37,6 +37,7 @@ from auditd_py.daemon.reloader import Reloader
 from auditd_py.daemon.sealloop import RotationPolicy, SealLoop
 from auditd_py.daemon.snapshot import snapshot
 from auditd_py.daemon.sourceset import SourceSet
+from auditd_py.daemon.sourcewatch import SourceWatch
 from auditd_py.daemon.systemd import DEFAULT_WATCHDOG_S, notify, watchdog_seconds
 from auditd_py.errors import AuditdError, DiskFullError, SealLoopError
 from auditd_py.forward.runner import Runner
@@ -114,7 +115,8 @@ class Daemon:
         self.wake = threading.Event()
         self.meta = MetaLog()
         self.say = Narrator(self.meta)
-        self.queue = BatchQueue(self.cfg.sealing.queue_records, self.clock)
+        sealing = self.cfg.sealing
+        self.queue = BatchQueue(sealing.queue_records, self.clock, sealing.queue_bytes)
         self.sourceset = SourceSet(self.queue, self.meta, self.say, self.clock)
         self.forwarding = Forwarding(self.meta, self.say, self.clock)
         self.writer: ArchiveWriter | None = None
@@ -132,6 +134,7 @@ class Daemon:
         """The seal loop's heartbeat must be younger than this for WATCHDOG=1 and /health."""
         self.tick = min(1.0, self.watchdog_s / 2)
         self.health = Health(self.notify, self.say, self.clock, stall_after=self.watchdog_s)
+        self.watch = SourceWatch(self.say)
         self.reloader = Reloader(self)
         self.failure: BaseException | None = None
         self._clock_ref = (self.clock.now_ns(), self.clock.monotonic())
@@ -287,6 +290,7 @@ class Daemon:
         if self.ladder is not None and not self.once and self.ladder.check():
             self.flags.stop = True
         self._check_clock()
+        self.watch.check(self.sources)
         if self.sealer is not None:
             self.health.tick(self.sealer, self.status_line())
 

@@ -179,7 +179,8 @@ class Scanner:
     def _open_fd(self, path: str, ident: Ident) -> int | None:
         """A descriptor of ``path``, if it is still the file ``ident`` (claimed)."""
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            # O_NONBLOCK: a FIFO swapped in since the stat must not block the open
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError as exc:
             discovery.unclaim(ident, self.name)
             self._note(
@@ -193,6 +194,13 @@ class Scanner:
             return None
         self._noted.discard(("open", f"{path}:{errno.EACCES}"))
         st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # swapped for a FIFO or device since the stat
+            os.close(fd)
+            discovery.unclaim(ident, self.name)
+            self._note(
+                "notfile", path, ev.FILE_UNREADABLE, f"{path} is not a regular file", path=path
+            )
+            return None
         if (st.st_dev, st.st_ino) != ident:
             # Renamed between the stat and the open (logrotate shifting a.log.1 to
             # a.log.2 and creating a.log.1 meanwhile): this descriptor is another file
