@@ -229,6 +229,8 @@ class FileSource(_Model):
     poll_interval: Duration = NS
     read_from: Literal["beginning", "end"] = "beginning"
     fingerprint_bytes: int = Field(default=256, ge=16, le=65536)
+    follow_symlinks: bool = False
+    """Read through symlinked directories the globs meet (never to outside their root)."""
 
 
 class TLSSettings(_Model):

@@ -26,7 +26,7 @@ from auditd_py.chain.checkpoint import Checkpoint
 from auditd_py.clock import Clock, SystemClock
 from auditd_py.config import Config, Loaded, group_id
 from auditd_py.contracts import Source
-from auditd_py.daemon import disk, signals
+from auditd_py.daemon import disk, limits, signals
 from auditd_py.daemon.disk import DiskLadder
 from auditd_py.daemon.forwarding import Forwarding
 from auditd_py.daemon.health import Health
@@ -173,6 +173,7 @@ class Daemon:
     def open(self) -> None:
         cfg = self.cfg
         layout = Layout.at(cfg.archive.path, cfg.archive.state)
+        limits.raise_nofile()  # thousands of watched files: the hard limit, not 1,024
         group = cfg.archive.group
         secure_dirs(layout, group_id(group) if group is not None else None)
         policy = EpochPolicy(cfg.sealing.epoch_interval, cfg.sealing.epoch_records)

@@ -26,6 +26,7 @@ from auditd_py.sources.file.copies import Copies
 from auditd_py.sources.file.discovery import Ident
 from auditd_py.sources.file.fingerprint import fingerprint
 from auditd_py.sources.file.origins import Origins
+from auditd_py.sources.file.peers import Peers
 from auditd_py.sources.file.resume import Resume
 from auditd_py.sources.file.rotation import RETRY, WAIT
 from auditd_py.sources.file.tracked import Tracked
@@ -57,7 +58,8 @@ class Scanner:
     # ------------------------------------------------------------ discovery
 
     def _paths(self) -> list[str]:
-        return discovery.list_paths(self.settings.paths, self.settings.exclude)
+        s = self.settings
+        return discovery.list_paths(s.paths, s.exclude, s.follow_symlinks)
 
     def _scan(self) -> None:
         first = self._first_scan
@@ -69,6 +71,7 @@ class Scanner:
         # Files with a sealed position first: whether theirs still fits (or they were
         # truncated while we were stopped) decides where a copy of them starts.
         found.sort(key=lambda f: (f[1].st_dev, f[1].st_ino) not in self._resume)
+        peers: Peers | None = None  # gathered at the first new file, once per scan
         for path, st in found:
             if not stat.S_ISREG(st.st_mode):
                 self._note(
@@ -83,7 +86,11 @@ class Scanner:
                 t.path = path
                 t.rotated_at = None
                 continue
-            self._open(path, st, at_end=first and self.settings.read_from == "end")
+            if peers is None:
+                peers = Peers(self._files.values())
+            t = self._open(path, st, at_end=first and self.settings.read_from == "end", peers=peers)
+            if t is not None:
+                peers.add(t)
         # Only now: another file of this scan may have turned out to be the copy.
         doubts, self._doubts = self._doubts, []
         for t in doubts:
@@ -141,7 +148,9 @@ class Scanner:
 
     # ------------------------------------------------------------ opening
 
-    def _open(self, path: str, st: os.stat_result, *, at_end: bool) -> Tracked | None:
+    def _open(
+        self, path: str, st: os.stat_result, *, at_end: bool, peers: Peers | None = None
+    ) -> Tracked | None:
         ident = (st.st_dev, st.st_ino)
         if not self._claim(ident, path):
             return None
@@ -156,7 +165,7 @@ class Scanner:
         key = pos_key(self.name, st.st_dev, st.st_ino)
         t = Tracked(key, path, st.st_dev, st.st_ino, fd, 0, fp, fpn, head=head)
         self._files[ident] = t
-        start, how = self._start_offset(t, st, at_end)
+        start, how = self._start_offset(t, st, at_end, peers)
         t.off = start
         meta = self._meta
         if meta is not None:
@@ -211,7 +220,9 @@ class Scanner:
             return None
         return fd
 
-    def _start_offset(self, t: Tracked, st: os.stat_result, at_end: bool) -> tuple[int, str]:
+    def _start_offset(
+        self, t: Tracked, st: os.stat_result, at_end: bool, peers: Peers | None
+    ) -> tuple[int, str]:
         sealed = self._resume.pop(t.ident)
         if sealed is not None:
             off = sealed.pos.off
@@ -232,7 +243,7 @@ class Scanner:
                     size=st.st_size,
                 )
             return 0, "reread"
-        copy = self._copies.copy_origin(t, st.st_size)
+        copy = self._copies.copy_origin(t, st.st_size, peers)
         if copy in (WAIT, RETRY):
             t.pending = True
             t.seen_size = st.st_size
