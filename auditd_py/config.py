@@ -230,6 +230,9 @@ class FileSource(_Model):
     read_from: Literal["beginning", "end"] = "beginning"
     fingerprint_bytes: int = Field(default=256, ge=16, le=65536)
     follow_symlinks: bool = False
+    max_open_files: int = Field(default=1024, ge=16)
+    """Descriptors held at most: files read to their end are closed past it, and
+    opened again (by identity) when they change."""
     """Read through symlinked directories the globs meet (never to outside their root)."""
 
 

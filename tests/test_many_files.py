@@ -23,6 +23,7 @@ from tests.support.archive import Arc
 from tests.support.daemon import Daemon, free_port, get_health, wait_for
 
 N = 10_000
+BUDGET = 200
 
 
 def _sealed(port: int, name: str = "app") -> int:
@@ -47,7 +48,7 @@ def test_ten_thousand_files_are_read_and_resumed(tmp_path: Path) -> None:
     port = free_port()
     doc = configs.daemon(
         arc,
-        sources=[configs.file_source(logs, poll_interval="200ms")],
+        sources=[configs.file_source(logs, poll_interval="200ms", max_open_files=BUDGET)],
         metrics={"listen": f"127.0.0.1:{port}"},
         segments={"immutable": "off"},
     )
@@ -57,8 +58,19 @@ def test_ten_thousand_files_are_read_and_resumed(tmp_path: Path) -> None:
         d.ready()
         assert _limit(d.proc.pid) == resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         t0 = time.monotonic()
-        assert wait_for(lambda: _sealed(port) >= N, 120), _sealed(port)
-        print(f"{N} files sealed in {time.monotonic() - t0:.1f}s")
+        fds = 0
+
+        def all_sealed() -> bool:
+            nonlocal fds
+            fds = max(fds, len(os.listdir(f"/proc/{d.proc.pid}/fd")))
+            return _sealed(port) >= N
+
+        assert wait_for(all_sealed, 120), _sealed(port)
+        print(f"{N} files sealed in {time.monotonic() - t0:.1f}s, at most {fds} descriptors")
+        assert fds < BUDGET + 60  # the budget, and the daemon's own (archive, sockets)
+        with (logs / "f00003.log").open("ab") as fh:  # closed as idle: reopened as it grows
+            fh.write(b"a second line\n")
+        assert wait_for(lambda: _sealed(port) == N + 1, 30), _sealed(port)
     finally:
         code = d.stop()  # the final checkpoint saves the state with N positions
     assert code == 0, (tmp_path / "daemon.stderr").read_text()[-2000:]

@@ -81,7 +81,10 @@ class Copies:
             # Too short to tell yet: if it starts like a file we read (or is still
             # empty), it may be a copy in progress; wait for it to grow, or to stay.
             for o in live:
-                got = os.pread(o.fd, len(head.bytes), 0)
+                # a file closed for being idle is unchanged since (else it was reopened):
+                # its first bytes are the ones in memory, no need to open it again
+                n = len(head.bytes)
+                got = o.head[:n] if o.head_in_memory(n) else os.pread(o.fd, n, 0)
                 if got == head.bytes:
                     return True
                 if len(got) < len(head.bytes):  # shorter than what we read: truncated meanwhile?

@@ -20,7 +20,7 @@ from auditd_py.clock import Clock
 from auditd_py.config import FileSource
 from auditd_py.contracts import Meta, Sink
 from auditd_py.record import Fields, Position
-from auditd_py.sources.file import discovery, lines
+from auditd_py.sources.file import budget, discovery, lines
 from auditd_py.sources.file.origins import Origin
 from auditd_py.sources.file.rotation import WAIT, decided_offset, let_go, truncation, undecided
 from auditd_py.sources.file.scanner import Scanner
@@ -124,10 +124,11 @@ class FileTailer(Scanner):
 
     def _poll(self) -> bool:
         """One pass over every file; True if any data was read."""
+        quiet = {id(t) for t in list(self._files.values()) if not self._awake(t)}
         for t in list(self._files.values()):
             # Truncations first: a copy found by the scan starts where its original,
             # truncated since our last read, was read to (see _truncated).
-            if not t.pending:
+            if not t.pending and id(t) not in quiet:
                 with contextlib.suppress(OSError):  # reported by _read
                     self._recheck(t)
         self._scan()
@@ -135,13 +136,34 @@ class FileTailer(Scanner):
         now = time.monotonic()
         for t in list(self._files.values()):
             self.heartbeat.beat()
+            if id(t) in quiet:
+                continue
             try:
                 busy |= self._read(t, now)
                 self._check_rotation(t, now)
             except OSError as exc:
                 self._note("read", t.path, ev.SOURCE_ERROR, f"reading {t.path}: {exc.strerror}")
+        while self._deferred and not self._stop.is_set():  # past the descriptor budget
+            new = self.open_deferred()
+            for t in new:
+                self.heartbeat.beat()
+                with contextlib.suppress(OSError):  # reported at the next poll
+                    busy |= self._read(t, now)
+            if not new:
+                break
         self._origins.age(any_pending=any(t.pending for t in self._files.values()))
+        if self._fds.open > self.settings.max_open_files:
+            budget.make_room(self._files.values(), self._fds, self.settings.max_open_files)
         return busy
+
+    def _awake(self, t: Tracked) -> bool:
+        """Open, or closed for being idle and changed since (:func:`.budget.awake`)."""
+        got = budget.awake(t, self.settings.paths)
+        if got is None:  # gone while closed: nothing more can be read of it
+            if t.partial:
+                self._emit_partial(t)
+            self._release(t)
+        return bool(got)
 
     def _recheck(self, t: Tracked) -> bool:
         """Handle a truncation of ``t`` not seen yet; True if there was one."""
