@@ -13,11 +13,15 @@ from __future__ import annotations
 import os
 import resource
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from auditd_py.errors import StateError
+from auditd_py.record import Position
 from auditd_py.sources.file import discovery
+from auditd_py.store.state import StateFile
 from tests.support import configs
 from tests.support.archive import Arc
 from tests.support.daemon import Daemon, free_port, get_health, wait_for
@@ -101,3 +105,35 @@ def test_a_symlinked_directory_is_not_followed_by_default(tmp_path: Path) -> Non
         f"{logs}/inner/a.log",
         f"{logs}/real/a.log",
     ]
+
+
+def test_positions_too_many_for_a_slot_spill_to_a_file(tmp_path: Path) -> None:
+    arc = Arc(tmp_path, random=None)
+    sf, saved = StateFile.open(arc.layout.state)
+    many = {
+        f"app:1:{i}": Position({"k": f"app:1:{i}", "off": i, "fp": "ab" * 8, "fpn": 16}, b"x")
+        for i in range(5000)
+    }
+    try:
+        sf.save(replace(saved, writer=replace(saved.writer, positions=many)))
+    finally:
+        sf.release()
+    spilled = [n for n in os.listdir(arc.layout.state) if n.startswith("positions-")]
+    assert len(spilled) == 1
+    sf, back = StateFile.open(arc.layout.state)
+    try:
+        assert back.writer.positions == many
+        sf.save(replace(back, writer=replace(back.writer, positions={})))  # fits a slot again
+    finally:
+        sf.release()
+    assert not [n for n in os.listdir(arc.layout.state) if n.startswith("positions-")]
+
+    sf, saved = StateFile.open(arc.layout.state)
+    try:
+        sf.save(replace(saved, writer=replace(saved.writer, positions=many)))
+    finally:
+        sf.release()
+    name = next(n for n in os.listdir(arc.layout.state) if n.startswith("positions-"))
+    (arc.layout.state / name).write_bytes(b"{}")  # tampered with: refused, not trusted
+    with pytest.raises(StateError, match="does not match"):
+        StateFile.open(arc.layout.state)
