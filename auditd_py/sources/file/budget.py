@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Iterable
 
 from auditd_py.sources.file import discovery
-from auditd_py.sources.file.tracked import Descriptors, Tracked
+from auditd_py.sources.file.tracked import RELEASED, Descriptors, Tracked
 
 
 def make_room(files: Iterable[Tracked], fds: Descriptors, budget: int) -> bool:
@@ -35,7 +35,7 @@ def awake(t: Tracked, patterns: list[str]) -> bool | None:
     changed: opened again where it is now (yes), or None if it is gone."""
     if t.handle >= 0:
         return True
-    if not t.stirred():
+    if t.handle == RELEASED or not t.stirred():
         return False
     with contextlib.suppress(OSError):
         t.reopen(t.path)

@@ -29,7 +29,7 @@ from auditd_py.sources.file.origins import Origins
 from auditd_py.sources.file.peers import Peers
 from auditd_py.sources.file.resume import Resume
 from auditd_py.sources.file.rotation import RETRY, WAIT
-from auditd_py.sources.file.tracked import Descriptors, Tracked
+from auditd_py.sources.file.tracked import RELEASED, Descriptors, Tracked
 
 
 class Scanner:
@@ -317,7 +317,7 @@ class Scanner:
             with contextlib.suppress(OSError):
                 os.close(t.handle)
             self._fds.open -= 1
-            t.handle = -1
+        t.handle = RELEASED
         self._files.pop(t.ident, None)
         discovery.unclaim(t.ident, self.name)
 

@@ -18,6 +18,10 @@ CHUNK = 1 << 18
 """The most bytes read from a file at once."""
 
 
+RELEASED = -2
+"""``Tracked.handle`` of a file no longer tracked (-1: closed for being idle)."""
+
+
 class Descriptors:
     """How many of a source's files hold an open descriptor (its budget is the config's)."""
 
@@ -62,6 +66,8 @@ class Tracked:
     @property
     def fd(self) -> int:
         """The descriptor; a file closed for being idle is reopened by identity first."""
+        if self.handle == RELEASED:  # no longer tracked: never opened again behind our back
+            raise OSError(errno.EBADF, f"{self.path} is no longer read")
         if self.handle < 0:
             self.reopen(self.path)
         return self.handle
