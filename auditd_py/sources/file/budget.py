@@ -19,9 +19,10 @@ def make_room(files: Iterable[Tracked], fds: Descriptors, budget: int) -> bool:
     """Close idle files down to three quarters of ``budget``; True if one more fits."""
     quiet = []
     for t in files:
-        if t.handle >= 0 and not t.pending and t.rotated_at is None:
+        # a held partial line must still be sealed after its timeout, at a poll
+        if t.handle >= 0 and not t.pending and t.rotated_at is None and not t.partial:
             with contextlib.suppress(OSError):
-                if t.size() == t.off + len(t.partial):
+                if t.size() == t.off:
                     quiet.append(t)
     quiet.sort(key=lambda t: t.last_data)
     for t in quiet[: max(0, fds.open - budget * 3 // 4)]:
