@@ -16,6 +16,7 @@ from auditd_py.errors import UsageError
 
 MAX_PIECE: Final = 1024 * 1024
 """The longest message ``seal`` puts in one record (as ``max_line_bytes`` at most)."""
+_READ: Final = 1 << 20
 
 
 def source_name(arg: str | None) -> str | None:
@@ -33,18 +34,31 @@ def source_name(arg: str | None) -> str | None:
 
 
 def records(fh: IO[bytes], source: str, now: Callable[[], int]) -> Iterator[Fields]:
-    """One record per line of ``fh``; a line over :data:`MAX_PIECE` bytes in pieces."""
-    split = False
-    carry = b""  # the one byte read past a full piece: it starts the next one
-    while raw := carry + fh.readline(MAX_PIECE + 1 - len(carry)):
-        carry = b""
-        more = raw[-1:] != b"\n" and len(raw) > MAX_PIECE
-        if more:
-            raw, carry = raw[:MAX_PIECE], raw[MAX_PIECE:]
-        elif raw[-1:] == b"\n":
-            raw = raw[:-1]
-        if split or more:
-            yield Fields(now(), source, raw, None, {"split": 1})
-        else:
-            yield Fields(now(), source, raw)
-        split = more
+    """One record per line of ``fh``; a line over :data:`MAX_PIECE` bytes in pieces.
+
+    Read as it arrives (``read1``: a pipe's lines are sealed as they come), split
+    in bulk; at most one piece plus one read is held.
+    """
+    read = getattr(fh, "read1", fh.read)
+    rest = b""
+    split = False  # pieces of the current line were yielded already
+    while chunk := read(_READ):
+        lines = (rest + chunk if rest else chunk).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            if split or len(line) > MAX_PIECE:
+                yield from _pieces(line, source, now)
+            else:
+                yield Fields(now(), source, line)
+            split = False
+        while len(rest) > MAX_PIECE:  # no newline yet: its pieces go as they fill
+            yield Fields(now(), source, rest[:MAX_PIECE], None, {"split": 1})
+            rest, split = rest[MAX_PIECE:], True
+    if rest:
+        yield from _pieces(rest, source, now) if split else [Fields(now(), source, rest)]
+
+
+def _pieces(line: bytes, source: str, now: Callable[[], int]) -> Iterator[Fields]:
+    """The (last) pieces of an over-long line, each flagged ``split``."""
+    for i in range(0, max(len(line), 1), MAX_PIECE):
+        yield Fields(now(), source, line[i : i + MAX_PIECE], None, {"split": 1})

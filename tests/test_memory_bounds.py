@@ -11,6 +11,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
 from auditd_py.chain.encoding import Fields
 from auditd_py.daemon.queue import TAKE_RECORDS, Barrier, BatchQueue
 from tests.support import configs
@@ -61,6 +63,7 @@ def _hwm(pid: int) -> int:
     raise AssertionError("no VmHWM")
 
 
+@pytest.mark.integration
 def test_a_file_of_long_lines_is_sealed_in_bounded_memory(tmp_path: Path) -> None:
     arc = Arc(tmp_path, random=None)
     logs = tmp_path / "logs"
