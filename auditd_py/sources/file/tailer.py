@@ -32,6 +32,9 @@ BATCH_BYTES = 4 * 1024 * 1024
 """A batch goes to the queue after this many bytes read, too: long lines stream."""
 
 
+# Over ~300 lines since issue 14: one thread's loop over rotation, truncation, copies,
+# the descriptor budget and its heartbeat; the decisions themselves are in rotation.py,
+# copies.py and budget.py, and finding and opening files in scanner.py.
 class FileTailer(Scanner):
     """A ``type: file`` source."""
 
