@@ -21,7 +21,7 @@ from typing import IO, Any, NoReturn
 
 import orjson
 
-from auditd_py import __version__, control, early
+from auditd_py import __version__, control, early, seal_input
 from auditd_py.chain import speedups
 from auditd_py.chain.encoding import Fields, format_ts, loads_strict
 from auditd_py.chain.format import NS
@@ -84,6 +84,7 @@ def _inputs(files: Sequence[str]) -> Iterator[tuple[str, IO[bytes]]]:
 
 
 def cmd_seal(a: argparse.Namespace) -> int:
+    source = seal_input.source_name(a.source)
     layout = Layout.at(a.archive, a.state)
     for name in a.files:
         if name != "-" and not os.access(name, os.R_OK):
@@ -92,7 +93,6 @@ def cmd_seal(a: argparse.Namespace) -> int:
     policy = EpochPolicy(duration_arg(a.epoch_interval), a.epoch_records)
     clock = SystemClock()
     w = ArchiveWriter.open(layout, clock, policy)
-    source = os.fsencode(a.source).decode("utf-8", "replace") if a.source else None
     count = 0
     first = w.sealer.seq
     try:
@@ -100,8 +100,8 @@ def cmd_seal(a: argparse.Namespace) -> int:
         for name, fh in _inputs(a.files):
             src = source or name
             batch: list[Fields] = []
-            for raw in fh:
-                batch.append(Fields(now(), src, raw[:-1] if raw[-1:] == b"\n" else raw))
+            for f in seal_input.records(fh, src, now):
+                batch.append(f)
                 if len(batch) == 4096:
                     count += w.append_many(batch)
                     batch = []

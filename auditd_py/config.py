@@ -8,6 +8,7 @@ the environment expansion and the duration/size syntax.
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import ipaddress
 import os
@@ -51,6 +52,14 @@ _SIZE_UNITS = {
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+def group_id(name: str) -> int:
+    """The id of group ``name`` (a name, or a number); ValueError if there is none."""
+    try:
+        return grp.getgrnam(name).gr_gid if not name.isdigit() else grp.getgrgid(int(name)).gr_gid
+    except KeyError:
+        raise ValueError(f"no group {name!r} on this host") from None
+
+
 def parse_size(value: Any) -> int:
     """``1MiB``, ``64KiB``, ``10MB`` or a number of bytes."""
     if isinstance(value, bool):
@@ -69,6 +78,9 @@ def parse_size(value: Any) -> int:
 
 Duration = Annotated[int, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
+MAX_PIECE_BYTES = 1024 * 1024
+"""The most a source puts in one record's message: records stay far below the
+format's longest line (docs/FORMAT.md 3.1) even with every byte escaped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +126,15 @@ class _Model(BaseModel):
 class ArchiveSettings(_Model):
     path: Path
     state: Path | None = None
+    group: str | None = None
+    """The group that may read the archive (directories 2750, files 0640); a name or id."""
+
+    @field_validator("group")
+    @classmethod
+    def _group(cls, v: str | None) -> str | None:
+        if v is not None:
+            group_id(v)
+        return v
 
 
 class SealingSettings(_Model):
@@ -122,6 +143,8 @@ class SealingSettings(_Model):
     commit_interval: Duration = 50 * 10**6
     """Group commit: sealed records are fsynced at least this often."""
     queue_records: int = Field(default=20_000, gt=0)
+    queue_bytes: Size = 32 * 1024 * 1024
+    """The queue's bound in bytes of messages: long lines wait for room, never pile up."""
 
 
 class SegmentSettings(_Model):
@@ -219,11 +242,16 @@ class FileSource(_Model):
     type: Literal["file"]
     paths: list[str] = Field(min_length=1)
     exclude: list[str] = []
-    max_line_bytes: Size = 1024 * 1024
+    max_line_bytes: Size = Field(default=1024 * 1024, le=MAX_PIECE_BYTES)
     partial_line_timeout: Duration = 5 * NS
     poll_interval: Duration = NS
     read_from: Literal["beginning", "end"] = "beginning"
     fingerprint_bytes: int = Field(default=256, ge=16, le=65536)
+    follow_symlinks: bool = False
+    max_open_files: int = Field(default=1024, ge=16)
+    """Descriptors held at most: files read to their end are closed past it, and
+    opened again (by identity) when they change."""
+    """Read through symlinked directories the globs meet (never to outside their root)."""
 
 
 class TLSSettings(_Model):
@@ -244,7 +272,7 @@ class SyslogSource(_Model):
     type: Literal["syslog"]
     listen: list[str] = Field(min_length=1)
     tls: TLSSettings | None = None
-    max_message_bytes: Size = 64 * 1024
+    max_message_bytes: Size = Field(default=64 * 1024, le=MAX_PIECE_BYTES)
     max_connections: int = Field(default=1024, gt=0)
     framing: Literal["auto", "octet-counting", "lf", "nul"] = "auto"
     """Stream framing (tcp, tls, unix-stream); docs/SYSLOG.md, "Framing"."""
@@ -519,10 +547,70 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(out)
 
 
+MAX_CONFIG_BYTES = 1024 * 1024
+"""A configuration file longer than this is refused unread (a config is a few KiB)."""
+MAX_DEPTH = 32
+"""The deepest nesting of mappings and sequences a configuration may have."""
+MAX_NODES = 100_000
+"""The most values a configuration may hold once its aliases are expanded."""
+_TAGS = frozenset(
+    f"tag:yaml.org,2002:{t}"
+    for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")
+)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader bounded against bombs: no alias to a node that contains it, at most
+    :data:`MAX_NODES` values once aliases are expanded, nesting at most
+    :data:`MAX_DEPTH` deep, and only the plain YAML types (no tag that names code)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._values = 0
+        self._open: set[str] = set()
+        self._weight: dict[str, int] = {}
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        mark, anchor = event.start_mark, event.anchor
+        if isinstance(event, yaml.AliasEvent):
+            if anchor in self._open:
+                raise _refused(f"alias *{anchor} inside the value it names (recursive)", mark)
+            self._values += self._weight.get(anchor, 1)
+        elif self._depth >= MAX_DEPTH:
+            raise _refused(f"nested deeper than {MAX_DEPTH} levels", mark)
+        if self._values > MAX_NODES:
+            raise _refused(f"more than {MAX_NODES} values once aliases are expanded", mark)
+        if isinstance(event, yaml.AliasEvent):
+            alias = super().compose_node(parent, index)
+            assert alias is not None  # the anchored node
+            return alias
+        before = self._values
+        self._values += 1
+        self._depth += 1
+        if anchor is not None:
+            self._open.add(anchor)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            self._open.discard(anchor)
+        if anchor is not None:
+            self._weight[anchor] = self._values - before
+        if node is None or node.tag not in _TAGS:
+            raise _refused(f"tag {getattr(node, 'tag', None)!r} is not accepted", mark)
+        return node
+
+
+def _refused(problem: str, mark: Any) -> yaml.YAMLError:
+    return yaml.composer.ComposerError(None, None, problem, mark)
+
+
 def load_text(text: str, file: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{file}:{mark.line + 1}" if mark is not None else file
@@ -558,9 +646,14 @@ def load_text(text: str, file: str = "<config>", env: Mapping[str, str] | None =
 def load(path: str | Path, env: Mapping[str, str] | None = None) -> Loaded:
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        with open(p, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read configuration: {exc.strerror}", file=str(p)) from exc
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"configuration is longer than {MAX_CONFIG_BYTES} bytes; refused unread", file=str(p)
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

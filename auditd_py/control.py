@@ -301,6 +301,8 @@ def request(archive: Path | str, payload: Mapping[str, Any], timeout: float) -> 
             file=where,
         ) from exc
     except PermissionError as exc:
+        if not os.access(path.parent, os.X_OK):  # not even the archive: nothing will be read
+            raise ControlError("the archive is closed to this user", reason=ABSENT) from exc
         raise ControlError(
             "permission denied: only the daemon's user and group may connect",
             reason=DENIED,

@@ -232,6 +232,15 @@ class Narrator:
             ev.SOURCE_ERROR, f"source {name} ({kind}) cannot start: {reason}", source=name
         )
 
+    def source_stuck(self, name: str, seconds: float) -> None:
+        self.meta.event(
+            ev.SOURCE_ERROR,
+            f"source {name}: its thread has made no progress for {seconds:.0f}s (stuck); "
+            "/health reports it until it moves again",
+            source=name,
+            stuck_seconds=round(seconds, 1),
+        )
+
     def source_stop_failed(self, name: str, exc: BaseException) -> None:
         self.meta.event(ev.SOURCE_ERROR, f"stopping {name}: {exc}", source=name)
 

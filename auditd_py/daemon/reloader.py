@@ -9,6 +9,7 @@ positions: no line is lost or read twice across a reload.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -48,6 +49,45 @@ class Host(Protocol):
     def check(self) -> None: ...
 
 
+PARSE_TIMEOUT = 10.0
+"""Seconds a reload may spend reading and parsing the configuration file."""
+
+
+def parse_off_loop(
+    path: str, stopping: Callable[[], bool], timeout: float = PARSE_TIMEOUT
+) -> Loaded:
+    """``config.load(path)`` in a thread of its own, given up after ``timeout`` seconds.
+
+    The main loop waits for it, but never longer than ``timeout``: a file that
+    cannot be read (a FIFO nobody writes) or parsed in time is rejected, and
+    the running configuration stays; the abandoned thread ends with the process.
+    A stop asked meanwhile (``stopping()``, SIGTERM) ends the wait at once.
+    """
+    box: list[Loaded | ConfigError] = []
+
+    def run() -> None:
+        try:
+            box.append(config.load(path))
+        except ConfigError as exc:
+            box.append(exc)
+        except Exception as exc:  # any parse failure rejects the reload
+            box.append(ConfigError(f"{path}: cannot be parsed: {exc!r}", file=path))
+
+    t = threading.Thread(target=run, name="auditd-reload-parse", daemon=True)
+    t.start()
+    deadline = time.monotonic() + timeout
+    while t.is_alive() and time.monotonic() < deadline and not stopping():
+        t.join(0.05)  # signal handlers run between the waits
+    if not box:
+        raise ConfigError(
+            f"{path}: not read and parsed within {timeout:g}s; the configuration was not reloaded",
+            file=path,
+        )
+    if isinstance(box[0], ConfigError):
+        raise box[0]
+    return box[0]
+
+
 class Reloader:
     """SIGHUP and ``auditd-py reload``: check, plan, stop, wait, start, tell."""
 
@@ -85,7 +125,7 @@ class Reloader:
         d = self.d
         path = d.loaded.path
         try:
-            new = config.load(path)
+            new = parse_off_loop(path, lambda: d.flags.stop)
             problems = config.check_config(new)
             if problems:
                 raise ConfigError("\n".join(problems))

@@ -24,9 +24,9 @@ from typing import Any
 from auditd_py import control
 from auditd_py.chain.checkpoint import Checkpoint
 from auditd_py.clock import Clock, SystemClock
-from auditd_py.config import Config, Loaded
+from auditd_py.config import Config, Loaded, group_id
 from auditd_py.contracts import Source
-from auditd_py.daemon import disk, signals
+from auditd_py.daemon import disk, limits, signals
 from auditd_py.daemon.disk import DiskLadder
 from auditd_py.daemon.forwarding import Forwarding
 from auditd_py.daemon.health import Health
@@ -38,6 +38,7 @@ from auditd_py.daemon.sealloop import RotationPolicy, SealLoop
 from auditd_py.daemon.selfcheck import SelfCheck
 from auditd_py.daemon.snapshot import snapshot
 from auditd_py.daemon.sourceset import SourceSet
+from auditd_py.daemon.sourcewatch import SourceWatch
 from auditd_py.daemon.status import ReloadStatus, SelfCheckStatus
 from auditd_py.daemon.systemd import DEFAULT_WATCHDOG_S, notify, watchdog_seconds
 from auditd_py.errors import AuditdError, DiskFullError, SealLoopError
@@ -45,7 +46,7 @@ from auditd_py.forward.runner import Runner
 from auditd_py.metalog import MetaLog
 from auditd_py.store.compress import Compressor, finish_pending
 from auditd_py.store.immutable import Worm
-from auditd_py.store.layout import Layout
+from auditd_py.store.layout import Layout, secure_dirs
 from auditd_py.store.reserve import Reserve
 from auditd_py.store.retention import Blocked, Retainer, RetentionPolicy, free_space
 from auditd_py.store.writer import ArchiveWriter, EpochPolicy
@@ -120,7 +121,8 @@ class Daemon:
         self.wake = threading.Event()
         self.meta = MetaLog()
         self.say = Narrator(self.meta)
-        self.queue = BatchQueue(self.cfg.sealing.queue_records, self.clock)
+        sealing = self.cfg.sealing
+        self.queue = BatchQueue(sealing.queue_records, self.clock, sealing.queue_bytes)
         self.sourceset = SourceSet(self.queue, self.meta, self.say, self.clock)
         self.forwarding = Forwarding(self.meta, self.say, self.clock)
         self.writer: ArchiveWriter | None = None
@@ -139,6 +141,7 @@ class Daemon:
         """The seal loop's heartbeat must be younger than this for WATCHDOG=1 and /health."""
         self.tick = min(1.0, self.watchdog_s / 2)
         self.health = Health(self.notify, self.say, self.clock, stall_after=self.watchdog_s)
+        self.watch = SourceWatch(self.say)
         self.reloader = Reloader(self)
         self.failure: BaseException | None = None
         self._clock_ref = (self.clock.now_ns(), self.clock.monotonic())
@@ -185,6 +188,9 @@ class Daemon:
     def open(self) -> None:
         cfg = self.cfg
         layout = Layout.at(cfg.archive.path, cfg.archive.state)
+        limits.raise_nofile()  # thousands of watched files: the hard limit, not 1,024
+        group = cfg.archive.group
+        secure_dirs(layout, group_id(group) if group is not None else None)
         policy = EpochPolicy(cfg.sealing.epoch_interval, cfg.sealing.epoch_records)
         worm = Worm.detect(layout.segments, cfg.segments.immutable)  # never an error
         self.writer = w = ArchiveWriter.open(layout, self.clock, policy, worm=worm)
@@ -305,6 +311,7 @@ class Daemon:
         if self.ladder is not None and not self.once and self.ladder.check():
             self.flags.stop = True
         self._check_clock()
+        self.watch.check(self.sources)
         if self.sealer is not None:
             self.health.tick(self.sealer, self.status_line())
 

@@ -126,7 +126,7 @@ def write(c: Collected, out: Path) -> Path:
     try:
         for seq in sorted(c.records):
             line = c.records[seq]
-            name = _segment_of(line) if b'"segment.opened"' in line else None
+            name = _segment_of(line, seq) if b'"segment.opened"' in line else None
             if name is not None:
                 if fh is not None:
                     fh.close()
@@ -141,18 +141,20 @@ def write(c: Collected, out: Path) -> Path:
     return root
 
 
-def _segment_of(line: bytes) -> str | None:
+def _segment_of(line: bytes, seq: int) -> str | None:
     """The segment a header record opens; None for any other record."""
     try:
         body = orjson.loads(line)
     except orjson.JSONDecodeError:
         return None  # not JSON: verify reports it where it lies
+    if not isinstance(body, dict):
+        raise FormatError("record is not a JSON object", seq=seq, field="msg")
     if body.get("source") != "auditd-py" or body.get("event") != "segment.opened":
         return None
     attrs = body.get("attrs")
     name = attrs.get("segment") if isinstance(attrs, dict) else None
     if not isinstance(name, str) or not SEGMENT_NAME.fullmatch(name):
-        raise FormatError(f"bad segment name {name!r} in a header", field="attrs.segment")
+        raise FormatError(f"bad segment name {name!r} in a header", seq=seq, field="attrs.segment")
     return name
 
 

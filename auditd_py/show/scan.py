@@ -25,11 +25,12 @@ from typing import IO
 
 from auditd_py.chain.checkpoint import Checkpoint
 from auditd_py.chain.encoding import scan_int
-from auditd_py.errors import ArchiveError, AuditdError
+from auditd_py.errors import ArchiveError, AuditdError, Failure, IntegrityError
 from auditd_py.show.entry import Entry
 from auditd_py.show.query import Query
-from auditd_py.store.compress import CORRUPT, is_compressed, open_segment
-from auditd_py.store.layout import Layout
+from auditd_py.store.bounded import CORRUPT, MAX_RECORD_BYTES, open_lines
+from auditd_py.store.compress import is_compressed
+from auditd_py.store.layout import SEGMENTS, Layout
 from auditd_py.store.segment import Header, read_header
 
 _BLOCK = 1 << 16
@@ -39,11 +40,11 @@ Files = list[tuple[str, Path]]
 def _open(layout: Layout, name: str, path: Path) -> tuple[IO[bytes], bool]:
     """The segment's lines, and whether they come from a compressed file."""
     try:
-        try:
-            return open_segment(path), is_compressed(path)
+        try:  # bounded lines, regular files only (store.bounded)
+            return open_lines(path, f"{SEGMENTS}/{path.name}"), is_compressed(path)
         except FileNotFoundError:  # compressed since it was listed
             alt = layout.segment_path(name)
-            return open_segment(alt), is_compressed(alt)
+            return open_lines(alt, f"{SEGMENTS}/{alt.name}"), is_compressed(alt)
     except OSError as exc:
         raise ArchiveError(f"cannot read: {exc.strerror}", file=str(path)) from exc
 
@@ -180,6 +181,12 @@ def backward_lines(fh: IO[bytes], block: int = _BLOCK, end: int | None = None) -
         pos -= n
         fh.seek(pos)
         buf = fh.read(n) + carry
+        if len(buf) > MAX_RECORD_BYTES + block:  # no newline in more than a record may hold
+            raise IntegrityError(
+                f"record line longer than the format's maximum of {MAX_RECORD_BYTES} bytes",
+                what=Failure.FORMAT,
+                file=getattr(fh, "label", None),
+            )
         if torn:
             end = buf.rfind(b"\n")
             if end < 0:

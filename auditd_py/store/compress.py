@@ -16,37 +16,27 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import io
 import os
 import queue
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Literal
 
 import zstandard
 
 from auditd_py.chain.format import SEGMENT_NAME
+from auditd_py.store.bounded import decompressing
 from auditd_py.store.immutable import OFF, Worm
-from auditd_py.store.layout import Layout, fsync_dir
+from auditd_py.store.layout import FILE_MODE, Layout, fsync_dir
 
 Method = Literal["zstd", "gzip", "none"]
 SUFFIX = {"zstd": ".zst", "gzip": ".gz"}
 _CHUNK = 1 << 20
 ZSTD_LEVEL = 3
 GZIP_LEVEL = 6
-
-
-CORRUPT: tuple[type[BaseException], ...] = (
-    zstandard.ZstdError,
-    EOFError,
-    gzip.BadGzipFile,
-    zlib.error,
-)
-"""What reading a damaged compressed segment raises (mapped to a format failure by readers)."""
 
 
 class Aborted(Exception):
@@ -64,100 +54,6 @@ def open_segment(path: Path) -> IO[bytes]:
             raw.close()
             raise
     return open(path, "rb", buffering=_CHUNK)
-
-
-def decompressing(raw: IO[bytes], name: str) -> IO[bytes]:
-    """The decompressed stream of a compressed segment file ``name`` read from ``raw``.
-
-    Strict (docs/FORMAT.md 11.4): a file of 0 bytes, or one that ends inside a zstd
-    frame or a gzip member (a cut checksum included), raises ``EOFError`` (one of
-    :data:`CORRUPT`) at its end instead of reading as a shorter segment.
-    """
-    src = _NotEmpty(raw, name)
-    if name.endswith(".zst"):
-        return io.BufferedReader(_ZstdFrames(src, name), buffer_size=_CHUNK)
-    gz = gzip.GzipFile(fileobj=io.BufferedReader(src, _CHUNK), mode="rb")
-    return io.BufferedReader(gz, buffer_size=_CHUNK)  # gzip: EOFError on a cut member
-
-
-class _NotEmpty(io.RawIOBase):
-    """The compressed bytes; none at all is a corrupt stream (one frame or member at least)."""
-
-    def __init__(self, raw: IO[bytes], name: str) -> None:
-        self._raw, self._name, self._seen = raw, name, False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        n = self._raw.readinto(b)  # type: ignore[attr-defined]
-        if not n and not self._seen:
-            raise EOFError(
-                f"{self._name} is empty: a compressed segment holds one frame or member at least"
-            )
-        self._seen = True
-        return int(n or 0)
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
-
-
-class _ZstdFrames(io.RawIOBase):
-    """Every zstd frame of a stream, one after another; the stream must end between frames.
-
-    ``zstandard``'s stream reader returns what it has when its input ends inside a
-    frame (even before the frame's checksum); this one raises ``EOFError``. Input is
-    fed in pieces of ``_IN`` bytes, whose output is bounded (a zstd block of at
-    least 4 bytes yields at most 128 KiB: 32 MiB per piece, however hostile the
-    file), until ``_OUT`` bytes are ready.
-    """
-
-    _IN = 1 << 10
-    _OUT = 1 << 18
-
-    def __init__(self, raw: io.RawIOBase, name: str) -> None:
-        self._raw, self._name = raw, name
-        self._dec: Any = None
-        self._out = b""
-        self._pos = 0
-        self._done = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        while self._pos == len(self._out) and not self._done:
-            self._out, self._pos = self._fill(), 0
-        n = min(len(b), len(self._out) - self._pos)
-        b[:n] = self._out[self._pos : self._pos + n]
-        self._pos += n
-        return n
-
-    def _fill(self) -> bytes:
-        """The output of the next pieces of input (possibly empty), frame by frame."""
-        out: list[bytes] = []
-        size = 0
-        while size < self._OUT:
-            data = self._raw.read(self._IN)
-            if not data:
-                if self._dec is not None:
-                    raise EOFError(f"{self._name} ends inside a zstd frame (truncated)")
-                self._done = True
-                break
-            while data:
-                if self._dec is None:
-                    self._dec = zstandard.ZstdDecompressor().decompressobj()
-                out.append(self._dec.decompress(data))
-                size += len(out[-1])
-                data = b""
-                if self._dec.eof:
-                    data, self._dec = self._dec.unused_data, None
-        return b"".join(out)
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
 
 
 def is_compressed(path: Path) -> bool:
@@ -192,6 +88,7 @@ def _write_compressed(
     plain = 0
     with open(src, "rb") as fin, open(tmp, "wb") as fout:
         try:
+            os.fchmod(fout.fileno(), FILE_MODE)  # as the plain segment, whatever the umask
             out: zstandard.ZstdCompressionWriter | gzip.GzipFile
             if method == "zstd":
                 cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)

@@ -228,6 +228,8 @@ def _fleet_one(
         return line("failed", str(exc), what=Failure.FORMAT)
     except AuditdError as exc:
         return line("error", str(exc))
+    except Exception as exc:  # one host's archive must not stop the fleet
+        return line("error", f"unexpected {type(exc).__name__}: {exc}")
     r = res.report
     kw: dict[str, Any] = {
         "records": r.records,

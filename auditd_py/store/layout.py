@@ -10,6 +10,7 @@ from pathlib import Path
 
 from auditd_py.chain.format import SEGMENT_FILE
 from auditd_py.errors import ArchiveError, KeyFileError, NotAnArchiveError
+from auditd_py.store.bounded import read_document
 
 IDENTITY = "archive.json"
 SEGMENTS = "segments"
@@ -21,6 +22,12 @@ DEFAULT_STATE = ".state"
 
 COMPRESSED_SUFFIXES = (".zst", ".gz")
 CHECKPOINT_RE = re.compile(r"cp-([0-9]{10})\.json")
+
+
+DIR_MODE = 0o750
+"""The archive's directories: the owner writes, its group reads, others nothing."""
+FILE_MODE = 0o640
+"""Segments, checkpoints and ``archive.json``: the owner writes, its group reads."""
 
 
 def checkpoint_name(epoch: int) -> str:
@@ -71,21 +78,29 @@ class Layout:
 
     def read_identity(self) -> bytes:
         try:
-            return self.identity.read_bytes()
+            return read_document(self.identity, str(self.identity))
         except FileNotFoundError as exc:
             raise NotAnArchiveError(
                 "not an auditd-py archive (no archive.json)", file=str(self.root)
             ) from exc
+        except PermissionError as exc:
+            raise denied(self.identity) from exc
         except OSError as exc:
             raise ArchiveError(f"cannot read: {exc.strerror}", file=str(self.identity)) from exc
 
-    def segment_names(self) -> list[str]:
+    def _list(self, directory: Path) -> list[str]:
+        """The names in one of the archive's directories; one clear error if it cannot be."""
         try:
-            names = os.listdir(self.segments)
+            return os.listdir(directory)
         except FileNotFoundError as exc:
             raise NotAnArchiveError(
-                "archive has no segments/ directory", file=str(self.root)
+                f"archive has no {directory.name}/ directory", file=str(self.root)
             ) from exc
+        except PermissionError as exc:
+            raise denied(directory) from exc
+
+    def segment_names(self) -> list[str]:
+        names = self._list(self.segments)
         return sorted({m["name"] for n in names if (m := SEGMENT_FILE.fullmatch(n))})
 
     def segment_files(self) -> list[tuple[str, Path]]:
@@ -94,12 +109,7 @@ class Layout:
         A segment appears once: when both its plain file and a compressed copy
         exist (a compression was interrupted), the plain file is the segment.
         """
-        try:
-            names = set(os.listdir(self.segments))
-        except FileNotFoundError as exc:
-            raise NotAnArchiveError(
-                "archive has no segments/ directory", file=str(self.root)
-            ) from exc
+        names = set(self._list(self.segments))
         out: dict[str, str] = {}
         for n in names:
             m = SEGMENT_FILE.fullmatch(n)
@@ -124,21 +134,40 @@ class Layout:
         return plain
 
     def checkpoint_files(self) -> list[tuple[str, bytes]]:
-        try:
-            names = sorted(n for n in os.listdir(self.checkpoints) if CHECKPOINT_RE.fullmatch(n))
-        except FileNotFoundError as exc:
-            raise NotAnArchiveError(
-                "archive has no checkpoints/ directory", file=str(self.root)
-            ) from exc
+        names = sorted(n for n in self._list(self.checkpoints) if CHECKPOINT_RE.fullmatch(n))
         out = []
         for n in names:
             try:
-                out.append((f"{CHECKPOINTS}/{n}", (self.checkpoints / n).read_bytes()))
+                rel = f"{CHECKPOINTS}/{n}"
+                out.append((rel, read_document(self.checkpoints / n, rel)))
             except OSError as exc:
                 raise ArchiveError(
                     f"cannot read: {exc.strerror}", file=f"{CHECKPOINTS}/{n}"
                 ) from exc
         return out
+
+
+def denied(path: Path) -> ArchiveError:
+    """The one error of a user who may not read the archive."""
+    return ArchiveError(
+        "permission denied: this user may not read the archive "
+        "(it is readable by its owner and group only: ask to be put in its group)",
+        file=str(path),
+    )
+
+
+def secure_dirs(layout: Layout, gid: int | None = None) -> None:
+    """The archive's directories to :data:`DIR_MODE` whatever the umask, owned by group
+    ``gid`` if given, then setgid so that every file created in them has that group."""
+    for d in (layout.root, layout.segments, layout.checkpoints, layout.quarantine):
+        if not d.is_dir():
+            continue
+        try:
+            if gid is not None:
+                os.chown(d, -1, gid)
+            os.chmod(d, DIR_MODE | (stat.S_ISGID if gid is not None else 0))
+        except OSError as exc:
+            raise ArchiveError(f"cannot set the mode: {exc.strerror}", file=str(d)) from exc
 
 
 def fsync_dir(path: Path) -> None:
@@ -149,11 +178,12 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` via a temporary file, fsync and rename."""
+def write_atomic(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
+    """Write ``data`` to ``path`` via a temporary file, fsync and rename (``mode`` exactly)."""
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
+        os.fchmod(fd, mode)  # whatever the umask
         write_all(fd, data)
         os.fsync(fd)
     except BaseException:
@@ -174,9 +204,10 @@ def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
 
 
 def write_new(path: Path, data: bytes, mode: int) -> None:
-    """Create ``path`` exclusively with ``mode`` (refuses to overwrite)."""
+    """Create ``path`` exclusively with exactly ``mode`` (refuses to overwrite)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
+        os.fchmod(fd, mode)  # whatever the umask
         write_all(fd, data)
         os.fsync(fd)
     except BaseException:

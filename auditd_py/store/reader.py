@@ -13,7 +13,7 @@ from auditd_py.chain.checkpoint import Checkpoint
 from auditd_py.chain.encoding import leaf_hash, parse_record, split_line
 from auditd_py.chain.verify import Report
 from auditd_py.errors import ArchiveError, Failure, FormatError, IntegrityError, ProofError
-from auditd_py.store.compress import CORRUPT, open_segment
+from auditd_py.store.bounded import CORRUPT, BoundedLines, open_lines
 from auditd_py.store.layout import SEGMENTS, Layout
 from auditd_py.store.segment import read_header
 from auditd_py.store.verification import Progress, VerifyPolicy, verify
@@ -26,11 +26,11 @@ def archive_bytes(layout: Layout) -> int:
     return sum(p.stat().st_size for _, p in layout.segment_files())
 
 
-def _open(path: Path) -> Any:
-    """A segment's lines; compressed segments are decompressed as a stream."""
+def _open(path: Path) -> BoundedLines:
+    """A segment's lines, bounded (``store.bounded``); compressed ones decompressed as a stream."""
     try:
         try:
-            return open_segment(path)
+            return open_lines(path, f"{SEGMENTS}/{path.name}")
         except FileNotFoundError:
             # compressed (or its interrupted copy removed) since it was listed
             alt = Layout.at(path.parent.parent).segment_path(
@@ -38,7 +38,7 @@ def _open(path: Path) -> Any:
             )
             if alt == path:
                 raise
-            return open_segment(alt)
+            return open_lines(alt, f"{SEGMENTS}/{alt.name}")
     except OSError as exc:
         raise ArchiveError(f"cannot read: {exc.strerror}", file=str(path)) from exc
 

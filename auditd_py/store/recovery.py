@@ -21,7 +21,8 @@ from auditd_py.chain.seal import Sealer
 from auditd_py.clock import Clock
 from auditd_py.errors import FormatError, IntegrityError, StateError
 from auditd_py.record import Position
-from auditd_py.store.compress import CORRUPT, is_compressed, open_segment
+from auditd_py.store.bounded import CORRUPT
+from auditd_py.store.compress import is_compressed, open_segment
 from auditd_py.store.immutable import Worm
 from auditd_py.store.layout import Layout, write_atomic
 from auditd_py.store.state import WriterState

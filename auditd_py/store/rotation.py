@@ -20,7 +20,7 @@ from auditd_py.clock import Clock
 from auditd_py.errors import ArchiveError, DiskFullError
 from auditd_py.store.compress import is_compressed
 from auditd_py.store.immutable import Worm
-from auditd_py.store.layout import Layout, fsync_dir
+from auditd_py.store.layout import FILE_MODE, Layout, fsync_dir
 from auditd_py.store.state import WriterState
 
 FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
@@ -74,8 +74,9 @@ class WriterSegments:
         path = self.layout.segments / name
         try:
             self._fd = os.open(
-                path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644
+                path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, FILE_MODE
             )
+            os.fchmod(self._fd, FILE_MODE)  # whatever the umask
         except OSError as exc:
             if exc.errno in FULL_ERRNOS:
                 raise disk_full(exc, path) from exc

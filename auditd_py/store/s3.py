@@ -40,7 +40,7 @@ from auditd_py.errors import (
     IntegrityError,
     UsageError,
 )
-from auditd_py.store.compress import CORRUPT, decompressing
+from auditd_py.store.bounded import CORRUPT, decompressed, read_capped
 from auditd_py.store.layout import (
     CHECKPOINT_RE,
     CHECKPOINTS,
@@ -266,7 +266,7 @@ class BucketArchive:
         body = self.get(obj)
         with _reading(self.url(rel)):
             try:
-                return bytes(body.read())
+                return read_capped(body, rel)
             finally:
                 body.close()
 
@@ -367,11 +367,9 @@ class BucketArchive:
         """The segment's lines as a buffered stream, decompressed on the fly."""
         raw = _Raw(self.get(self.objects[rel]))
         try:
-            stream: IO[bytes]
-            if rel.endswith((".zst", ".gz")):
-                stream = decompressing(cast(IO[bytes], raw), rel)  # strict: FORMAT.md 11.4
-            else:
-                stream = io.BufferedReader(raw, buffer_size=_CHUNK)
+            # strict (FORMAT.md 11.4) and bounded lines (store.bounded): a bomb or a
+            # cut stream is a format failure, not a MemoryError or a shorter segment
+            stream = decompressed(cast(IO[bytes], raw), rel, rel)
             with stream:
                 yield stream
         finally:

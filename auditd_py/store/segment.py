@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from auditd_py.chain.encoding import parse_record
-from auditd_py.errors import ArchiveError, FormatError
-from auditd_py.store.compress import CORRUPT, open_segment
+from auditd_py.errors import ArchiveError, FormatError, IntegrityError
+from auditd_py.store.bounded import CORRUPT, open_lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +37,10 @@ class Header:
 def read_header(path: Path, name: str) -> Header:
     """Parse the first line of a segment file (plain or compressed)."""
     try:
-        with open_segment(path) as fh:
+        with open_lines(path, str(path)) as fh:
             line = fh.readline()
+    except IntegrityError as exc:  # longer than a record may be (store.bounded)
+        raise ArchiveError(f"segment header: {exc.message}", file=str(path)) from exc
     except OSError as exc:
         raise ArchiveError(f"cannot read segment header: {exc.strerror}", file=str(path)) from exc
     except CORRUPT as exc:  # a damaged compressed segment (FORMAT.md 11.4)

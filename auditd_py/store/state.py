@@ -12,12 +12,13 @@ that does and does not guarantee on journaling file systems and SSDs.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import stat
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,10 @@ from auditd_py.record import Position
 
 STATE_FILE = "sealing.state"
 LOCK_FILE = "lock"
-SLOT = 262144  # room for the sealed positions of ~1,000 tailed files
+SLOT = 262144  # room for the sealed positions of ~1,000 tailed files; more spill to a file
+POSITIONS_FILE = "positions-{:016d}.json"
+"""Sealed source positions too many for a slot, named by the state counter that uses them."""
+_POS_TAG = b"\x11"
 MAGIC = b"ADPSTAT1"
 _HDR = struct.Struct(">8sQI")  # magic, counter, payload length
 _TAG = b"\x10"
@@ -91,8 +95,13 @@ class SavedState:
     writer: WriterState = field(default_factory=WriterState)
 
 
-def _encode(saved: SavedState) -> bytes:
+def _encode(saved: SavedState, spilled: Mapping[str, str] | None = None) -> bytes:
+    """The slot's payload; ``spilled``: where the positions are instead (see ``StateFile``)."""
     state = saved.sealer
+    extra = saved.writer.to_json()
+    if spilled is not None:
+        extra.pop("positions", None)
+        extra["positions_file"] = dict(spilled)
     return orjson.dumps(
         {
             "archive": state.archive,
@@ -106,7 +115,7 @@ def _encode(saved: SavedState) -> bytes:
             "mac": state.mac.hex(),
             "stack": [x.hex() for x in state.stack],
             "prev_checkpoint": state.prev_checkpoint.hex(),
-            "extra": saved.writer.to_json(),
+            "extra": extra,
         }
     )
 
@@ -207,8 +216,12 @@ class StateFile:
         if len(valid) == 2:  # a save was interrupted after writing the new slot
             sf._wipe(1 - idx)
         try:
-            return sf, _decode(payload)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            saved = _decode(payload)
+            extra = orjson.loads(payload).get("extra", {})
+            if "positions_file" in extra:
+                saved = sf._unspill(saved, extra)
+            return sf, saved
+        except (KeyError, TypeError, ValueError, AttributeError, OSError) as exc:
             sf.release()
             raise StateError(f"sealing state is malformed: {exc}", file=str(sf.path)) from exc
 
@@ -240,12 +253,63 @@ class StateFile:
         os.fsync(self._fd)
 
     def save(self, state: SavedState) -> None:
-        """Persist ``state`` and overwrite the previous one in place."""
+        """Persist ``state`` and overwrite the previous one in place.
+
+        Positions of more files than a slot holds go to a file of their own,
+        written (and fsynced) before the slot that names it with its digest; the
+        older positions files are removed only once that slot is saved: a crash
+        at any point leaves the slot it ends with and the positions it names.
+        """
         assert self._fd is not None
         new = 1 - self._slot
         self._counter += 1
-        os.pwrite(self._fd, _slot(self._counter, _encode(state)), new * SLOT)
+        payload = _encode(state)
+        spilled = None
+        if _HDR.size + len(payload) + DIGEST_SIZE > SLOT and state.writer.positions:
+            spilled = self._spill(state.writer)
+            payload = _encode(state, spilled)
+        os.pwrite(self._fd, _slot(self._counter, payload), new * SLOT)
         os.fsync(self._fd)
         old = self._slot
         self._slot = new
         self._wipe(old)
+        self._prune(spilled["name"] if spilled is not None else None)
+
+    def _spill(self, writer: WriterState) -> dict[str, str]:
+        name = POSITIONS_FILE.format(self._counter)
+        data = orjson.dumps(writer.to_json()["positions"])
+        tmp = self.dir / f".{name}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.dir / name)
+        dfd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        return {"name": name, "digest": h(_POS_TAG, data).hex()}
+
+    def _prune(self, keep: str | None) -> None:
+        """Remove positions files no slot names any more (and temp files of a crash)."""
+        for n in os.listdir(self.dir):
+            if n != keep and n.lstrip(".").startswith("positions-"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.dir / n)
+
+    def _unspill(self, saved: SavedState, extra: Mapping[str, Any]) -> SavedState:
+        """The positions a slot names in a file of their own, checked against its digest."""
+        ref = extra["positions_file"]
+        name = str(ref["name"])
+        if "/" in name or not name.startswith("positions-"):
+            raise ValueError(f"bad positions file name {name!r}")
+        data = (self.dir / name).read_bytes()
+        if h(_POS_TAG, data).hex() != ref["digest"]:
+            raise ValueError(f"{name} does not match the digest the state names")
+        writer = WriterState.from_json({**saved.writer.to_json(), "positions": orjson.loads(data)})
+        return replace(saved, writer=writer)

@@ -52,8 +52,11 @@ from auditd_py.errors import (
 from auditd_py.record import Position
 from auditd_py.store.immutable import OFF, Worm
 from auditd_py.store.layout import (
+    DIR_MODE,
+    FILE_MODE,
     Layout,
     fsync_dir,
+    secure_dirs,
     write_atomic,
     write_new,
 )
@@ -101,9 +104,10 @@ def create_archive(
     ident = Identity(archive_id, host or socket.gethostname(), now_ns, pk)
     ident_bytes = ident.to_bytes()
     try:
-        layout.root.mkdir(parents=True, exist_ok=True)
+        layout.root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         for d in (layout.segments, layout.checkpoints, layout.quarantine):
-            d.mkdir(exist_ok=True)
+            d.mkdir(mode=DIR_MODE, exist_ok=True)
+        secure_dirs(layout)
         for p in (verify_key_path, public_key_path):
             p.parent.mkdir(parents=True, exist_ok=True)
         write_new(verify_key_path, VerifyKey(archive_id, mac_key, pk).to_bytes(), 0o600)
@@ -115,10 +119,10 @@ def create_archive(
             SealerState.genesis(archive_id, genesis_link(ident_bytes), mac_key, sign_seed, now_ns)
         )
         genesis = sealer.checkpoint(now_ns, GENESIS)
-        write_new(layout.checkpoint(genesis.epoch), genesis.line + b"\n", 0o644)
+        write_new(layout.checkpoint(genesis.epoch), genesis.line + b"\n", FILE_MODE)
         sealer.evolve(genesis)
         StateFile.create(layout.state, SavedState(sealer.snapshot())).release()
-        write_new(layout.identity, ident_bytes, 0o644)
+        write_new(layout.identity, ident_bytes, FILE_MODE)
         fsync_dir(layout.root)
     except FileExistsError as exc:
         raise ArchiveExistsError(
@@ -398,7 +402,7 @@ class ArchiveWriter(WriterSegments, WriterRecovery, WriterRetirement):
         cp = self.sealer.checkpoint(self.clock.now_ns(), reason)
         path = self.layout.checkpoint(cp.epoch)
         try:
-            write_atomic(path, cp.line + b"\n", 0o644)
+            write_atomic(path, cp.line + b"\n", FILE_MODE)
         except OSError as exc:  # nothing changed: the epoch ends when it can be written
             if exc.errno in FULL_ERRNOS:
                 self.disk_full = True

@@ -17,11 +17,11 @@ import os
 from auditd_py.sources.file.discovery import Ident
 from auditd_py.sources.file.fingerprint import last_bytes, same_end
 from auditd_py.sources.file.origins import Origin, Origins
+from auditd_py.sources.file.peers import Peers
 from auditd_py.sources.file.rotation import (
     RETRY,
     WAIT,
     Head,
-    copy_of_unread,
     copy_too_short_to_compare,
 )
 from auditd_py.sources.file.tracked import CHUNK, Tracked
@@ -35,7 +35,7 @@ class Copies:
         self.origins = origins
         self.fingerprint_bytes = fingerprint_bytes
 
-    def copy_origin(self, t: Tracked, size: int) -> int | None:
+    def copy_origin(self, t: Tracked, size: int, peers: Peers | None = None) -> int | None:
         """A new file that is a copy of one already read: where to start reading it.
 
         Returns the offset to start at, None (a new file: from 0), WAIT (cannot
@@ -44,15 +44,16 @@ class Copies:
         truncation is seen, never on a comparison it spoiled).
         """
         t.wait_off, t.wait_tail, t.doubt = 0, b"", None
-        others = [o for o in self.files.values() if o is not t and not o.pending]
+        if peers is None:  # outside a scan: gathered for this one decision
+            peers = Peers(self.files.values())
         head = Head(os.pread(t.fd, min(size, self.fingerprint_bytes), 0))
         compared: list[Tracked] = []  # files whose bytes were read to compare: see 3.
         # 0. It starts like a file we have not read anything of yet: the copy's bytes
         #    would be read there too. Decide once that one is read.
-        if copy_of_unread(head.bytes, others):
+        if peers.unread_starting_with(head.bytes, t):
             return WAIT
         # 1. A copy of a file we are reading (being made, or made and not truncated yet).
-        if self._copy_of_live(t, size, head, [o for o in others if o.off], compared):
+        if self._copy_of_live(t, size, head, [o for o in peers.live if o is not t], compared):
             return WAIT
         # 2. A copy of the read part of a file truncated since (live, or while we were
         #    stopped), or of a file gone while we were stopped.
@@ -80,7 +81,10 @@ class Copies:
             # Too short to tell yet: if it starts like a file we read (or is still
             # empty), it may be a copy in progress; wait for it to grow, or to stay.
             for o in live:
-                got = os.pread(o.fd, len(head.bytes), 0)
+                # a file closed for being idle is unchanged since (else it was reopened):
+                # its first bytes are the ones in memory, no need to open it again
+                n = len(head.bytes)
+                got = o.head[:n] if o.head_in_memory(n) else os.pread(o.fd, n, 0)
                 if got == head.bytes:
                     return True
                 if len(got) < len(head.bytes):  # shorter than what we read: truncated meanwhile?

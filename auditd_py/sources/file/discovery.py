@@ -36,13 +36,55 @@ def unclaim(ident: Ident, source: str) -> None:
             del _claims[ident]
 
 
-def list_paths(patterns: Iterable[str], exclude: Iterable[str]) -> list[str]:
+def list_paths(
+    patterns: Iterable[str], exclude: Iterable[str], follow_symlinks: bool = False
+) -> list[str]:
+    """The files the globs match, minus the excluded ones.
+
+    A match reached through a symlinked directory below the pattern's fixed
+    part (:func:`static_dir`) is left out, unless ``follow_symlinks``; even then
+    one whose directory resolves outside that fixed part (the configured root)
+    is left out: a link cannot bring files from elsewhere into the archive.
+    """
     found: set[str] = set()
     for pattern in patterns:
-        found.update(glob.glob(pattern, recursive=True))
+        root = static_dir(pattern)
+        inside = _Inside(root, follow_symlinks)
+        found.update(p for p in glob.glob(pattern, recursive=True) if inside(p))
     for pattern in exclude:
         found.difference_update(glob.glob(pattern, recursive=True))
     return sorted(found)
+
+
+class _Inside:
+    """Whether a path found under ``root`` is reached without leaving it (see list_paths)."""
+
+    def __init__(self, root: str, follow_symlinks: bool) -> None:
+        self.root = root
+        self.follow = follow_symlinks
+        self.real_root = os.path.realpath(root)
+        self._dirs: dict[str, bool] = {}
+
+    def __call__(self, path: str) -> bool:
+        d = os.path.dirname(path) or "."
+        ok = self._dirs.get(d)
+        if ok is None:
+            ok = self._dirs[d] = self._dir_ok(d)
+        return ok
+
+    def _dir_ok(self, d: str) -> bool:
+        rel = os.path.relpath(d, self.root)
+        if rel == ".":
+            return True
+        if rel.startswith(".." + os.sep) or rel == "..":
+            return False
+        cur = self.root
+        for part in rel.split(os.sep):
+            cur = os.path.join(cur, part)
+            if os.path.islink(cur) and not self.follow:
+                return False
+        real = os.path.realpath(d)
+        return real == self.real_root or real.startswith(self.real_root.rstrip(os.sep) + os.sep)
 
 
 def idents_of(paths: Iterable[str]) -> set[Ident]:

@@ -11,13 +11,11 @@ decisions need them: a file may be truncated by logrotate between two reads).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Literal
 
 from auditd_py.sources.file.fingerprint import fingerprint
 from auditd_py.sources.file.origins import Origin
 from auditd_py.sources.file.position import FilePosition
-from auditd_py.sources.file.tracked import Tracked
 
 WAIT = -1  # copy_origin: "cannot tell yet"
 RETRY = -2  # copy_origin: an original changed while compared: decide once its truncation is seen
@@ -37,15 +35,6 @@ class Head:
         if fpn not in self._fps:
             self._fps[fpn] = fingerprint(self.bytes[:fpn])
         return self._fps[fpn] == fp
-
-
-def copy_of_unread(head: bytes, others: Iterable[Tracked]) -> bool:
-    """It starts like a file we have not read anything of yet (opened by the same
-    scan, say at a start while logrotate is copying it): the copy's bytes would
-    be read there too. Decide once that one is read."""
-    return bool(head) and any(
-        not o.off and not o.partial and o.head.startswith(head) for o in others
-    )
 
 
 def copy_too_short_to_compare(org: Origin, size: int) -> bool:

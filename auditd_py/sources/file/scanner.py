@@ -21,14 +21,15 @@ from auditd_py.clock import Clock
 from auditd_py.config import FileSource
 from auditd_py.contracts import Meta, Sink
 from auditd_py.record import pos_key
-from auditd_py.sources.file import discovery
+from auditd_py.sources.file import budget, discovery
 from auditd_py.sources.file.copies import Copies
 from auditd_py.sources.file.discovery import Ident
 from auditd_py.sources.file.fingerprint import fingerprint
 from auditd_py.sources.file.origins import Origins
+from auditd_py.sources.file.peers import Peers
 from auditd_py.sources.file.resume import Resume
 from auditd_py.sources.file.rotation import RETRY, WAIT
-from auditd_py.sources.file.tracked import Tracked
+from auditd_py.sources.file.tracked import RELEASED, Descriptors, Tracked
 
 
 class Scanner:
@@ -39,6 +40,10 @@ class Scanner:
         self.name = settings.name
         self.clock = clock
         self._files: dict[Ident, Tracked] = {}
+        self._fds = Descriptors()
+        self._deferred: list[tuple[str, os.stat_result]] = []
+        """New files the last scan found with the descriptor budget spent."""
+        self._deferred_as: tuple[Peers | None, bool] = (None, False)
         self._origins = Origins()
         self._resume = Resume(self.name, settings.fingerprint_bytes, self._origins)
         self._copies = Copies(self._files, self._origins, settings.fingerprint_bytes)
@@ -57,7 +62,8 @@ class Scanner:
     # ------------------------------------------------------------ discovery
 
     def _paths(self) -> list[str]:
-        return discovery.list_paths(self.settings.paths, self.settings.exclude)
+        s = self.settings
+        return discovery.list_paths(s.paths, s.exclude, s.follow_symlinks)
 
     def _scan(self) -> None:
         first = self._first_scan
@@ -69,6 +75,26 @@ class Scanner:
         # Files with a sealed position first: whether theirs still fits (or they were
         # truncated while we were stopped) decides where a copy of them starts.
         found.sort(key=lambda f: (f[1].st_dev, f[1].st_ino) not in self._resume)
+        self._deferred = []
+        self._open_new(found, first)
+        # Only now: another file of this scan may have turned out to be the copy.
+        doubts, self._doubts = self._doubts, []
+        for t in doubts:
+            self._doubted(t)
+
+    def _open_new(
+        self,
+        found: list[tuple[str, os.stat_result]],
+        first: bool = False,
+        peers: Peers | None = None,
+    ) -> None:
+        """Open the new files of ``found`` within the descriptor budget; defer the rest.
+
+        ``peers`` is gathered at the first new file, once per scan; the deferred
+        files are opened later against the same peers, as if opened by this scan
+        (comparing each with every file read meanwhile would be quadratic).
+        """
+        files, limit, full = self._files.values(), self.settings.max_open_files, False
         for path, st in found:
             if not stat.S_ISREG(st.st_mode):
                 self._note(
@@ -83,11 +109,29 @@ class Scanner:
                 t.path = path
                 t.rotated_at = None
                 continue
-            self._open(path, st, at_end=first and self.settings.read_from == "end")
-        # Only now: another file of this scan may have turned out to be the copy.
+            if full or (self._fds.open >= limit and not budget.make_room(files, self._fds, limit)):
+                full = True  # the budget is spent on files still being read: after them
+                peers = peers if peers is not None else Peers(self._files.values())
+                self._deferred.append((path, st))
+                self._deferred_as = (peers, first)
+                continue
+            if peers is None:
+                peers = Peers(self._files.values())
+            t = self._open(path, st, at_end=first and self.settings.read_from == "end", peers=peers)
+            if t is not None:
+                peers.add(t)
+
+    def open_deferred(self) -> list[Tracked]:
+        """Open what the budget allows of the files the last scan deferred (once those
+        opened before were read to their end); the new ones."""
+        found, self._deferred = self._deferred, []
+        before = set(self._files)
+        peers, first = self._deferred_as
+        self._open_new(found, first, peers)
         doubts, self._doubts = self._doubts, []
         for t in doubts:
             self._doubted(t)
+        return [t for k, t in self._files.items() if k not in before]
 
     def _find_rotated_while_stopped(self) -> None:
         """Sealed positions whose file was renamed away from the globs while we were down."""
@@ -141,7 +185,9 @@ class Scanner:
 
     # ------------------------------------------------------------ opening
 
-    def _open(self, path: str, st: os.stat_result, *, at_end: bool) -> Tracked | None:
+    def _open(
+        self, path: str, st: os.stat_result, *, at_end: bool, peers: Peers | None = None
+    ) -> Tracked | None:
         ident = (st.st_dev, st.st_ino)
         if not self._claim(ident, path):
             return None
@@ -154,9 +200,10 @@ class Scanner:
         fpn = len(head)
         fp = fingerprint(head)
         key = pos_key(self.name, st.st_dev, st.st_ino)
-        t = Tracked(key, path, st.st_dev, st.st_ino, fd, 0, fp, fpn, head=head)
+        t = Tracked(key, path, st.st_dev, st.st_ino, fd, 0, fp, fpn, head=head, fds=self._fds)
+        self._fds.open += 1
         self._files[ident] = t
-        start, how = self._start_offset(t, st, at_end)
+        start, how = self._start_offset(t, st, at_end, peers)
         t.off = start
         meta = self._meta
         if meta is not None:
@@ -179,7 +226,8 @@ class Scanner:
     def _open_fd(self, path: str, ident: Ident) -> int | None:
         """A descriptor of ``path``, if it is still the file ``ident`` (claimed)."""
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            # O_NONBLOCK: a FIFO swapped in since the stat must not block the open
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError as exc:
             discovery.unclaim(ident, self.name)
             self._note(
@@ -193,6 +241,13 @@ class Scanner:
             return None
         self._noted.discard(("open", f"{path}:{errno.EACCES}"))
         st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # swapped for a FIFO or device since the stat
+            os.close(fd)
+            discovery.unclaim(ident, self.name)
+            self._note(
+                "notfile", path, ev.FILE_UNREADABLE, f"{path} is not a regular file", path=path
+            )
+            return None
         if (st.st_dev, st.st_ino) != ident:
             # Renamed between the stat and the open (logrotate shifting a.log.1 to
             # a.log.2 and creating a.log.1 meanwhile): this descriptor is another file
@@ -203,7 +258,9 @@ class Scanner:
             return None
         return fd
 
-    def _start_offset(self, t: Tracked, st: os.stat_result, at_end: bool) -> tuple[int, str]:
+    def _start_offset(
+        self, t: Tracked, st: os.stat_result, at_end: bool, peers: Peers | None
+    ) -> tuple[int, str]:
         sealed = self._resume.pop(t.ident)
         if sealed is not None:
             off = sealed.pos.off
@@ -224,7 +281,7 @@ class Scanner:
                     size=st.st_size,
                 )
             return 0, "reread"
-        copy = self._copies.copy_origin(t, st.st_size)
+        copy = self._copies.copy_origin(t, st.st_size, peers)
         if copy in (WAIT, RETRY):
             t.pending = True
             t.seen_size = st.st_size
@@ -256,8 +313,11 @@ class Scanner:
         )
 
     def _close(self, t: Tracked) -> None:
-        with contextlib.suppress(OSError):
-            os.close(t.fd)
+        if t.handle >= 0:
+            with contextlib.suppress(OSError):
+                os.close(t.handle)
+            self._fds.open -= 1
+        t.handle = RELEASED
         self._files.pop(t.ident, None)
         discovery.unclaim(t.ident, self.name)
 

@@ -20,15 +20,21 @@ from auditd_py.clock import Clock
 from auditd_py.config import FileSource
 from auditd_py.contracts import Meta, Sink
 from auditd_py.record import Fields, Position
-from auditd_py.sources.file import discovery, lines
+from auditd_py.sources.file import budget, discovery, lines
 from auditd_py.sources.file.origins import Origin
 from auditd_py.sources.file.rotation import WAIT, decided_offset, let_go, truncation, undecided
 from auditd_py.sources.file.scanner import Scanner
 from auditd_py.sources.file.tracked import CHUNK, Tracked
+from auditd_py.sources.heartbeat import STUCK_AFTER, Heartbeat
 
 BATCH = 2048
+BATCH_BYTES = 4 * 1024 * 1024
+"""A batch goes to the queue after this many bytes read, too: long lines stream."""
 
 
+# Over ~300 lines since issue 14: one thread's loop over rotation, truncation, copies,
+# the descriptor budget and its heartbeat; the decisions themselves are in rotation.py,
+# copies.py and budget.py, and finding and opening files in scanner.py.
 class FileTailer(Scanner):
     """A ``type: file`` source."""
 
@@ -36,6 +42,7 @@ class FileTailer(Scanner):
         super().__init__(settings, clock)
         self._thread: threading.Thread | None = None
         self._observer: Any = None
+        self.heartbeat = Heartbeat(clock, max(STUCK_AFTER, 20 * settings.poll_interval / 1e9))
 
     # ------------------------------------------------------------ lifecycle
 
@@ -64,6 +71,7 @@ class FileTailer(Scanner):
     def _loop(self) -> None:
         interval = self.settings.poll_interval / 1e9
         while not self._stop.is_set():
+            self.heartbeat.beat()
             try:
                 with self._lock:
                     busy = self._poll()
@@ -92,16 +100,23 @@ class FileTailer(Scanner):
         self._wake.set()
         if self._observer is not None:
             self._observer.stop()
-        if self._thread is not None:
-            self._thread.join(10)
-        with self._lock:
-            for t in list(self._files.values()):
-                self._close(t)
+        if self._thread is not None:  # a stuck thread will not finish: no long wait for it
+            self._thread.join(1 if self.heartbeat.stuck_for() is not None else 10)
+        # A thread stuck in a read holds the lock: give up on it, the process ends anyway.
+        if self._lock.acquire(timeout=2):
+            try:
+                for t in list(self._files.values()):
+                    self._close(t)
+            finally:
+                self._lock.release()
 
     def healthy(self) -> tuple[bool, str]:
         alive = self._thread is not None and self._thread.is_alive()
         if not alive and not self._stop.is_set():
             return False, "file tailer thread is not running"
+        stuck = self.heartbeat.stuck_for() if alive else None
+        if stuck is not None:
+            return False, f"file tailer thread stuck: no progress for {stuck:.0f}s"
         return (not self.error, self.error)
 
     def stats(self) -> dict[str, int]:
@@ -112,23 +127,46 @@ class FileTailer(Scanner):
 
     def _poll(self) -> bool:
         """One pass over every file; True if any data was read."""
+        quiet = {id(t) for t in list(self._files.values()) if not self._awake(t)}
         for t in list(self._files.values()):
             # Truncations first: a copy found by the scan starts where its original,
             # truncated since our last read, was read to (see _truncated).
-            if not t.pending:
+            if not t.pending and id(t) not in quiet:
                 with contextlib.suppress(OSError):  # reported by _read
                     self._recheck(t)
         self._scan()
         busy = False
         now = time.monotonic()
         for t in list(self._files.values()):
+            self.heartbeat.beat()
+            if id(t) in quiet:
+                continue
             try:
                 busy |= self._read(t, now)
                 self._check_rotation(t, now)
             except OSError as exc:
                 self._note("read", t.path, ev.SOURCE_ERROR, f"reading {t.path}: {exc.strerror}")
+        while self._deferred and not self._stop.is_set():  # past the descriptor budget
+            new = self.open_deferred()
+            for t in new:
+                self.heartbeat.beat()
+                with contextlib.suppress(OSError):  # reported at the next poll
+                    busy |= self._read(t, now)
+            if not new:
+                break
         self._origins.age(any_pending=any(t.pending for t in self._files.values()))
+        if self._fds.open > self.settings.max_open_files:
+            budget.make_room(self._files.values(), self._fds, self.settings.max_open_files)
         return busy
+
+    def _awake(self, t: Tracked) -> bool:
+        """Open, or closed for being idle and changed since (:func:`.budget.awake`)."""
+        got = budget.awake(t, self.settings.paths)
+        if got is None:  # gone while closed: nothing more can be read of it
+            if t.partial:
+                self._emit_partial(t)
+            self._release(t)
+        return bool(got)
 
     def _recheck(self, t: Tracked) -> bool:
         """Handle a truncation of ``t`` not seen yet; True if there was one."""
@@ -221,17 +259,19 @@ class FileTailer(Scanner):
         got = False
         batch: list[Fields] = []
         maxlen = self.settings.max_line_bytes
+        held = 0
         while pos < size and not self._stop.is_set():
             chunk = os.pread(t.fd, min(CHUNK, size - pos), pos)
             if not chunk:
                 break
             pos += len(chunk)
+            held += len(chunk)
             got = True
             data = t.partial + chunk if t.partial else chunk
             self.lines += lines.split(t, data, batch, self.name, maxlen, self.clock.now_ns())
-            if len(batch) >= BATCH:
+            if len(batch) >= BATCH or held >= BATCH_BYTES:
                 self._deliver(batch)
-                batch = []
+                batch, held = [], 0
         if got:
             t.last_data = now
             if t.partial and not t.partial_since:
@@ -258,6 +298,7 @@ class FileTailer(Scanner):
         if not batch or self._sink is None:
             return
         while not self._sink.put(batch, block=True, timeout=0.25):
+            self.heartbeat.beat()  # waiting for the sealer is not being stuck
             if self._stop.is_set():
                 raise _Stopped
 
