@@ -1085,9 +1085,11 @@ def test_slow_senders_holding_partial_lines_lock_no_one_out(serve: Serve) -> Non
             c.sendall(chunk)  # no LF: a partial line each
         with socket.create_connection(("127.0.0.1", port)) as c:
             c.sendall(b"<13>1 - - - - - - newcomer\n")
-            sink.wait(lambda r: any(x.message == b"newcomer" for x in r))
+            sink.wait(lambda r: any(x.message == b"newcomer" for x in r), timeout=30)
         # every partial line is sealed, whether by the idle timer or by shedding
-        recs = sink.wait(lambda r: sum(1 for x in r if x.message.startswith(b"ppp")) == 30)
+        recs = sink.wait(
+            lambda r: sum(1 for x in r if x.message.startswith(b"ppp")) == 30, timeout=30
+        )
     finally:
         for c in slow:
             c.close()
