@@ -1079,9 +1079,11 @@ def test_slow_senders_holding_partial_lines_lock_no_one_out(serve: Serve) -> Non
     srv, sink, meta = serve(["tcp://127.0.0.1:0"], max_connections=20, partial_timeout="200ms")
     _, port = addr_of(srv, "tcp")
     chunk = b"<13>1 - - - - - - " + b"p" * 30_000
-    slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(30)]
+    slow: list[socket.socket] = []
     try:
-        for c in slow:
+        for _ in range(30):  # each sends before the next connects: a shed one has sent it
+            c = socket.create_connection(("127.0.0.1", port))
+            slow.append(c)
             c.sendall(chunk)  # no LF: a partial line each
         with socket.create_connection(("127.0.0.1", port)) as c:
             c.sendall(b"<13>1 - - - - - - newcomer\n")
